@@ -1,0 +1,32 @@
+# The two commands (see README.md):
+#   make run   - set up, start the embedded services, migrate, seed, run worker + web
+#   make test  - set up (Chromium included) and run the whole suite, e2e included
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test setup chromium clean
+
+setup: $(STAMP) node_modules/.package-lock.json
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+
+chromium: setup
+	$(PY) -m devtools.chromium
+
+run: setup
+	$(PY) -m devtools.run
+
+test: setup chromium
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) node_modules instance

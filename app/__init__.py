@@ -1,0 +1,156 @@
+"""Clinic Portal: create_app() builds the Flask application from settings."""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import timedelta
+
+from flask import Flask, flash, g, redirect, request, session, url_for
+from flask_login import current_user, logout_user
+
+from app.settings import ConfigError, Settings
+
+__all__ = ["create_app", "ConfigError", "Settings"]
+
+
+def _sqlalchemy_url(url: str) -> str:
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _limiter_storage(url: str) -> str:
+    if url.startswith("unix://"):
+        return "redis+unix://" + url[len("unix://"):]
+    return url
+
+
+def resolve_services(settings: Settings) -> Settings:
+    """Fill DATABASE_URL / REDIS_URL with embedded services outside production."""
+    if settings.is_production or (settings.DATABASE_URL and settings.REDIS_URL):
+        return settings
+    from dataclasses import replace
+
+    from devtools.embedded import ensure_services
+
+    urls = ensure_services(settings.INSTANCE_PATH,
+                           need_db=not settings.DATABASE_URL,
+                           need_redis=not settings.REDIS_URL)
+    return replace(settings, **urls)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = resolve_services(settings or Settings.from_env())
+
+    app = Flask(__name__, instance_path=str(settings.INSTANCE_PATH), instance_relative_config=False)
+    app.config.update(
+        SETTINGS=settings,
+        APP_ENV=settings.APP_ENV,
+        SECRET_KEY=settings.SECRET_KEY,
+        SQLALCHEMY_DATABASE_URI=_sqlalchemy_url(settings.DATABASE_URL),
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        REDIS_URL=settings.REDIS_URL,
+        WTF_CSRF_ENABLED=settings.CSRF_ENABLED,
+        WTF_CSRF_TIME_LIMIT=None,          # the token lives as long as the session
+        RATELIMIT_STORAGE_URI=_limiter_storage(settings.REDIS_URL),
+        RATELIMIT_KEY_PREFIX=f"{settings.REDIS_NAMESPACE}:limits",
+        RATELIMIT_HEADERS_ENABLED=True,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.is_production,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        TESTING=settings.APP_ENV == "test",
+    )
+
+    from app import access as access_rules
+    from app.extensions import csrf, db, htmx, limiter, login_manager, migrate
+    from app.services import audit
+
+    audit.use_key(settings.AUDIT_HMAC_KEY)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(settings_root() / "migrations"))
+    csrf.init_app(app)
+    htmx.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please sign in to continue."
+
+    @login_manager.user_loader
+    def load_user(user_id: str):
+        from app.models import User
+
+        return db.session.get(User, int(user_id))
+
+    from app.blueprints import register_blueprints
+
+    register_blueprints(app)
+    access_rules.declare(app, "static", access_rules.PUBLIC)
+
+    @app.before_request
+    def start_unit_of_work():
+        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        audit.set_context(db.session, request_id=g.request_id, ip=request.remote_addr)
+
+    @app.before_request
+    def idle_logoff():
+        if not current_user.is_authenticated:
+            return None
+        limit = settings.IDLE_LOGOFF_STAFF if current_user.is_staff else settings.IDLE_LOGOFF_PATIENT
+        now = time.time()
+        last = session.get("last_seen")
+        if last is not None and now - last > limit.total_seconds():
+            from app.services.audit import Actor
+
+            audit.record(db.session, actor=Actor.of(current_user), action="auth.idle_logoff",
+                         subject_user_id=current_user.id)
+            db.session.commit()
+            logout_user()
+            session.clear()
+            flash("You were signed out after a period of inactivity.", "info")
+            return None   # continue as anonymous: access rules send them to sign in
+        session["last_seen"] = now
+        return None
+
+    app.before_request(access_rules.enforce)
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if request.endpoint not in ("static", "assets.htmx"):
+            # Pages may carry PHI: never cached by the browser or a proxy.
+            response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        return response
+
+    @app.teardown_request
+    def end_unit_of_work(exc):
+        if exc is not None:
+            db.session.rollback()
+
+    @app.context_processor
+    def inject_clinic():
+        from app.services.clinic import current_clinic, default_clinic
+
+        try:
+            clinic = current_clinic(db.session)
+        except Exception:   # the error page must render even when the database is away
+            db.session.rollback()
+            clinic = default_clinic()
+        return {"clinic": clinic, "settings": settings}
+
+    from app.cli import register_cli
+
+    register_cli(app)
+    logging.getLogger("app").setLevel(logging.INFO)
+    return app
+
+
+def settings_root():
+    from app.settings import ROOT
+
+    return ROOT

@@ -1,0 +1,83 @@
+"""The admin's pages: staff accounts and the clinic's settings."""
+from flask import Blueprint, flash, url_for
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms.fields.choices import SelectChoice
+from wtforms import EmailField, PasswordField, SelectField, StringField
+from wtforms.validators import DataRequired, Email, Length, Optional
+
+from app.access import access
+from app.blueprints.forms import password_check, phone_check, timezone_check
+from app.extensions import db
+from app.models import User
+from app.models.user import STAFF_ROLES
+from app.services import accounts, clinic as clinic_service
+from app.services.audit import Actor
+from app.web import redirect_htmx, render
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+class StaffForm(FlaskForm):
+    full_name = StringField("Full name", validators=[DataRequired("Enter a name."), Length(max=120)])
+    email = EmailField("Email", validators=[DataRequired("Enter an email."), Email("Enter a valid email.")])
+    role = SelectField("Role", choices=[SelectChoice(r, r.title()) for r in STAFF_ROLES])
+    phone = StringField("Phone", validators=[Optional(), phone_check])
+    timezone = StringField("Timezone", default="UTC", validators=[DataRequired(), timezone_check])
+    password = PasswordField("Initial password", validators=[DataRequired("Choose a password."), password_check])
+
+
+class ClinicForm(FlaskForm):
+    name = StringField("Clinic name", validators=[DataRequired("Enter the clinic's name."), Length(max=120)])
+    phone = StringField("Call-back phone", validators=[DataRequired("Enter a phone number."), phone_check])
+    address = StringField("Address", validators=[Optional(), Length(max=255)])
+    timezone = StringField("Timezone", validators=[DataRequired(), timezone_check])
+
+
+@bp.get("/")
+@access("admin")
+def home():
+    return render("admin/home.html")
+
+
+@bp.route("/staff", methods=["GET", "POST"])
+@access("admin")
+def staff():
+    form = StaffForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            accounts.create_staff(db.session, actor=Actor.of(current_user),
+                                  full_name=form.full_name.data, email=form.email.data,
+                                  role=form.role.data, timezone_name=form.timezone.data,
+                                  password=form.password.data, phone=form.phone.data or None)
+        except accounts.EmailTaken as taken:
+            db.session.rollback()
+            form.email.errors.append(str(taken))
+            status = 422
+        else:
+            db.session.commit()
+            flash("Staff account created.", "success")
+            return redirect_htmx(url_for("admin.staff"))
+    elif form.is_submitted():
+        status = 422
+    members = db.session.scalars(
+        select(User).where(User.role.in_(STAFF_ROLES)).order_by(User.role, User.full_name)).all()
+    return render("admin/staff.html", block="form", form=form, members=members, status=status)
+
+
+@bp.route("/clinic", methods=["GET", "POST"])
+@access("admin")
+def clinic():
+    current = clinic_service.current_clinic(db.session)
+    form = ClinicForm(obj=current)
+    if form.validate_on_submit():
+        clinic_service.update_clinic(db.session, actor=Actor.of(current_user), name=form.name.data,
+                                     phone=form.phone.data, address=form.address.data or "",
+                                     timezone=form.timezone.data)
+        db.session.commit()
+        flash("Clinic settings saved.", "success")
+        return redirect_htmx(url_for("admin.clinic"))
+    status = 422 if form.is_submitted() else 200
+    return render("admin/clinic.html", block="form", form=form, status=status)

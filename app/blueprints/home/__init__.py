@@ -1,0 +1,42 @@
+"""The landing page and the home page of each role."""
+from flask import Blueprint, redirect
+from flask_login import current_user
+
+from app.access import PUBLIC, access
+from app.web import render
+
+bp = Blueprint("home", __name__)
+
+
+@bp.get("/")
+@access(PUBLIC)
+def index():
+    if current_user.is_authenticated:
+        from app.blueprints.auth.views import home_for
+
+        return redirect(home_for(current_user))
+    return render("home/index.html")
+
+
+@bp.get("/healthz")
+@access(PUBLIC)
+def healthz():
+    return {"status": "ok"}
+
+
+@bp.get("/patient")
+@access("patient")
+def patient():
+    return render("home/patient.html")
+
+
+@bp.get("/provider")
+@access("provider")
+def provider():
+    return render("home/provider.html")
+
+
+@bp.get("/billing")
+@access("billing", "admin")
+def billing():
+    return render("home/billing.html")

@@ -1,0 +1,16 @@
+"""The clinic's own settings, edited by the admin and used by pages and messages."""
+from sqlalchemy import CheckConstraint, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.extensions import db
+
+
+class ClinicSettings(db.Model):
+    __tablename__ = "clinic_settings"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, default=1)
+    name: Mapped[str] = mapped_column(String(120), default="Clinic Portal")
+    phone: Mapped[str] = mapped_column(String(20), default="")
+    address: Mapped[str] = mapped_column(String(255), default="")
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")

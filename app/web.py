@@ -1,0 +1,34 @@
+"""Helpers for views: render a page or one of its fragment blocks, redirect
+for htmx or a plain form post, and the clinic's current actor/context."""
+from __future__ import annotations
+
+from flask import make_response, redirect, render_template, request
+from jinja2_fragments.flask import render_block
+
+
+def is_htmx() -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def render(template: str, *, block: str | None = None, status: int = 200, **context):
+    """The named block for an htmx request (when given), the whole page otherwise."""
+    if block and is_htmx():
+        body = render_block(template, block, **context)
+    else:
+        body = render_template(template, **context)
+    response = make_response(body, status)
+    response.headers.add("Vary", "HX-Request")
+    return response
+
+
+def redirect_htmx(location: str):
+    """HX-Location for htmx, 303 See Other for a plain form post."""
+    if is_htmx():
+        response = make_response("", 204)
+        response.headers["HX-Location"] = location
+        return response
+    return redirect(location, code=303)
+
+
+def client_ip() -> str | None:
+    return request.remote_addr

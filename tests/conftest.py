@@ -1,0 +1,298 @@
+"""Test fixtures: real PostgreSQL and Redis, a fresh database per run.
+
+DATABASE_URL / REDIS_URL name servers to use (CI points them at the
+machine's); unset, the embedded ones are started (devtools/embedded.py).
+Each run creates its own freshly named database (migrated with Alembic, as
+production is) and drops it afterwards, and uses its own Redis key namespace,
+so runs never see each other's data.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from flask import has_app_context
+from flask.testing import FlaskClient
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+RUN_ID = uuid.uuid4().hex[:10]
+
+
+# -- no test reaches the outside world ------------------------------------------------
+
+_real_connect = socket.socket.connect
+
+
+def _guarded_connect(self, address):
+    if self.family == socket.AF_UNIX:
+        return _real_connect(self, address)
+    host = address[0] if isinstance(address, tuple) else address
+    if host not in ("127.0.0.1", "::1", "localhost") and not str(host).startswith("127."):
+        raise AssertionError(f"test tried to reach {address!r}: only local services are allowed")
+    return _real_connect(self, address)
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+
+
+# -- services ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def service_urls(tmp_path_factory):
+    from devtools.embedded import start_postgres, start_redis
+
+    started = []
+    db_url = os.environ.get("DATABASE_URL")
+    redis_url = os.environ.get("REDIS_URL")
+    if not db_url:
+        pg = start_postgres(Path(tmp_path_factory.mktemp("pg")))
+        started.append(pg)
+        db_url = pg.url
+    if not redis_url:
+        redis = start_redis(Path(tmp_path_factory.mktemp("redis")))
+        started.append(redis)
+        redis_url = redis.url
+    yield {"DATABASE_URL": db_url, "REDIS_URL": redis_url}
+    for service in reversed(started):
+        service.stop()
+
+
+def _psycopg_url(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+@pytest.fixture(scope="session")
+def database_url(service_urls):
+    """A freshly named database on the server, dropped after the run."""
+    server = make_url(service_urls["DATABASE_URL"])
+    name = f"clinic_test_{RUN_ID}"
+    admin_url = _psycopg_url(service_urls["DATABASE_URL"])
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = server.set(database=name).render_as_string(hide_password=False)
+    yield url
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def make_settings(database_url, redis_url, tmp_path, **overrides):
+    from app.settings import Settings
+
+    values = dict(
+        APP_ENV="test",
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        REDIS_NAMESPACE=f"clinic-test-{RUN_ID}",
+        INSTANCE_PATH=Path(tmp_path),
+        SECRET_KEY="test-secret-key",
+        AUDIT_HMAC_KEY="test-audit-key",
+    )
+    values.update(overrides)
+    return Settings(**values).checked()
+
+
+@pytest.fixture(scope="session")
+def app(database_url, service_urls, tmp_path_factory):
+    from flask_migrate import upgrade
+
+    from app import create_app
+
+    application = create_app(make_settings(database_url, service_urls["REDIS_URL"],
+                                           tmp_path_factory.mktemp("instance")))
+    with application.app_context():
+        upgrade()     # the schema only ever comes from the migrations
+    return application
+
+
+def _tables(conn) -> list[str]:
+    rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                        "AND tablename <> 'alembic_version'").fetchall()
+    return [row[0] for row in rows]
+
+
+@pytest.fixture
+def db(app):
+    """The app's session inside an app context; every table emptied afterwards."""
+    from app.extensions import db as sqla, limiter
+
+    ctx = app.app_context()
+    ctx.push()
+    limiter.reset()
+    try:
+        yield sqla.session
+    finally:
+        sqla.session.remove()
+        ctx.pop()
+        truncate_all(app)
+
+
+def truncate_all(app) -> None:
+    url = _psycopg_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = _tables(conn)
+        if not tables:
+            return
+        # The audit table refuses TRUNCATE by trigger; the test owner lifts it briefly.
+        conn.execute("ALTER TABLE audit_events DISABLE TRIGGER USER")
+        try:
+            conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
+                sql.SQL(", ").join(sql.Identifier(t) for t in tables)))
+        finally:
+            conn.execute("ALTER TABLE audit_events ENABLE TRIGGER USER")
+
+
+@pytest.fixture
+def raw_conn(app):
+    """A direct psycopg connection to the test database (as its owner)."""
+    with psycopg.connect(_psycopg_url(app.config["SQLALCHEMY_DATABASE_URI"]), autocommit=True) as conn:
+        yield conn
+
+
+class IsolatedClient(FlaskClient):
+    """Each request in its own app context (own ``g``, own session), as in production,
+    even while the test holds an app context for its ``db`` session."""
+
+    def open(self, *args, **kwargs):
+        from app.extensions import db as sqla
+
+        with self.application.app_context():
+            response = super().open(*args, **kwargs)
+        if has_app_context():
+            sqla.session.expire_all()      # the test sees what the request committed
+        return response
+
+
+@pytest.fixture
+def client(app, db):
+    app.test_client_class = IsolatedClient
+    return app.test_client()
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"')
+
+
+def csrf_from(html: str) -> str:
+    match = CSRF_RE.search(html)
+    assert match, "page has no CSRF token"
+    return match.group(1) or match.group(2)
+
+
+class Forms:
+    """Fill a form as a browser would: GET the page, take its CSRF token, POST."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def post(self, url, data, page=None, **kwargs):
+        html = self.client.get(page or url).get_data(as_text=True)
+        return self.client.post(url, data={**data, "csrf_token": csrf_from(html)}, **kwargs)
+
+
+@pytest.fixture
+def forms(client):
+    return Forms(client)
+
+
+class Factories:
+    counter = 0
+
+    def __init__(self, session):
+        self.session = session
+
+    def _next(self) -> int:
+        Factories.counter += 1
+        return Factories.counter
+
+    def user(self, role="patient", *, password="correct-horse-battery", email=None, **fields):
+        from app.services import accounts
+        from app.services.audit import Actor
+
+        n = self._next()
+        email = email or f"{role}{n}@example.test"
+        common = dict(full_name=fields.get("full_name", f"Test {role.title()} {n}"), email=email,
+                      timezone_name=fields.get("timezone", "America/New_York"), password=password)
+        if role == "patient":
+            user = accounts.register_patient(self.session, phone=fields.get("phone", "+15555550123"),
+                                             actor=Actor.system("test"), **common)
+        else:
+            user = accounts.create_staff(self.session, actor=Actor.system("test"), role=role,
+                                         phone=fields.get("phone"), **common)
+        self.session.commit()
+        return user
+
+
+@pytest.fixture
+def factories(db):
+    return Factories(db)
+
+
+def login(client, email, password="correct-horse-battery"):
+    html = client.get("/login").get_data(as_text=True)
+    data = {"email": email, "password": password}
+    if CSRF_RE.search(html):          # absent only where a test turned CSRF off
+        data["csrf_token"] = csrf_from(html)
+    return client.post("/login", data=data)
+
+
+@pytest.fixture
+def login_as(client, factories):
+    def _login(role):
+        user = factories.user(role)
+        response = login(client, user.email)
+        assert response.status_code == 303, response.get_data(as_text=True)
+        return user
+    return _login
+
+
+# -- a live server for the browser tests --------------------------------------------------
+
+@pytest.fixture
+def live_server(app, db):
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    from devtools.chromium import find
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=find(),
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def phone(browser):
+    """A page in a phone-sized viewport (360 px wide, touch)."""
+    context = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True,
+                                  device_scale_factor=2)
+    page = context.new_page()
+    yield page
+    context.close()

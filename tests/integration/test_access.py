@@ -1,0 +1,84 @@
+"""Every route declares who may use it, and this table says what each role gets.
+
+A new route without an ``@access`` rule, or missing from EXPECTED, fails here;
+so does a rule looser or stricter than the table.
+"""
+import pytest
+
+from app.access import rules_for
+
+ROLES = ("anonymous", "patient", "provider", "billing", "admin")
+LOGIN = 302          # anonymous is sent to sign in
+DENY = 403
+
+# (method, endpoint) -> {role: expected status}
+EXPECTED = {
+    ("GET", "home.index"): dict(anonymous=200, patient=302, provider=302, billing=302, admin=302),
+    ("GET", "home.healthz"): dict(anonymous=200, patient=200, provider=200, billing=200, admin=200),
+    ("GET", "home.patient"): dict(anonymous=LOGIN, patient=200, provider=DENY, billing=DENY, admin=DENY),
+    ("GET", "home.provider"): dict(anonymous=LOGIN, patient=DENY, provider=200, billing=DENY, admin=DENY),
+    ("GET", "home.billing"): dict(anonymous=LOGIN, patient=DENY, provider=DENY, billing=200, admin=200),
+    ("GET", "admin.home"): dict(anonymous=LOGIN, patient=DENY, provider=DENY, billing=DENY, admin=200),
+    ("GET", "admin.staff"): dict(anonymous=LOGIN, patient=DENY, provider=DENY, billing=DENY, admin=200),
+    ("POST", "admin.staff"): dict(anonymous=LOGIN, patient=DENY, provider=DENY, billing=DENY, admin=422),
+    ("GET", "admin.clinic"): dict(anonymous=LOGIN, patient=DENY, provider=DENY, billing=DENY, admin=200),
+    ("POST", "admin.clinic"): dict(anonymous=LOGIN, patient=DENY, provider=DENY, billing=DENY, admin=422),
+    ("GET", "auth.signup"): dict(anonymous=200, patient=303, provider=303, billing=303, admin=303),
+    ("POST", "auth.signup"): dict(anonymous=422, patient=303, provider=303, billing=303, admin=303),
+    ("GET", "auth.login"): dict(anonymous=200, patient=303, provider=303, billing=303, admin=303),
+    ("POST", "auth.login"): dict(anonymous=422, patient=303, provider=303, billing=303, admin=303),
+    ("POST", "auth.logout"): dict(anonymous=LOGIN, patient=303, provider=303, billing=303, admin=303),
+    ("GET", "assets.htmx"): dict(anonymous=200, patient=200, provider=200, billing=200, admin=200),
+    ("GET", "static"): dict(anonymous=200, patient=200, provider=200, billing=200, admin=200),
+}
+
+SAMPLE_ARGS = {"static": {"filename": "css/app.css"}}
+
+
+def routes(app):
+    found = set()
+    for rule in app.url_map.iter_rules():
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            found.add((method, rule.endpoint))
+    return found
+
+
+def test_every_route_declares_an_access_rule(app):
+    undeclared = sorted(endpoint for _, endpoint in routes(app) if rules_for(app, endpoint) is None)
+    assert undeclared == []
+
+
+def test_every_route_is_in_the_table(app):
+    assert routes(app) == set(EXPECTED), "update EXPECTED for new or removed routes"
+
+
+def test_not_everything_is_public(app):
+    public = {endpoint for _, endpoint in routes(app) if "public" in rules_for(app, endpoint)}
+    assert public == {"home.index", "home.healthz", "auth.signup", "auth.login", "assets.htmx", "static"}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_route_table(app, client, login_as, role):
+    from flask import url_for
+
+    if role != "anonymous":
+        login_as(role)
+    app.config["WTF_CSRF_ENABLED"] = False     # this table is about roles, CSRF has its own tests
+    try:
+        mismatches = []
+        for (method, endpoint), expected in sorted(EXPECTED.items()):
+            with app.test_request_context():
+                url = url_for(endpoint, **SAMPLE_ARGS.get(endpoint, {}))
+            response = client.open(url, method=method, data={})
+            if response.status_code != expected[role]:
+                mismatches.append((method, endpoint, response.status_code, expected[role]))
+            response.close()
+            if endpoint == "auth.logout" and response.status_code == 303:
+                login_again(client, role, login_as)
+        assert mismatches == []
+    finally:
+        app.config["WTF_CSRF_ENABLED"] = True
+
+
+def login_again(client, role, login_as):
+    login_as(role)

@@ -1,0 +1,26 @@
+from app.models import ClinicSettings, User
+from app.services.seed import seed_demo
+from tests.conftest import login
+
+
+def test_seed_creates_the_demo_clinic_once_and_its_logins_work(app, db, client):
+    logins = seed_demo(db)
+    db.commit()
+    seed_demo(db)
+    db.commit()
+    assert db.query(User).count() == 4
+    assert {role for role, _, _ in logins} == {"patient", "provider", "billing", "admin"}
+    assert db.get(ClinicSettings, 1).name == "Demo Family Clinic"
+    for role, email, password in logins:
+        response = login(client, email, password)
+        assert response.status_code == 303, role
+        client.post("/logout", headers={"X-CSRFToken": _token(client)})
+
+
+def _token(client):
+    import re
+
+    page = client.get("/").get_data(as_text=True)
+    if "X-CSRFToken" not in page:
+        page = client.get(client.get("/").headers.get("Location", "/")).get_data(as_text=True)
+    return re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)
