@@ -6,7 +6,7 @@ import time
 import uuid
 from datetime import timedelta
 
-from flask import Flask, flash, g, redirect, request, session, url_for
+from flask import Flask, flash, g, request, session
 from flask_login import current_user, logout_user
 
 from app.settings import ConfigError, Settings

@@ -15,7 +15,8 @@ from datetime import timedelta
 from pathlib import Path
 
 MODES = ("development", "test", "production")
-PRODUCTION_SECRETS = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "AUDIT_HMAC_KEY")
+PRODUCTION_SECRETS = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "AUDIT_HMAC_KEY",
+                      "STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -49,6 +50,14 @@ class Settings:
     SWEEP_INTERVAL: timedelta = timedelta(seconds=60)
     HTMX_PATH: Path = ROOT / "node_modules" / "htmx.org" / "dist" / "htmx.min.js"
     CSRF_ENABLED: bool = True
+    # Stripe: real Stripe when STRIPE_SECRET_KEY is set; otherwise the run
+    # command and the tests start the offline sandbox (devtools/stripe_sandbox)
+    # and point these at it. The app never knows which one it talks to.
+    STRIPE_SECRET_KEY: str | None = None
+    STRIPE_PUBLISHABLE_KEY: str | None = None
+    STRIPE_WEBHOOK_SECRET: str | None = None
+    STRIPE_API_BASE: str = "https://api.stripe.com"
+    STRIPE_JS_URL: str = "https://js.stripe.com/v3/"
     extra: dict = field(default_factory=dict)
 
     @property
@@ -74,6 +83,11 @@ class Settings:
             LOGIN_LIMIT_PER_ACCOUNT=env.get("LOGIN_LIMIT_PER_ACCOUNT") or "5 per minute",
             LOGIN_LIMIT_PER_ADDRESS=env.get("LOGIN_LIMIT_PER_ADDRESS") or "20 per minute",
             SWEEP_INTERVAL=_seconds(env.get("SWEEP_INTERVAL_SECONDS"), 60),
+            STRIPE_SECRET_KEY=env.get("STRIPE_SECRET_KEY") or None,
+            STRIPE_PUBLISHABLE_KEY=env.get("STRIPE_PUBLISHABLE_KEY") or None,
+            STRIPE_WEBHOOK_SECRET=env.get("STRIPE_WEBHOOK_SECRET") or None,
+            STRIPE_API_BASE=env.get("STRIPE_API_BASE") or "https://api.stripe.com",
+            STRIPE_JS_URL=env.get("STRIPE_JS_URL") or "https://js.stripe.com/v3/",
         )
         values.update(overrides)
         return cls(**values).checked()
@@ -86,6 +100,8 @@ class Settings:
                     "Refusing to start in production without: " + ", ".join(missing)
                     + ". Set them in the environment."
                 )
+            if self.STRIPE_SECRET_KEY.startswith("sk_test_sandbox"):
+                raise ConfigError("STRIPE_SECRET_KEY is the offline sandbox's key; production needs Stripe's.")
             return self
         # Development and test: stable throwaway secrets, never used in production.
         filled = {}

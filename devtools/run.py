@@ -1,7 +1,8 @@
 """The run command (``make run``): everything the portal needs, in one terminal.
 
 1. starts the embedded PostgreSQL and Redis unless DATABASE_URL / REDIS_URL
-   are set (devtools/embedded.py);
+   are set (devtools/embedded.py), and the Stripe sandbox unless
+   STRIPE_SECRET_KEY is set (devtools/stripe_sandbox);
 2. applies the migrations and seeds the demo clinic (once);
 3. starts the RQ worker (with its scheduler) and the web server;
 4. prints the URL and the demo logins, and waits.
@@ -43,11 +44,29 @@ def main() -> int:
     print("Starting embedded services where no URL is set ...", flush=True)
     env.update(ensure_services(settings.INSTANCE_PATH, need_db=not settings.DATABASE_URL,
                                need_redis=not settings.REDIS_URL))
+    port = free_port(int(os.environ.get("PORT", "5000")))
+    sandbox = None
+    if not settings.STRIPE_SECRET_KEY:
+        from devtools.stripe_sandbox.process import SandboxProcess
+
+        sandbox = SandboxProcess.start(settings.INSTANCE_PATH / "stripe_sandbox",
+                                       webhook_url=f"http://127.0.0.1:{port}/webhooks/stripe")
+        env.update(STRIPE_SECRET_KEY=sandbox.secret_key, STRIPE_PUBLISHABLE_KEY=sandbox.publishable_key,
+                   STRIPE_WEBHOOK_SECRET=sandbox.webhook_secret, STRIPE_API_BASE=sandbox.api_base,
+                   STRIPE_JS_URL=sandbox.js_url)
+        print(f"Stripe sandbox (offline Stripe) at {sandbox.api_base}", flush=True)
+    try:
+        return serve(env, port)
+    finally:
+        if sandbox is not None:
+            sandbox.stop()
+
+
+def serve(env: dict, port: int) -> int:
     flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
     subprocess.run(flask + ["db", "upgrade"], cwd=ROOT, env=env, check=True)
     subprocess.run(flask + ["seed"], cwd=ROOT, env=env, check=True)
 
-    port = free_port(int(os.environ.get("PORT", "5000")))
     children = [
         subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env),
         subprocess.Popen(flask + ["run", "--host", "127.0.0.1", "--port", str(port), "--no-debugger"],
@@ -79,7 +98,8 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
-        print("Stopped the web server and the worker; the embedded services stop with this process.")
+        print("Stopped the web server, the worker and the Stripe sandbox; "
+              "the embedded services stop with this process.")
     return 0
 
 

@@ -28,7 +28,7 @@ def set_app(app: Flask) -> None:
 
 
 def _job_app() -> Flask:
-    global _app, _engine_pid
+    global _engine_pid
     if _app is None:
         from app import create_app
 

@@ -1,0 +1,146 @@
+"""The Stripe test cards the sandbox knows, and what each one does.
+
+Only the behaviour name, last 4, brand and expiry of a card are ever stored;
+the full number and CVC are looked at once, when the PaymentMethod is created,
+and then forgotten.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Decline:
+    code: str
+    decline_code: str | None
+    message: str
+
+
+GENERIC = Decline("card_declined", "generic_decline", "Your card was declined.")
+INSUFFICIENT = Decline("card_declined", "insufficient_funds", "Your card has insufficient funds.")
+LOST = Decline("card_declined", "lost_card", "Your card was declined.")
+STOLEN = Decline("card_declined", "stolen_card", "Your card was declined.")
+EXPIRED = Decline("expired_card", None, "Your card has expired.")
+INCORRECT_CVC = Decline("incorrect_cvc", None, "Your card's security code is incorrect.")
+PROCESSING = Decline("processing_error", None,
+                     "An error occurred while processing your card. Try again in a little bit.")
+VELOCITY = Decline("card_declined", "card_velocity_exceeded",
+                   "Your card was declined for making repeated attempts too frequently or exceeding its amount limit.")
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    name: str
+    # decline on attach / SetupIntent and on every charge
+    decline: Decline | None = None
+    # attaches fine, every charge fails
+    charge_decline: Decline | None = None
+    # 3-D Secure: "never", "unless_setup" (on- and off-session, waived once set up),
+    # "always", "on_session_only"
+    auth: str = "never"
+    # decline on payments after authentication (or after being set up)
+    decline_after_auth: Decline | None = None
+    three_d_secure_supported: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+BEHAVIOURS: dict[str, Behaviour] = {b.name: b for b in [
+    Behaviour("success"),
+    Behaviour("decline_generic", decline=GENERIC),
+    Behaviour("decline_insufficient_funds", decline=INSUFFICIENT),
+    Behaviour("decline_lost_card", decline=LOST),
+    Behaviour("decline_stolen_card", decline=STOLEN),
+    Behaviour("decline_expired_card", decline=EXPIRED),
+    Behaviour("decline_incorrect_cvc", decline=INCORRECT_CVC),
+    Behaviour("decline_processing_error", decline=PROCESSING),
+    Behaviour("decline_velocity", decline=VELOCITY),
+    Behaviour("attach_then_decline", charge_decline=GENERIC),
+    Behaviour("auth_unless_setup", auth="unless_setup"),
+    Behaviour("auth_always", auth="always"),
+    Behaviour("auth_on_session_only", auth="on_session_only"),
+    Behaviour("auth_then_insufficient_funds", auth="unless_setup", decline_after_auth=INSUFFICIENT),
+    Behaviour("auth_3ds2_required", auth="unless_setup"),
+    Behaviour("auth_then_declined", auth="unless_setup", decline_after_auth=GENERIC),
+    Behaviour("auth_supported_not_required"),
+    # later issue: refund timing and disputes (behave as plain successes for now)
+    Behaviour("refund_pending_then_succeeded", extra={"refund": "pending_then_succeeded"}),
+    Behaviour("refund_succeeded_then_failed", extra={"refund": "succeeded_then_failed"}),
+    Behaviour("dispute_fraudulent", extra={"dispute": "fraudulent"}),
+]}
+
+# number -> behaviour name.  Any other Luhn-valid number behaves like "success".
+TEST_CARDS: dict[str, str] = {
+    "4242424242424242": "success",
+    "5555555555554444": "success",
+    "4000000000000002": "decline_generic",
+    "4000000000009995": "decline_insufficient_funds",
+    "4000000000009987": "decline_lost_card",
+    "4000000000009979": "decline_stolen_card",
+    "4000000000000069": "decline_expired_card",
+    "4000000000000127": "decline_incorrect_cvc",
+    "4000000000000119": "decline_processing_error",
+    "4000000000006975": "decline_velocity",
+    "4000000000000341": "attach_then_decline",
+    "4000002500003155": "auth_unless_setup",
+    "4000002760003184": "auth_always",
+    "4000003800000446": "auth_on_session_only",
+    "4000008260003178": "auth_then_insufficient_funds",
+    "4000000000003220": "auth_3ds2_required",
+    "4000008400001629": "auth_then_declined",
+    "4000000000003055": "auth_supported_not_required",
+    "4000000000007726": "refund_pending_then_succeeded",
+    "4000000000005126": "refund_succeeded_then_failed",
+    "4000000000000259": "dispute_fraudulent",
+}
+
+# Stripe's test PaymentMethod ids (pm_card_*) -> card number
+TEST_PAYMENT_METHODS: dict[str, str] = {
+    "pm_card_visa": "4242424242424242",
+    "pm_card_mastercard": "5555555555554444",
+    "pm_card_chargeDeclined": "4000000000000002",
+    "pm_card_chargeDeclinedInsufficientFunds": "4000000000009995",
+    "pm_card_chargeDeclinedLostCard": "4000000000009987",
+    "pm_card_chargeDeclinedStolenCard": "4000000000009979",
+    "pm_card_chargeDeclinedExpiredCard": "4000000000000069",
+    "pm_card_chargeDeclinedIncorrectCvc": "4000000000000127",
+    "pm_card_chargeDeclinedProcessingError": "4000000000000119",
+    "pm_card_chargeCustomerFail": "4000000000000341",
+    "pm_card_authenticationRequiredSetupForOffSession": "4000002500003155",
+    "pm_card_authenticationRequired": "4000002760003184",
+    "pm_card_authenticationRequiredOnSetup": "4000002500003155",
+    "pm_card_threeDSecure2Required": "4000000000003220",
+}
+
+
+def luhn_ok(number: str) -> bool:
+    if not number.isdigit() or not 12 <= len(number) <= 19:
+        return False
+    total = 0
+    for i, ch in enumerate(reversed(number)):
+        d = int(ch)
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def brand_of(number: str) -> str:
+    if number.startswith("4"):
+        return "visa"
+    if number[:2] in {"51", "52", "53", "54", "55"} or (len(number) >= 4 and 2221 <= int(number[:4]) <= 2720):
+        return "mastercard"
+    if number[:2] in {"34", "37"}:
+        return "amex"
+    if number.startswith(("6011", "65")):
+        return "discover"
+    if number[:2] in {"35"}:
+        return "jcb"
+    if number[:2] in {"36", "30", "38"}:
+        return "diners"
+    return "unknown"
+
+
+def behaviour_of(number: str) -> str:
+    return TEST_CARDS.get(number, "success")

@@ -1,0 +1,173 @@
+"""Start the sandbox as a child process and talk to its /_sandbox/ admin routes."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+READY = "STRIPE_SANDBOX_READY "
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class SandboxError(RuntimeError):
+    pass
+
+
+class SandboxProcess:
+    """A running sandbox.  ``SandboxProcess.start(data_dir)``; ``stop()`` when done (or use ``with``)."""
+
+    def __init__(self, proc: subprocess.Popen, api_base: str, *, secret_key: str, publishable_key: str,
+                 webhook_secret: str, data_dir: str, stderr_path: str):
+        self.proc = proc
+        self.api_base = api_base
+        self.js_url = api_base + "/v3/"
+        self.secret_key = secret_key
+        self.publishable_key = publishable_key
+        self.webhook_secret = webhook_secret
+        self.data_dir = data_dir
+        self.stderr_path = stderr_path
+        self._stopped = False
+
+    @classmethod
+    def start(cls, data_dir, *, port: int = 0, webhook_url: str | None = None,
+              secret_key: str = "sk_test_sandbox", publishable_key: str = "pk_test_sandbox",
+              webhook_secret: str = "whsec_sandbox", timeout: float = 15.0) -> "SandboxProcess":
+        data_dir = os.fspath(data_dir)
+        os.makedirs(data_dir, exist_ok=True)
+        cmd = [sys.executable, "-m", "devtools.stripe_sandbox", "--port", str(port), "--data", data_dir,
+               "--secret-key", secret_key, "--publishable-key", publishable_key,
+               "--webhook-secret", webhook_secret]
+        if webhook_url:
+            cmd += ["--webhook-url", webhook_url]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = _REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        stderr_path = os.path.join(data_dir, "sandbox.stderr.log")
+        with open(stderr_path, "ab") as err:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
+                                    cwd=_REPO_ROOT, env=env, text=True)
+        found: list[str] = []
+
+        def reader():
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.startswith(READY) and not found:
+                    found.append(line[len(READY):].strip())
+            proc.stdout.close()
+
+        t = threading.Thread(target=reader, name="sandbox-stdout", daemon=True)
+        t.start()
+        deadline = time.monotonic() + timeout
+        while not found:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait()
+                t.join(timeout=2)
+                with open(stderr_path, "r", errors="replace") as f:
+                    tail = f.read()[-4000:]
+                raise SandboxError(
+                    f"Stripe sandbox did not become ready within {timeout:.0f}s "
+                    f"(exit code {proc.returncode}). stderr:\n{tail}")
+            time.sleep(0.01)
+        sp = cls(proc, found[0], secret_key=secret_key, publishable_key=publishable_key,
+                 webhook_secret=webhook_secret, data_dir=data_dir, stderr_path=stderr_path)
+        sp._reader = t
+        return sp
+
+    # -- lifecycle ------------------------------------------------------------
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        reader = getattr(self, "_reader", None)
+        if reader is not None:
+            reader.join(timeout=2)
+
+    def __enter__(self) -> "SandboxProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return not self._stopped and self.proc.poll() is None
+
+    # -- admin routes -----------------------------------------------------------
+    def admin(self, method: str, route: str, data: dict | None = None, timeout: float = 30.0) -> dict:
+        body = json.dumps(data).encode() if data is not None else None
+        req = urllib.request.Request(self.api_base + "/_sandbox/" + route.lstrip("/"), data=body, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return json.loads(resp.read().decode())
+        except urllib.error.HTTPError as e:
+            try:
+                detail = e.read().decode()
+            finally:
+                e.close()
+            raise SandboxError(f"{method} /_sandbox/{route} failed: {e.code} {detail}") from None
+
+    def add_webhook_endpoint(self, url: str, *, secret: str | None = None, enabled_events=None) -> dict:
+        data: dict = {"url": url}
+        if secret:
+            data["secret"] = secret
+        if enabled_events:
+            data["enabled_events"] = list(enabled_events)
+        return self.admin("POST", "webhook_endpoints", data)
+
+    def remove_webhook_endpoints(self) -> dict:
+        return self.admin("DELETE", "webhook_endpoints")
+
+    def advance_clock(self, seconds: float) -> int:
+        return self.admin("POST", "clock/advance", {"seconds": seconds})["now"]
+
+    def now(self) -> int:
+        return self.admin("GET", "clock")["now"]
+
+    def inject_faults(self, mode: str, *, count: int = 1, path: str | None = None, method: str | None = None,
+                      delay: float = 1.0) -> dict:
+        """mode: slow | error_before | error_after | drop_before | drop_after."""
+        data: dict = {"mode": mode, "count": count, "delay": delay}
+        if path:
+            data["path"] = path
+        if method:
+            data["method"] = method
+        return self.admin("POST", "faults", data)
+
+    def webhook_mode(self, *, duplicate: int = 1, shuffle: bool = False, delay: float = 0.0, drop: bool = False,
+                     count: int | None = None, sign_offset: int = 0, max_attempts: int = 5,
+                     retry_base: float = 0.2, shuffle_window: float = 0.3) -> dict:
+        return self.admin("POST", "webhooks/mode", {
+            "duplicate": duplicate, "shuffle": shuffle, "delay": delay, "drop": drop, "count": count,
+            "sign_offset": sign_offset, "max_attempts": max_attempts, "retry_base": retry_base,
+            "shuffle_window": shuffle_window})["webhook_mode"]
+
+    def reset_faults(self) -> dict:
+        """Clear API fault rules and restore normal webhook delivery."""
+        return self.admin("DELETE", "faults")
+
+    def webhook_deliveries(self) -> list[dict]:
+        return self.admin("GET", "webhooks/deliveries")["data"]
+
+    def clear_webhook_deliveries(self) -> None:
+        self.admin("DELETE", "webhooks/deliveries")
+
+    def wait_for_webhooks(self, timeout: float = 10.0) -> bool:
+        return self.admin("POST", "webhooks/wait", {"timeout": timeout}, timeout=timeout + 5)["idle"]
+
+    def complete_3ds(self, intent_id: str, *, success: bool = True) -> dict:
+        """Act as the customer in the 3-D Secure challenge of a PaymentIntent or SetupIntent."""
+        return self.admin("POST", f"3ds/{intent_id}", {"outcome": "succeeded" if success else "failed"})

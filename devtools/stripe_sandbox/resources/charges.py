@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+from .. import cards
+from ..core import Ctx, created_filter, list_object
+from ..store import new_id
+
+
+def _card_details(pm: dict, amount: int) -> dict:
+    c = pm["card"]
+    return {
+        "amount_authorized": amount,
+        "brand": c["brand"],
+        "checks": dict(c["checks"]),
+        "country": c["country"],
+        "exp_month": c["exp_month"],
+        "exp_year": c["exp_year"],
+        "extended_authorization": {"status": "disabled"},
+        "fingerprint": c["fingerprint"],
+        "funding": c["funding"],
+        "incremental_authorization": {"status": "unavailable"},
+        "installments": None,
+        "last4": c["last4"],
+        "mandate": None,
+        "multicapture": {"status": "unavailable"},
+        "network": c["brand"],
+        "network_token": {"used": False},
+        "overcapture": {"maximum_amount_capturable": amount, "status": "unavailable"},
+        "three_d_secure": None,
+        "wallet": None,
+        "authorization_code": None,
+        "regulated_status": "unregulated",
+        "network_transaction_id": None,
+        "transaction_link_id": None,
+    }
+
+
+def create_charge(ctx: Ctx, pi: dict, pm: dict, *, captured: bool, decline: cards.Decline | None = None,
+                  authenticated: bool = False) -> dict:
+    amount = pi["amount"]
+    failed = decline is not None
+    ch = {
+        "id": new_id("ch"),
+        "object": "charge",
+        "amount": amount,
+        "amount_captured": amount if (captured and not failed) else 0,
+        "amount_refunded": 0,
+        "application": None,
+        "application_fee": None,
+        "application_fee_amount": pi.get("application_fee_amount"),
+        "balance_transaction": None,
+        "billing_details": pm["billing_details"],
+        "calculated_statement_descriptor": "SANDBOX",
+        "captured": captured and not failed,
+        "created": ctx.now(),
+        "currency": pi["currency"],
+        "customer": pi.get("customer"),
+        "description": pi.get("description"),
+        "disputed": False,
+        "failure_balance_transaction": None,
+        "failure_code": decline.code if failed else None,
+        "failure_message": decline.message if failed else None,
+        "fraud_details": {},
+        "livemode": False,
+        "metadata": dict(pi.get("metadata") or {}),
+        "on_behalf_of": pi.get("on_behalf_of"),
+        "outcome": {
+            "advice_code": None,
+            "network_advice_code": None,
+            "network_decline_code": None,
+            "network_status": "declined_by_network" if failed else "approved_by_network",
+            "reason": (decline.decline_code or decline.code) if failed else None,
+            "risk_level": "normal",
+            "risk_score": 20,
+            "seller_message": ("The bank did not return any further details with this decline." if failed
+                               else "Payment complete."),
+            "type": "issuer_declined" if failed else "authorized",
+        },
+        "paid": not failed,
+        "payment_intent": pi["id"],
+        "payment_method": pm["id"],
+        "payment_method_details": {"card": _card_details(pm, amount), "type": "card"},
+        "receipt_email": pi.get("receipt_email"),
+        "receipt_number": None,
+        "receipt_url": None,
+        "refunded": False,
+        "refunds": {"object": "list", "data": [], "has_more": False, "url": None},
+        "review": None,
+        "shipping": pi.get("shipping"),
+        "source": None,
+        "source_transfer": None,
+        "statement_descriptor": pi.get("statement_descriptor"),
+        "statement_descriptor_suffix": pi.get("statement_descriptor_suffix"),
+        "status": "failed" if failed else "succeeded",
+        "transfer_data": pi.get("transfer_data"),
+        "transfer_group": pi.get("transfer_group"),
+    }
+    ch["refunds"]["url"] = f"/v1/charges/{ch['id']}/refunds"
+    if authenticated:
+        ch["payment_method_details"]["card"]["three_d_secure"] = {
+            "authentication_flow": "challenge", "electronic_commerce_indicator": "05",
+            "exemption_indicator": None, "result": "authenticated", "result_reason": None,
+            "transaction_id": new_id("3ds"), "version": "2.2.0"}
+    if ch["captured"]:
+        ch["balance_transaction"] = balance_transaction(ctx, ch, amount)["id"]
+    ctx.store.insert(ch)
+    return ch
+
+
+def balance_transaction(ctx: Ctx, ch: dict, amount: int, *, type_: str = "charge", source: str | None = None,
+                        sign: int = 1) -> dict:
+    fee = int(round(amount * 0.029)) + 30 if type_ == "charge" else 0
+    txn = {
+        "id": new_id("txn"),
+        "object": "balance_transaction",
+        "amount": sign * amount,
+        "available_on": ctx.now() + 2 * 86400,
+        "created": ctx.now(),
+        "currency": ch["currency"],
+        "description": None,
+        "exchange_rate": None,
+        "fee": fee,
+        "fee_details": [{"amount": fee, "application": None, "currency": ch["currency"],
+                         "description": "Stripe processing fees", "type": "stripe_fee"}] if fee else [],
+        "net": sign * amount - fee,
+        "reporting_category": type_,
+        "source": source or ch["id"],
+        "status": "pending",
+        "type": type_,
+    }
+    ctx.store.insert(txn)
+    return txn
+
+
+def with_refunds(ctx: Ctx, ch: dict) -> dict:
+    refunds = ctx.store.all("refund", lambda r: r.get("charge") == ch["id"])
+    ch = dict(ch)
+    ch["refunds"] = {"object": "list", "data": refunds[:10], "has_more": len(refunds) > 10,
+                     "url": f"/v1/charges/{ch['id']}/refunds"}
+    return ch
+
+
+def retrieve(ctx: Ctx, id):
+    ctx.allow()
+    return with_refunds(ctx, ctx.load("charge", id, "charge"))
+
+
+def list_(ctx: Ctx):
+    ctx.allow("customer", "payment_intent", "limit", "starting_after", "ending_before", "created",
+              "transfer_group")
+    cus = ctx.str_("customer")
+    pi = ctx.str_("payment_intent")
+    tg = ctx.str_("transfer_group")
+    cf = created_filter(ctx)
+    items = ctx.store.all("charge", lambda o: (cus is None or o.get("customer") == cus)
+                          and (pi is None or o.get("payment_intent") == pi)
+                          and (tg is None or o.get("transfer_group") == tg) and cf(o))
+    return list_object(ctx, [with_refunds(ctx, c) for c in items], "/v1/charges")
+
+
+def retrieve_balance_transaction(ctx: Ctx, id):
+    ctx.allow()
+    return ctx.load("balance_transaction", id, "balance transaction")
+
+
+def register(r):
+    r.add("GET", "/v1/charges", list_)
+    r.add("GET", "/v1/charges/{id}", retrieve)
+    r.add("GET", "/v1/balance_transactions/{id}", retrieve_balance_transaction)

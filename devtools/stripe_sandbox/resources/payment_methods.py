@@ -1,0 +1,222 @@
+from __future__ import annotations
+
+import datetime
+import hashlib
+
+from .. import cards, errors
+from ..core import Ctx, list_object
+from ..errors import StripeAPIError
+from ..store import new_id
+from .customers import address
+
+BILLING_KEYS = ("address", "email", "name", "phone", "tax_id")
+
+
+def card_error(decline: cards.Decline, *, param: str | None = None, extra: dict | None = None,
+               keep: bool = False) -> StripeAPIError:
+    return StripeAPIError(402, "card_error", decline.message, code=decline.code,
+                          decline_code=decline.decline_code, param=param, extra=extra, keep=keep)
+
+
+def billing_details(ctx: Ctx, raw) -> dict:
+    bd = {"address": {k: None for k in ("city", "country", "line1", "line2", "postal_code", "state")},
+          "email": None, "name": None, "phone": None, "tax_id": None}
+    if raw in (None, ""):
+        return bd
+    if not isinstance(raw, dict):
+        raise errors.invalid("Invalid object: billing_details", param="billing_details")
+    for k, v in raw.items():
+        if k not in BILLING_KEYS:
+            raise errors.invalid(f"Received unknown parameter: billing_details[{k}]", param=f"billing_details[{k}]")
+        if k == "address":
+            bd["address"] = address(ctx, v, "billing_details[address]") or bd["address"]
+        else:
+            bd[k] = v or None
+    return bd
+
+
+def build_card_pm(ctx: Ctx, card: dict | None, billing, metadata: dict | None = None, prefix: str = "card") -> dict:
+    """Validate raw card data and build a PaymentMethod.  The full number and CVC are dropped here."""
+    if not isinstance(card, dict):
+        raise errors.invalid(f"Missing required param: {prefix}.", param=prefix, code="parameter_missing")
+    for k in card:
+        if k not in ("number", "exp_month", "exp_year", "cvc", "networks"):
+            raise errors.invalid(f"Received unknown parameter: {prefix}[{k}]", param=f"{prefix}[{k}]")
+    number = ctx.str_("number", required=True, src=card, label=f"{prefix}[number]").replace(" ", "")
+    exp_month = ctx.int_("exp_month", required=True, src=card, label=f"{prefix}[exp_month]")
+    exp_year = ctx.int_("exp_year", required=True, src=card, label=f"{prefix}[exp_year]")
+    cvc = ctx.str_("cvc", src=card, label=f"{prefix}[cvc]")
+    if not cards.luhn_ok(number):
+        raise StripeAPIError(402, "card_error", "Your card number is incorrect.", code="incorrect_number",
+                             param=f"{prefix}[number]")
+    if not 1 <= exp_month <= 12:
+        raise StripeAPIError(402, "card_error", "Your card's expiration month is invalid.",
+                             code="invalid_expiry_month", param=f"{prefix}[exp_month]")
+    if exp_year < 100:
+        exp_year += 2000
+    today = datetime.datetime.fromtimestamp(ctx.now(), datetime.timezone.utc)
+    if exp_year < today.year or exp_year > today.year + 50:
+        raise StripeAPIError(402, "card_error", "Your card's expiration year is invalid.",
+                             code="invalid_expiry_year", param=f"{prefix}[exp_year]")
+    if exp_year == today.year and exp_month < today.month:
+        raise StripeAPIError(402, "card_error", "Your card's expiration date is in the past.",
+                             code="invalid_expiry_month", param=f"{prefix}[exp_month]")
+    if cvc is not None and not (cvc.isdigit() and 3 <= len(cvc) <= 4):
+        raise StripeAPIError(402, "card_error", "Your card's security code is invalid.", code="invalid_cvc",
+                             param=f"{prefix}[cvc]")
+    brand = cards.brand_of(number)
+    behaviour = cards.behaviour_of(number)
+    fingerprint = hashlib.sha256((ctx.app.fingerprint_salt + number).encode()).hexdigest()[:16]
+    last4 = number[-4:]
+    del number, cvc
+    return {
+        "id": new_id("pm"),
+        "object": "payment_method",
+        "allow_redisplay": "unspecified",
+        "billing_details": billing_details(ctx, billing),
+        "card": {
+            "brand": brand,
+            "checks": {"address_line1_check": None, "address_postal_code_check": None,
+                       "cvc_check": "pass" if card.get("cvc") else None},
+            "country": "US",
+            "display_brand": brand,
+            "exp_month": exp_month,
+            "exp_year": exp_year,
+            "fingerprint": fingerprint,
+            "funding": "credit",
+            "generated_from": None,
+            "last4": last4,
+            "networks": {"available": [brand], "preferred": None},
+            "three_d_secure_usage": {"supported": True},
+            "wallet": None,
+            "regulated_status": "unregulated",
+        },
+        "created": ctx.now(),
+        "customer": None,
+        "customer_account": None,
+        "livemode": False,
+        "metadata": metadata or {},
+        "type": "card",
+        "_sandbox": {"behaviour": behaviour, "setup": False},
+    }
+
+
+def resolve(ctx: Ctx, pm_id: str, param: str = "payment_method") -> dict:
+    """A stored PaymentMethod, or a fresh one for one of Stripe's pm_card_* test ids."""
+    if pm_id in cards.TEST_PAYMENT_METHODS:
+        pm = build_card_pm(ctx, {"number": cards.TEST_PAYMENT_METHODS[pm_id], "exp_month": "12",
+                                 "exp_year": str(datetime.datetime.fromtimestamp(ctx.now()).year + 3),
+                                 "cvc": "123"}, None)
+        ctx.store.insert(pm)
+        return pm
+    return ctx.load("payment_method", pm_id, "PaymentMethod", param)
+
+
+def from_payment_method_data(ctx: Ctx, data) -> dict:
+    if not isinstance(data, dict):
+        raise errors.invalid("Invalid object: payment_method_data", param="payment_method_data")
+    if data.get("type") != "card":
+        raise errors.invalid("The sandbox only supports payment_method_data[type]=card.",
+                             param="payment_method_data[type]")
+    pm = build_card_pm(ctx, data.get("card"), data.get("billing_details"), prefix="payment_method_data[card]")
+    ctx.store.insert(pm)
+    return pm
+
+
+def behaviour(pm: dict) -> cards.Behaviour:
+    return cards.BEHAVIOURS[pm.get("_sandbox", {}).get("behaviour", "success")]
+
+
+def attach_to(ctx: Ctx, pm: dict, cus: dict) -> dict:
+    if pm.get("customer") and pm["customer"] != cus["id"]:
+        raise errors.invalid("The payment method you provided has already been attached to a customer.",
+                             param="payment_method", code="payment_method_unexpected_state")
+    if pm.get("customer") == cus["id"]:
+        return pm
+    b = behaviour(pm)
+    if b.decline:
+        raise card_error(b.decline, extra={"payment_method": None})
+    pm["customer"] = cus["id"]
+    ctx.store.save(pm)
+    ctx.emit("payment_method.attached", pm)
+    return pm
+
+
+def create(ctx: Ctx):
+    ctx.allow("type", "card", "billing_details", "metadata", "allow_redisplay", "guid", "muid", "sid",
+              "payment_user_agent", "time_on_page", "referrer")
+    t = ctx.str_("type", required=True)
+    if t != "card":
+        raise errors.invalid("The sandbox only supports type=card.", param="type")
+    pm = build_card_pm(ctx, ctx.params.get("card"), ctx.params.get("billing_details"),
+                       metadata=ctx.metadata() if ctx.key_kind == "secret" else {})
+    ctx.store.insert(pm)
+    return pm
+
+
+def retrieve(ctx: Ctx, id):
+    ctx.allow()
+    return resolve(ctx, id, "id") if id in cards.TEST_PAYMENT_METHODS else ctx.load(
+        "payment_method", id, "PaymentMethod")
+
+
+def update(ctx: Ctx, id):
+    ctx.allow("metadata", "billing_details", "allow_redisplay", "card")
+    pm = ctx.load("payment_method", id, "PaymentMethod")
+    pm["metadata"] = ctx.metadata(pm.get("metadata"))
+    if ctx.has("billing_details"):
+        pm["billing_details"] = billing_details(ctx, ctx.params["billing_details"])
+    card = ctx.dict_("card")
+    if card:
+        if "exp_month" in card:
+            pm["card"]["exp_month"] = ctx.int_("exp_month", src=card, label="card[exp_month]")
+        if "exp_year" in card:
+            pm["card"]["exp_year"] = ctx.int_("exp_year", src=card, label="card[exp_year]")
+    if ctx.has("allow_redisplay"):
+        pm["allow_redisplay"] = ctx.str_("allow_redisplay", choices=("always", "limited", "unspecified"))
+    ctx.store.save(pm)
+    ctx.emit("payment_method.updated", pm)
+    return pm
+
+
+def attach(ctx: Ctx, id):
+    ctx.allow("customer")
+    pm = resolve(ctx, id, "id")
+    cus_id = ctx.str_("customer", required=True)
+    cus = ctx.load("customer", cus_id, "customer", "customer")
+    return attach_to(ctx, pm, cus)
+
+
+def detach(ctx: Ctx, id):
+    ctx.allow()
+    pm = ctx.load("payment_method", id, "PaymentMethod")
+    if not pm.get("customer"):
+        raise errors.invalid("The payment method you provided is not attached to a customer so detachment is "
+                             "impossible.", code="payment_method_unexpected_state")
+    cus = ctx.store.get(pm["customer"], "customer")
+    pm["customer"] = None
+    pm["_sandbox"]["setup"] = False
+    ctx.store.save(pm)
+    if cus and cus["invoice_settings"].get("default_payment_method") == id:
+        cus["invoice_settings"]["default_payment_method"] = None
+        ctx.store.save(cus)
+    ctx.emit("payment_method.detached", pm, {"customer": cus["id"] if cus else None})
+    return pm
+
+
+def list_(ctx: Ctx):
+    ctx.allow("customer", "type", "limit", "starting_after", "ending_before")
+    cus = ctx.str_("customer")
+    t = ctx.str_("type")
+    items = ctx.store.all("payment_method", lambda o: (cus is None or o.get("customer") == cus)
+                          and (t is None or o["type"] == t))
+    return list_object(ctx, items, "/v1/payment_methods")
+
+
+def register(r):
+    r.add("POST", "/v1/payment_methods", create, publishable=True)
+    r.add("GET", "/v1/payment_methods", list_)
+    r.add("GET", "/v1/payment_methods/{id}", retrieve)
+    r.add("POST", "/v1/payment_methods/{id}", update)
+    r.add("POST", "/v1/payment_methods/{id}/attach", attach)
+    r.add("POST", "/v1/payment_methods/{id}/detach", detach)
