@@ -69,6 +69,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.services import audit
 
     audit.use_key(settings.AUDIT_HMAC_KEY)
+    from app.services.clock import SystemClock
+
+    app.extensions["clock"] = SystemClock()   # tests swap in a FrozenClock
     db.init_app(app)
     migrate.init_app(app, db, directory=str(settings_root() / "migrations"))
     csrf.init_app(app)

@@ -48,6 +48,12 @@ class Settings:
     SIGNUP_LIMIT_PER_ADDRESS: str = "10 per minute"
     # How often the worker runs its periodic sweep (audit anchor, ...).
     SWEEP_INTERVAL: timedelta = timedelta(seconds=60)
+    # Scheduling (DESIGN.md "Timings"): all settings, so tests run them in seconds.
+    HOLD_TTL: timedelta = timedelta(minutes=10)
+    HOLD_EXTENSION: timedelta = timedelta(minutes=5)
+    RELEASE_BEFORE_START: timedelta = timedelta(minutes=5)
+    MAX_HOLDS_PER_PATIENT: int = 1
+    HOLDS_PER_HOUR: int = 12          # per patient: a script cannot hold a clinic's week
     HTMX_PATH: Path = ROOT / "node_modules" / "htmx.org" / "dist" / "htmx.min.js"
     CSRF_ENABLED: bool = True
     # Stripe: real Stripe when STRIPE_SECRET_KEY is set; otherwise the run
@@ -83,6 +89,11 @@ class Settings:
             LOGIN_LIMIT_PER_ACCOUNT=env.get("LOGIN_LIMIT_PER_ACCOUNT") or "5 per minute",
             LOGIN_LIMIT_PER_ADDRESS=env.get("LOGIN_LIMIT_PER_ADDRESS") or "20 per minute",
             SWEEP_INTERVAL=_seconds(env.get("SWEEP_INTERVAL_SECONDS"), 60),
+            HOLD_TTL=_seconds(env.get("HOLD_TTL_SECONDS"), 600),
+            HOLD_EXTENSION=_seconds(env.get("HOLD_EXTENSION_SECONDS"), 300),
+            RELEASE_BEFORE_START=_seconds(env.get("RELEASE_BEFORE_START_SECONDS"), 300),
+            MAX_HOLDS_PER_PATIENT=int(env.get("MAX_HOLDS_PER_PATIENT") or 1),
+            HOLDS_PER_HOUR=int(env.get("HOLDS_PER_HOUR") or 12),
             STRIPE_SECRET_KEY=env.get("STRIPE_SECRET_KEY") or None,
             STRIPE_PUBLISHABLE_KEY=env.get("STRIPE_PUBLISHABLE_KEY") or None,
             STRIPE_WEBHOOK_SECRET=env.get("STRIPE_WEBHOOK_SECRET") or None,

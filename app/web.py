@@ -32,3 +32,18 @@ def redirect_htmx(location: str):
 
 def client_ip() -> str | None:
     return request.remote_addr
+
+
+def now():
+    """The app's clock (a FrozenClock in tests)."""
+    from flask import current_app
+
+    return current_app.extensions["clock"].now()
+
+
+def actor():
+    from flask_login import current_user
+
+    from app.services.audit import Actor
+
+    return Actor.of(current_user)

@@ -39,6 +39,19 @@ def _guarded_connect(self, address):
     return _real_connect(self, address)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashing():
+    """Real argon2, with the cheapest parameters: tests create hundreds of accounts."""
+    from argon2 import PasswordHasher
+
+    from app.services import accounts
+
+    original = accounts._hasher
+    accounts._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    yield
+    accounts._hasher = original
+
+
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
@@ -112,7 +125,14 @@ def app(database_url, service_urls, tmp_path_factory):
                                            tmp_path_factory.mktemp("instance")))
     with application.app_context():
         upgrade()     # the schema only ever comes from the migrations
-    return application
+    yield application
+    from app.extensions import db as sqla
+
+    with application.app_context():
+        sqla.engine.dispose()
+    redis_conn = application.extensions.get("redis")
+    if redis_conn is not None:
+        redis_conn.close()
 
 
 def _tables(conn) -> list[str]:
@@ -234,9 +254,75 @@ class Factories:
         return user
 
 
+    def specialty(self, name=None, **fields):
+        from app.models import Specialty
+
+        spec = Specialty(name=name or f"Specialty {self._next()}", **fields)
+        self.session.add(spec)
+        self.session.commit()
+        return spec
+
+    def appointment_type(self, **fields):
+        from app.models import AppointmentType
+
+        values = dict(name=f"Visit {self._next()}", duration_minutes=30, buffer_before_minutes=0,
+                      buffer_after_minutes=0, price_cents=12500, payment_timing="deposit_to_book",
+                      modality="telehealth", min_notice_minutes=60, horizon_days=30,
+                      cancellation_window_hours=24)
+        values.update(fields)
+        appointment_type = AppointmentType(**values)
+        self.session.add(appointment_type)
+        self.session.commit()
+        return appointment_type
+
+    def provider(self, *, types=(), specialty=None, timezone="America/New_York", full_name=None,
+                 hours=((0, 9, 17), (1, 9, 17), (2, 9, 17), (3, 9, 17), (4, 9, 17)), **fields):
+        """A provider with weekly hours: (weekday, start hour, end hour), local time."""
+        from datetime import time as t
+
+        from app.models import AvailabilityRule, Provider
+
+        user = self.user("provider", timezone=timezone,
+                         **({"full_name": full_name} if full_name else {}))
+        provider = Provider(user_id=user.id, specialty_id=(specialty or self.specialty()).id,
+                            timezone=timezone, **fields)
+        provider.types = list(types)
+        self.session.add(provider)
+        self.session.flush()
+        for weekday, start, end in hours:
+            self.session.add(AvailabilityRule(provider_id=provider.id, weekday=weekday,
+                                              start_time=t(start), end_time=t(end)))
+        self.session.commit()
+        return provider
+
+    def patient(self, **fields):
+        return self.user("patient", **fields).patient
+
+
 @pytest.fixture
 def factories(db):
     return Factories(db)
+
+
+@pytest.fixture
+def clock(app):
+    """The app's clock, frozen at a Monday 08:00 New York time, for the test."""
+    from datetime import datetime, timezone
+
+    from app.services.clock import FrozenClock
+
+    frozen = FrozenClock(datetime(2026, 12, 7, 13, 0, tzinfo=timezone.utc))
+    original = app.extensions["clock"]
+    app.extensions["clock"] = frozen
+    yield frozen
+    app.extensions["clock"] = original
+
+
+@pytest.fixture
+def policy(app):
+    from app.services.booking import HoldPolicy
+
+    return HoldPolicy.from_settings(app.config["SETTINGS"])
 
 
 def login(client, email, password="correct-horse-battery"):

@@ -4,10 +4,13 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from app.blueprints import admin, assets, auth, errors, home
+    from app.blueprints import admin, assets, auth, booking, errors, filters, home, staff
 
     app.register_blueprint(assets.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(home.bp)
+    app.register_blueprint(booking.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(staff.bp)
     errors.register(app)
+    filters.register(app)

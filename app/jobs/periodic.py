@@ -9,7 +9,10 @@ from app.services import audit
 
 
 def sweep() -> dict:
+    from app.jobs.booking import sweep_expired_holds
+
+    released = sweep_expired_holds()
     with job_session() as session:
         head = audit.anchor(session)
         session.commit()
-    return {"audit_head": head[0] if head else None}
+    return {"audit_head": head[0] if head else None, "holds_released": released}

@@ -1,6 +1,10 @@
 """Tables, constraints and state machines; one module per aggregate."""
+from app.models.appointment import Appointment
 from app.models.audit import AuditEvent
 from app.models.clinic import ClinicSettings
+from app.models.scheduling import (AppointmentType, AvailabilityException, AvailabilityRule, Provider,
+                                   Specialty)
 from app.models.user import Patient, User, ROLES, STAFF_ROLES
 
-__all__ = ["AuditEvent", "ClinicSettings", "Patient", "User", "ROLES", "STAFF_ROLES"]
+__all__ = ["Appointment", "AppointmentType", "AuditEvent", "AvailabilityException", "AvailabilityRule",
+           "ClinicSettings", "Patient", "Provider", "Specialty", "User", "ROLES", "STAFF_ROLES"]

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from app.models import ClinicSettings
+from datetime import datetime, time, timedelta
+
+from sqlalchemy import select
+
+from app.models import (AppointmentType, AvailabilityException, AvailabilityRule, ClinicSettings, Provider,
+                        Specialty)
 from app.services import accounts
 from app.services.audit import Actor
 
@@ -33,4 +38,55 @@ def seed_demo(session: Session) -> list[tuple[str, str, str]]:
         else:
             accounts.create_staff(session, actor=actor, full_name=name, email=email, role=role,
                                   timezone_name=tz, password=DEMO_PASSWORD, phone=phone)
+    _seed_scheduling(session, actor)
     return [(role, email, DEMO_PASSWORD) for role, email, *_ in DEMO_ACCOUNTS]
+
+
+SPECIALTIES = [("Family medicine", False), ("Dermatology", False), ("Behavioral health", True),
+               ("Physical therapy", False)]
+TYPES = [
+    # name, minutes, buffer before/after, cents, timing, modality, notice min, horizon d, cancel h
+    ("Telehealth consult", 30, 0, 5, 12500, "deposit_to_book", "telehealth", 60, 60, 24),
+    ("In-person visit", 45, 5, 10, 18000, "post_visit", "in_person", 120, 90, 24),
+    ("Follow-up (insurance)", 30, 0, 5, 4000, "hybrid", "telehealth", 60, 60, 24),
+]
+PROVIDERS = [
+    # email, name, specialty index, timezone, weekly hours (weekday, start, end), type indexes
+    ("provider@example.com", "Dr. Riley Demo", 0, "America/New_York", [(d, 9, 17) for d in range(5)], (0, 1, 2)),
+    ("dr.chen@example.com", "Dr. Wei Chen", 0, "America/Chicago", [(d, 8, 12) for d in range(5)], (0, 2)),
+    ("dr.okafor@example.com", "Dr. Ngozi Okafor", 1, "America/New_York", [(0, 9, 15), (2, 9, 15), (4, 9, 15)], (0, 1)),
+    ("dr.larsen@example.com", "Dr. Erik Larsen", 1, "America/Los_Angeles", [(d, 10, 18) for d in range(1, 6)], (0,)),
+    ("dr.patel@example.com", "Dr. Priya Patel", 2, "America/Chicago", [(d, 12, 20) for d in range(5)], (0, 2)),
+    ("dr.brooks@example.com", "Dr. Sam Brooks", 3, "America/Los_Angeles", [(d, 7, 13) for d in range(5)], (1,)),
+]
+
+
+def _seed_scheduling(session: Session, actor: Actor) -> None:
+    if session.scalar(select(Specialty).limit(1)) is not None:
+        return
+    specialties = [Specialty(name=name, is_sensitive=sensitive) for name, sensitive in SPECIALTIES]
+    types = [AppointmentType(name=n, duration_minutes=m, buffer_before_minutes=bb, buffer_after_minutes=ba,
+                             price_cents=c, payment_timing=t, modality=mo, min_notice_minutes=nm,
+                             horizon_days=h, cancellation_window_hours=ch)
+             for n, m, bb, ba, c, t, mo, nm, h, ch in TYPES]
+    session.add_all(specialties + types)
+    session.flush()
+    next_month = (datetime.now() + timedelta(days=30)).replace(hour=0, minute=0, second=0, microsecond=0)
+    for i, (email, name, spec, tz, hours, type_idx) in enumerate(PROVIDERS):
+        user = accounts.find_by_email(session, email) or accounts.create_staff(
+            session, actor=actor, full_name=name, email=email, role="provider", timezone_name=tz,
+            password=DEMO_PASSWORD)
+        provider = Provider(user_id=user.id, specialty_id=specialties[spec].id, timezone=tz,
+                            bio=f"{name.split()[-1]} sees patients of all ages.",
+                            offers_telehealth=any(types[t].modality == "telehealth" for t in type_idx),
+                            offers_in_person=any(types[t].modality == "in_person" for t in type_idx))
+        provider.types = [types[t] for t in type_idx]
+        session.add(provider)
+        session.flush()
+        for weekday, start, end in hours:
+            session.add(AvailabilityRule(provider_id=provider.id, weekday=weekday, start_time=time(start),
+                                         end_time=time(end)))
+        off = next_month + timedelta(days=i)
+        session.add(AvailabilityException(provider_id=provider.id, starts_local=off,
+                                          ends_local=off + timedelta(days=2), reason="vacation",
+                                          note="Out of office"))

@@ -1,4 +1,5 @@
-from app.models import ClinicSettings, User
+from app.models import (AppointmentType, AvailabilityException, AvailabilityRule, ClinicSettings, Provider,
+                        User)
 from app.services.seed import seed_demo
 from tests.conftest import login
 
@@ -8,7 +9,14 @@ def test_seed_creates_the_demo_clinic_once_and_its_logins_work(app, db, client):
     db.commit()
     seed_demo(db)
     db.commit()
-    assert db.query(User).count() == 4
+    assert db.query(User).count() == 9          # 4 demo logins + 5 more providers
+    providers = db.query(Provider).all()
+    assert len(providers) >= 6
+    assert len({p.specialty_id for p in providers}) >= 3
+    assert len({p.timezone for p in providers}) >= 2
+    assert all(db.query(AvailabilityRule).filter_by(provider_id=p.id).count() for p in providers)
+    assert all(db.query(AvailabilityException).filter_by(provider_id=p.id).count() == 1 for p in providers)
+    assert {t.payment_timing for t in db.query(AppointmentType)} == {"deposit_to_book", "post_visit", "hybrid"}
     assert {role for role, _, _ in logins} == {"patient", "provider", "billing", "admin"}
     assert db.get(ClinicSettings, 1).name == "Demo Family Clinic"
     for role, email, password in logins:

@@ -27,7 +27,17 @@ def healthz():
 @bp.get("/patient")
 @access("patient")
 def patient():
-    return render("home/patient.html")
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.models import Appointment
+    from app.web import now
+
+    upcoming = db.session.scalars(select(Appointment).where(
+        Appointment.patient_id == current_user.patient.id,
+        Appointment.status.in_(("held", "confirmed", "checked_in")),
+        Appointment.ends_at >= now()).order_by(Appointment.starts_at).limit(5)).all()
+    return render("home/patient.html", upcoming=upcoming)
 
 
 @bp.get("/provider")

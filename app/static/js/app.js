@@ -19,3 +19,26 @@ document.addEventListener("DOMContentLoaded", function () {
     try { tz.value = Intl.DateTimeFormat().resolvedOptions().timeZone || tz.value; } catch (e) {}
   }
 });
+// A hold's countdown: counts down each second; at zero says the hold expired.
+function startCountdowns(root) {
+  (root || document).querySelectorAll("[data-countdown-seconds]").forEach(function (el) {
+    if (el.dataset.started) return;
+    el.dataset.started = "1";
+    var end = Date.now() + parseInt(el.dataset.countdownSeconds, 10) * 1000;
+    var out = el.querySelector(".remaining");
+    var tick = function () {
+      var left = Math.max(0, Math.round((end - Date.now()) / 1000));
+      if (out) out.textContent = Math.floor(left / 60) + ":" + String(left % 60).padStart(2, "0");
+      if (left <= 0) {
+        el.hidden = true;
+        var note = document.querySelector(".expired-note");
+        if (note) note.hidden = false;
+        return;
+      }
+      setTimeout(tick, 1000);
+    };
+    tick();
+  });
+}
+document.addEventListener("DOMContentLoaded", function () { startCountdowns(); });
+document.addEventListener("htmx:afterSettle", function (e) { startCountdowns(e.target); });

@@ -1,0 +1,314 @@
+"""Patient booking: search, a provider's slots, holds, and the patient's appointments."""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+from flask import Blueprint, abort, current_app, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from app.access import access
+from app.extensions import db
+from app.models import Appointment, AppointmentType, Provider
+from app.services import booking, calendar, schedule
+from app.services.booking import HoldPolicy
+from app.web import actor, now, redirect_htmx, render
+
+bp = Blueprint("booking", __name__)
+
+
+class BadInput(Exception):
+    pass
+
+
+def _int_arg(name: str, required: bool = False) -> int | None:
+    raw = request.values.get(name, "").strip()
+    if not raw:
+        if required:
+            raise BadInput(f"Missing {name.replace('_', ' ')}.")
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadInput(f"{name.replace('_', ' ').capitalize()} must be a number.") from None
+
+
+def _date_arg(name: str) -> date | None:
+    raw = request.values.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise BadInput("Dates look like 2026-12-31.") from None
+
+
+def _instant_arg(name: str) -> datetime:
+    raw = request.values.get(name, "").strip()
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput("That time is not valid.") from None
+    if value.tzinfo is None:
+        raise BadInput("That time is not valid.")
+    return value.astimezone(timezone.utc)
+
+
+def _patient():
+    return current_user.patient
+
+
+def _own_appointment(appointment_id: int) -> Appointment:
+    """The patient's own appointment, or 404 (another patient's is not even acknowledged)."""
+    appointment = db.session.get(Appointment, appointment_id)
+    if appointment is None or appointment.patient_id != _patient().id:
+        from app.services import audit
+
+        audit.record(db.session, actor=actor(), action="access.denied", outcome="failure",
+                     details={"appointment_id": appointment_id, "path": request.path})
+        db.session.commit()
+        abort(404)
+    return appointment
+
+
+def _policy() -> HoldPolicy:
+    return HoldPolicy.from_settings(current_app.config["SETTINGS"])
+
+
+def _type_or_default(type_id: int | None) -> AppointmentType | None:
+    types = schedule.bookable_types(db.session)
+    if not types:
+        return None
+    if type_id is None:
+        return types[0]
+    for t in types:
+        if t.id == type_id:
+            return t
+    raise BadInput("Choose a visit type from the list.")
+
+
+def _bad_request(message: str):
+    return render("errors/error.html", status=400, code=400, title="Please check your choice",
+                  message=message)
+
+
+@bp.get("/book")
+@access("patient")
+def search():
+    try:
+        type_id = _int_arg("type_id")
+        specialty_id = _int_arg("specialty_id")
+        on_date = _date_arg("date")
+        modality = request.args.get("modality") or None
+        if modality not in (None, "telehealth", "in_person"):
+            raise BadInput("Choose telehealth or in person.")
+        appointment_type = _type_or_default(type_id)
+    except BadInput as error:
+        return _bad_request(str(error))
+    if appointment_type is None:
+        return render("booking/search.html", block="results", results=[], first_available=[], providers={},
+                      appointment_type=None, types=[], specialties=[], chosen={})
+    results = schedule.search(db.session, now=now(), appointment_type=appointment_type,
+                              specialty_id=specialty_id, modality=modality, on_date=on_date,
+                              viewer_tz=current_user.timezone)
+    first = sorted((s for r in results for s in r.slots[:1]), key=lambda s: s.starts_at)[:5]
+    providers = {r.provider.id: r.provider for r in results}
+    return render("booking/search.html", block="results", results=results, first_available=first,
+                  providers=providers, appointment_type=appointment_type,
+                  types=schedule.bookable_types(db.session), specialties=schedule.specialties(db.session),
+                  chosen={"type_id": appointment_type.id, "specialty_id": specialty_id,
+                          "modality": modality, "date": on_date.isoformat() if on_date else ""})
+
+
+def _provider_page(provider: Provider, appointment_type: AppointmentType, *, status: int = 200,
+                   notice: str | None = None, nearest=None, start: datetime | None = None):
+    slots = schedule.provider_slots(db.session, provider=provider, appointment_type=appointment_type,
+                                    now=now(), start=start, days=7)
+    days: dict = {}
+    for slot in slots:
+        days.setdefault(slot.starts_at.astimezone(_tz()).date(), []).append(slot)
+    return render("booking/provider.html", block="slot_list", status=status, provider=provider,
+                  appointment_type=appointment_type, days=days, notice=notice, nearest=nearest or [],
+                  types=[t for t in provider.types if t.is_active and provider.offers(t)])
+
+
+def _tz():
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(current_user.timezone)
+
+
+@bp.get("/book/providers/<int:provider_id>")
+@access("patient")
+def provider(provider_id: int):
+    found = db.session.get(Provider, provider_id)
+    if found is None or not found.is_active:
+        abort(404)
+    try:
+        appointment_type = _type_or_default(_int_arg("type_id"))
+        start_date = _date_arg("from")
+    except BadInput as error:
+        return _bad_request(str(error))
+    if appointment_type is None or not found.offers(appointment_type):
+        offered = [t for t in found.types if t.is_active and found.offers(t)]
+        if not offered:
+            abort(404)
+        appointment_type = offered[0]
+    start = None
+    if start_date:
+        start = datetime.combine(start_date, datetime.min.time(), _tz()).astimezone(timezone.utc)
+    return _provider_page(found, appointment_type, start=start)
+
+
+@bp.post("/book/providers/<int:provider_id>/holds")
+@access("patient")
+def take_hold(provider_id: int):
+    found = db.session.get(Provider, provider_id)
+    if found is None:
+        abort(404)
+    try:
+        type_id = _int_arg("type_id", required=True)
+        starts_at = _instant_arg("starts_at")
+    except BadInput as error:
+        return _bad_request(str(error))
+    try:
+        hold = booking.take_hold(db.session, now=now(), patient=_patient(), provider_id=provider_id,
+                                 type_id=type_id, starts_at=starts_at, policy=_policy(), actor=actor())
+    except booking.SlotTaken as taken:
+        db.session.rollback()
+        appointment_type = db.session.get(AppointmentType, type_id)
+        return _provider_page(found, appointment_type, status=409, nearest=taken.nearest,
+                              notice="Sorry, that time was just taken. These are the nearest free times.")
+    except booking.TooManyHolds as error:
+        db.session.rollback()
+        return render("errors/error.html", status=429, code=429, title="Too many attempts", message=str(error))
+    except booking.InvalidSlot as error:
+        db.session.rollback()
+        return _bad_request(str(error))
+    db.session.commit()
+    return redirect_htmx(url_for("booking.review", appointment_id=hold.id))
+
+
+@bp.get("/book/holds/<int:appointment_id>")
+@access("patient")
+def review(appointment_id: int):
+    appointment = _own_appointment(appointment_id)
+    return render("booking/review.html", appointment=appointment, now=now(),
+                  seconds_left=max(0, int((appointment.hold_expires_at - now()).total_seconds()))
+                  if appointment.status == "held" and appointment.hold_expires_at else 0)
+
+
+@bp.post("/book/holds/<int:appointment_id>/release")
+@access("patient")
+def release(appointment_id: int):
+    appointment = _own_appointment(appointment_id)
+    if appointment.status == "held":
+        booking.release(db.session, appointment, actor=actor(), now=now(), reason="released by the patient")
+        db.session.commit()
+    return redirect_htmx(url_for("booking.provider", provider_id=appointment.provider_id,
+                                 type_id=appointment.type_id))
+
+
+# -- the patient's appointments ------------------------------------------------------------
+
+@bp.get("/appointments")
+@access("patient")
+def appointments():
+    rows = db.session.scalars(select(Appointment).where(
+        Appointment.patient_id == _patient().id,
+        Appointment.status.in_(("held", "confirmed", "checked_in", "completed", "canceled", "no_show")))
+        .order_by(Appointment.starts_at)).all()
+    current = now()
+    upcoming = [a for a in rows if a.ends_at >= current and a.status in ("held", "confirmed", "checked_in")]
+    past = [a for a in rows if a not in upcoming]
+    return render("booking/appointments.html", upcoming=upcoming, past=list(reversed(past)))
+
+
+@bp.get("/appointments/<int:appointment_id>")
+@access("patient")
+def appointment(appointment_id: int):
+    found = _own_appointment(appointment_id)
+    return render("booking/appointment.html", appointment=found, error=None,
+                  late=booking.within_cancellation_window(found, now()))
+
+
+@bp.post("/appointments/<int:appointment_id>/cancel")
+@access("patient")
+def cancel(appointment_id: int):
+    found = _own_appointment(appointment_id)
+    reason = request.form.get("reason", "")
+    try:
+        booking.cancel(db.session, found, actor=actor(), now=now(), reason=reason, by_user_id=current_user.id)
+    except booking.Ignored:           # already canceled (a double submit): nothing to do
+        db.session.rollback()
+        return redirect_htmx(url_for("booking.appointments"))
+    except (booking.BookingRuleError, booking.InvalidTransition) as error:
+        db.session.rollback()
+        message = str(error) if isinstance(error, booking.BookingRuleError) else "This visit can no longer be canceled."
+        return render("booking/appointment.html", block="cancel_form", status=422, appointment=found,
+                      error=message, late=booking.within_cancellation_window(found, now()))
+    db.session.commit()
+    return redirect_htmx(url_for("booking.appointments"))
+
+
+@bp.get("/appointments/<int:appointment_id>/reschedule")
+@access("patient")
+def reschedule_form(appointment_id: int):
+    found = _own_appointment(appointment_id)
+    return _reschedule_page(found)
+
+
+def _reschedule_page(found: Appointment, *, status: int = 200, notice: str | None = None, nearest=None):
+    slots = [] if found.status != "confirmed" else _slots_excluding(found)
+    days: dict = {}
+    for slot in slots:
+        days.setdefault(slot.starts_at.astimezone(_tz()).date(), []).append(slot)
+    return render("booking/reschedule.html", block="slot_list", status=status, appointment=found, days=days,
+                  notice=notice, nearest=nearest or [], late=booking.within_cancellation_window(found, now()))
+
+
+def _slots_excluding(found: Appointment):
+    from app.services import availability
+
+    current = now()
+    [loaded] = schedule.load_schedules(db.session, [found.provider], now=current, window_start=current,
+                                       window_end=current + timedelta(days=14),
+                                       exclude_appointment_id=found.id)
+    return availability.slots_for(loaded.schedule, schedule.slot_type(found.type), now=current,
+                                  end=current + timedelta(days=14))
+
+
+@bp.post("/appointments/<int:appointment_id>/reschedule")
+@access("patient")
+def reschedule(appointment_id: int):
+    found = _own_appointment(appointment_id)
+    try:
+        new_start = _instant_arg("starts_at")
+    except BadInput as error:
+        return _bad_request(str(error))
+    try:
+        booking.reschedule(db.session, found, actor=actor(), now=now(), new_starts_at=new_start)
+    except booking.SlotTaken as taken:
+        db.session.rollback()
+        return _reschedule_page(found, status=409, nearest=taken.nearest,
+                                notice="Sorry, that time was just taken. These are the nearest free times.")
+    except (booking.BookingRuleError, booking.InvalidSlot) as error:
+        db.session.rollback()
+        return _reschedule_page(found, status=422, notice=str(error))
+    db.session.commit()
+    return redirect_htmx(url_for("booking.appointment", appointment_id=found.id))
+
+
+@bp.get("/appointments/<int:appointment_id>.ics")
+@access("patient")
+def ics(appointment_id: int):
+    found = _own_appointment(appointment_id)
+    if found.status not in ("confirmed", "checked_in"):
+        abort(404)
+    from app.services.clinic import current_clinic
+
+    body = calendar.appointment_ics(found, clinic=current_clinic(db.session),
+                                    url=url_for("booking.appointment", appointment_id=found.id, _external=True))
+    response = current_app.response_class(body, mimetype="text/calendar")
+    response.headers["Content-Disposition"] = f'attachment; filename="appointment-{found.id}.ics"'
+    return response

@@ -1,0 +1,6 @@
+"""Staff pages: availability and exceptions, appointment types, provider day/week views."""
+from flask import Blueprint
+
+bp = Blueprint("staff", __name__, url_prefix="/staff")
+
+from app.blueprints.staff import availability, calendar, catalog  # noqa: E402,F401  (routes on bp)

@@ -1,0 +1,96 @@
+"""Forms of the staff pages; choices that come from the database are set by the view."""
+from flask_wtf import FlaskForm
+from wtforms import (BooleanField, DateTimeLocalField, IntegerField, SelectField, SelectMultipleField,
+                     StringField, TextAreaField, TimeField, ValidationError)
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from app.blueprints.forms import timezone_check
+from app.models.scheduling import EXCEPTION_REASONS
+from app.services.staffing import WEEKDAYS, dollars_to_cents
+
+TIMINGS = [SelectChoice("deposit_to_book", "Deposit to book (pay in full when booking)"),
+           SelectChoice("post_visit", "Post-visit (card saved, charged after the visit)"),
+           SelectChoice("hybrid", "Hybrid (deposit now, balance after insurance)")]
+MODALITY_CHOICES = [SelectChoice("telehealth", "Telehealth"), SelectChoice("in_person", "In person")]
+REASONS = [SelectChoice(r, r.title()) for r in EXCEPTION_REASONS]
+
+
+def _whole(label: str, minimum: int, message: str):
+    return IntegerField(label, validators=[InputRequired("Enter a whole number."),
+                                           NumberRange(min=minimum, message=message)])
+
+
+class RuleForm(FlaskForm):
+    weekday = SelectField("Day", coerce=int, choices=[SelectChoice(i, d) for i, d in enumerate(WEEKDAYS)])
+    start = TimeField("From", validators=[InputRequired("Enter a start time.")])
+    end = TimeField("Until", validators=[InputRequired("Enter an end time.")])
+    type_id = SelectField("Visit type", coerce=int, default=0)
+
+    def validate_end(self, field):
+        if self.start.data and field.data and field.data <= self.start.data:
+            raise ValidationError("The end must be after the start.")
+
+
+class ExceptionForm(FlaskForm):
+    starts_local = DateTimeLocalField("Starts", format="%Y-%m-%dT%H:%M",
+                                      validators=[InputRequired("Enter when the time off starts.")])
+    ends_local = DateTimeLocalField("Ends", format="%Y-%m-%dT%H:%M",
+                                    validators=[InputRequired("Enter when the time off ends.")])
+    reason = SelectField("Reason", choices=REASONS)
+    note = StringField("Note", validators=[Optional(), Length(max=200)])
+
+    def validate_ends_local(self, field):
+        if self.starts_local.data and field.data and field.data <= self.starts_local.data:
+            raise ValidationError("The end must be after the start.")
+
+
+class TypeForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired("Enter a name."), Length(max=80)])
+    duration_minutes = _whole("Duration (minutes)", 1, "The visit must last at least one minute.")
+    buffer_before_minutes = _whole("Buffer before (minutes)", 0, "Enter 0 or more.")
+    buffer_after_minutes = _whole("Buffer after (minutes)", 0, "Enter 0 or more.")
+    price = StringField("Price (USD)", validators=[DataRequired("Enter a price.")])
+    payment_timing = SelectField("Payment timing", choices=TIMINGS)
+    modality = SelectField("Modality", choices=MODALITY_CHOICES)
+    min_notice_minutes = _whole("Minimum notice (minutes)", 0, "Enter 0 or more.")
+    horizon_days = _whole("Booking horizon (days)", 1, "Enter at least 1 day.")
+    cancellation_window_hours = _whole("Cancellation window (hours)", 0, "Enter 0 or more.")
+    slot_interval_minutes = IntegerField("Slot interval (minutes)", validators=[
+        Optional(), NumberRange(min=1, message="Enter at least 1 minute, or leave it empty.")])
+    is_active = BooleanField("Active (patients can book it)", default=True)
+
+    price_cents: int | None = None
+
+    def validate_price(self, field):
+        try:
+            self.price_cents = dollars_to_cents(field.data)
+        except ValueError as error:
+            raise ValidationError(str(error)) from None
+
+
+class ProviderForm(FlaskForm):
+    user_id = SelectField("Staff member", coerce=int)
+    specialty_id = SelectField("Specialty", coerce=int)
+    timezone = StringField("Timezone", validators=[DataRequired("Enter a timezone."), timezone_check])
+    bio = TextAreaField("Bio", validators=[Optional(), Length(max=2000)])
+    offers_telehealth = BooleanField("Offers telehealth", default=True)
+    offers_in_person = BooleanField("Offers in-person visits", default=True)
+    type_ids = SelectMultipleField("Visit types offered", coerce=int, widget=ListWidget(prefix_label=False),
+                                   option_widget=CheckboxInput(), validate_choice=True)
+    is_active = BooleanField("Active (shown to patients)", default=True)
+
+    def validate_offers_in_person(self, field):
+        if not (field.data or self.offers_telehealth.data):
+            raise ValidationError("Offer telehealth, in-person visits, or both.")
+
+
+class SpecialtyForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired("Enter a name."), Length(max=80)])
+    is_sensitive = BooleanField("Sensitive (never named in messages or payments)")
+
+
+class CancelForm(FlaskForm):
+    reason = TextAreaField("Reason for canceling", validators=[
+        DataRequired("Give a reason for canceling."), Length(max=500)])

@@ -1,0 +1,120 @@
+"""Providers, specialties, appointment types and availability."""
+from __future__ import annotations
+
+from datetime import datetime, time
+
+from sqlalchemy import (Boolean, CheckConstraint, Column, DateTime, ForeignKey, Integer, SmallInteger,
+                        String, Table, Text, Time)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+
+PAYMENT_TIMINGS = ("deposit_to_book", "post_visit", "hybrid")
+MODALITIES = ("telehealth", "in_person")
+EXCEPTION_REASONS = ("vacation", "holiday", "other")
+
+provider_types = Table(
+    "provider_appointment_types", db.metadata,
+    Column("provider_id", ForeignKey("providers.id", ondelete="CASCADE"), primary_key=True),
+    Column("type_id", ForeignKey("appointment_types.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Specialty(db.Model):
+    __tablename__ = "specialties"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    # A specialty whose name alone reveals a condition (e.g. oncology): never
+    # named in SMS, email or anything sent to Stripe.
+    is_sensitive: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AppointmentType(db.Model):
+    __tablename__ = "appointment_types"
+    __table_args__ = (
+        CheckConstraint("duration_minutes > 0", name="duration_positive"),
+        CheckConstraint("buffer_before_minutes >= 0 AND buffer_after_minutes >= 0", name="buffers"),
+        CheckConstraint("price_cents >= 0", name="price"),
+        CheckConstraint("payment_timing IN ('deposit_to_book', 'post_visit', 'hybrid')", name="timing"),
+        CheckConstraint("modality IN ('telehealth', 'in_person')", name="modality"),
+        CheckConstraint("slot_interval_minutes IS NULL OR slot_interval_minutes > 0", name="interval"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80))
+    duration_minutes: Mapped[int] = mapped_column(Integer)
+    buffer_before_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    buffer_after_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    price_cents: Mapped[int] = mapped_column(Integer)
+    payment_timing: Mapped[str] = mapped_column(String(16))
+    modality: Mapped[str] = mapped_column(String(16))
+    min_notice_minutes: Mapped[int] = mapped_column(Integer, default=60)
+    horizon_days: Mapped[int] = mapped_column(Integer, default=60)
+    cancellation_window_hours: Mapped[int] = mapped_column(Integer, default=24)
+    slot_interval_minutes: Mapped[int | None] = mapped_column(Integer)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    @property
+    def interval_minutes(self) -> int:
+        return self.slot_interval_minutes or self.duration_minutes
+
+
+class Provider(db.Model):
+    __tablename__ = "providers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), unique=True)
+    specialty_id: Mapped[int] = mapped_column(ForeignKey("specialties.id"))
+    timezone: Mapped[str] = mapped_column(String(64))
+    bio: Mapped[str] = mapped_column(Text, default="")
+    offers_telehealth: Mapped[bool] = mapped_column(Boolean, default=True)
+    offers_in_person: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    user = relationship("User", lazy="joined")
+    specialty: Mapped[Specialty] = relationship(lazy="joined")
+    types: Mapped[list[AppointmentType]] = relationship(secondary=provider_types, order_by="AppointmentType.id")
+
+    @property
+    def display_name(self) -> str:
+        return self.user.full_name
+
+    def offers(self, appointment_type: AppointmentType) -> bool:
+        if appointment_type.modality == "telehealth" and not self.offers_telehealth:
+            return False
+        if appointment_type.modality == "in_person" and not self.offers_in_person:
+            return False
+        return any(t.id == appointment_type.id for t in self.types)
+
+
+class AvailabilityRule(db.Model):
+    """Weekly hours in the provider's local time; optionally for one type only."""
+    __tablename__ = "availability_rules"
+    __table_args__ = (
+        CheckConstraint("weekday BETWEEN 0 AND 6", name="weekday"),
+        CheckConstraint("end_time > start_time", name="ordered"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"), index=True)
+    weekday: Mapped[int] = mapped_column(SmallInteger)          # 0 = Monday
+    start_time: Mapped[time] = mapped_column(Time)
+    end_time: Mapped[time] = mapped_column(Time)
+    type_id: Mapped[int | None] = mapped_column(ForeignKey("appointment_types.id", ondelete="CASCADE"))
+
+
+class AvailabilityException(db.Model):
+    """Time off as a local date-time range in the provider's zone."""
+    __tablename__ = "availability_exceptions"
+    __table_args__ = (
+        CheckConstraint("ends_local > starts_local", name="ordered"),
+        CheckConstraint("reason IN ('vacation', 'holiday', 'other')", name="reason"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"), index=True)
+    starts_local: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+    ends_local: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+    reason: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(String(200), default="")

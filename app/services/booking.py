@@ -1,0 +1,302 @@
+"""Booking: holds, confirmation, release, cancellation, reschedule, visit states.
+
+Every status change goes through ``_transition`` (the appointment's state
+machine): it checks the edge, writes the new state and its audit row in the
+caller's transaction, and queues the matching signal for after the commit.
+No function here commits.
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from psycopg import errors as pg_errors
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.models import Appointment, AppointmentType, Patient, Provider
+from app.models.state import Ignored, InvalidTransition  # noqa: F401 (re-exported)
+from app.services import DomainError, audit, availability, signals
+from app.services.audit import Actor
+from app.services.schedule import load_schedules, slot_type
+from app.services.unit_of_work import after_commit
+
+
+class SlotTaken(DomainError):
+    """The slot went (someone else holds or booked it); ``nearest`` are free ones close to it."""
+
+    def __init__(self, nearest: list[availability.Slot]):
+        super().__init__("That time was just taken.")
+        self.nearest = nearest
+
+
+class InvalidSlot(DomainError):
+    """Not a time this provider offers for this type (past, forged, outside hours)."""
+
+
+class TooManyHolds(DomainError):
+    pass
+
+
+class BookingRuleError(DomainError):
+    """A rule of the booking said no (window passed, wrong state, ...)."""
+
+
+@dataclass(frozen=True)
+class HoldPolicy:
+    ttl: timedelta
+    release_before_start: timedelta
+    max_holds_per_patient: int = 1
+    holds_per_hour: int = 12
+
+    @classmethod
+    def from_settings(cls, settings) -> "HoldPolicy":
+        return cls(settings.HOLD_TTL, settings.RELEASE_BEFORE_START, settings.MAX_HOLDS_PER_PATIENT,
+                   settings.HOLDS_PER_HOUR)
+
+
+def _audit(session: Session, appointment: Appointment, *, actor: Actor, action: str, at: datetime,
+           reason: str | None = None, details: dict | None = None) -> None:
+    # The audit row carries the real time it was written; ``at`` (the domain
+    # clock) is kept in the details so a test clock stays visible too.
+    audit.record(session, actor=actor, action=action, patient_id=appointment.patient_id,
+                 appointment_id=appointment.id, reason=reason,
+                 details={"provider_id": appointment.provider_id, "type_id": appointment.type_id,
+                          "at": at.isoformat(), **(details or {})})
+
+
+def _transition(session: Session, appointment: Appointment, action: str, *, actor: Actor, now: datetime,
+                reason: str | None = None, details: dict | None = None) -> None:
+    appointment.status = appointment.next_status(action)   # raises InvalidTransition / Ignored
+    session.flush()
+    _audit(session, appointment, actor=actor, action=f"appointment.{action}", at=now, reason=reason,
+           details=details)
+
+
+def _is_unique_or_exclusion(error: IntegrityError) -> bool:
+    return isinstance(error.orig, pg_errors.ExclusionViolation)
+
+
+def _blocked(starts_at: datetime, ends_at: datetime, appointment_type: AppointmentType):
+    return (starts_at - timedelta(minutes=appointment_type.buffer_before_minutes),
+            ends_at + timedelta(minutes=appointment_type.buffer_after_minutes))
+
+
+def nearest_free(session: Session, *, provider: Provider, appointment_type: AppointmentType,
+                 around: datetime, now: datetime, count: int = 3,
+                 exclude_appointment_id: int | None = None) -> list[availability.Slot]:
+    window = timedelta(days=14)
+    [loaded] = load_schedules(session, [provider], now=now, window_start=max(now, around - window),
+                              window_end=around + window, exclude_appointment_id=exclude_appointment_id)
+    return availability.nearest(loaded.schedule, slot_type(appointment_type), around, now=now, count=count)
+
+
+def _check_slot(session: Session, *, provider: Provider, appointment_type: AppointmentType,
+                starts_at: datetime, now: datetime, exclude_appointment_id: int | None = None) -> None:
+    """Raise InvalidSlot for a time never offered, SlotTaken for one that is taken."""
+    if not appointment_type.is_active or not provider.is_active or not provider.offers(appointment_type):
+        raise InvalidSlot("This clinician does not offer that kind of visit.")
+    if starts_at.tzinfo is None:
+        raise InvalidSlot("That time is not valid.")
+    if starts_at <= now:
+        raise InvalidSlot("That time has already passed.")
+    spec = slot_type(appointment_type)
+    day = timedelta(days=1)
+    [loaded] = load_schedules(session, [provider], now=now, window_start=starts_at - day,
+                              window_end=starts_at + day, exclude_appointment_id=exclude_appointment_id)
+    if availability.is_open(loaded.schedule, spec, starts_at, now=now):
+        return
+    # Would it be offered if nothing were booked? Then it was taken; otherwise it never existed.
+    free = availability.ProviderSchedule(loaded.schedule.provider_id, loaded.schedule.timezone,
+                                         loaded.schedule.rules, loaded.schedule.exceptions, ())
+    if availability.is_open(free, spec, starts_at, now=now):
+        raise SlotTaken(nearest_free(session, provider=provider, appointment_type=appointment_type,
+                                     around=starts_at, now=now,
+                                     exclude_appointment_id=exclude_appointment_id))
+    raise InvalidSlot("That time is not available for booking. Pick one of the times shown.")
+
+
+def _release_expired_overlapping(session: Session, *, provider_id: int, blocked_start: datetime,
+                                 blocked_end: datetime, now: datetime) -> None:
+    """Expired holds never block: taking a slot releases the ones in its way (same transaction)."""
+    expired = session.scalars(
+        select(Appointment).where(
+            Appointment.provider_id == provider_id, Appointment.status == "held",
+            Appointment.hold_expires_at <= now,
+            Appointment.blocked_start < blocked_end, Appointment.blocked_end > blocked_start,
+        ).with_for_update(skip_locked=True)
+    ).all()
+    for hold in expired:
+        release(session, hold, actor=Actor.system("system"), now=now, reason="hold expired")
+
+
+def take_hold(session: Session, *, now: datetime, patient: Patient, provider_id: int, type_id: int,
+              starts_at: datetime, policy: HoldPolicy, actor: Actor) -> Appointment:
+    """Hold a slot for checkout; release the patient's previous hold(s)."""
+    provider = session.get(Provider, provider_id)
+    appointment_type = session.get(AppointmentType, type_id)
+    if provider is None or appointment_type is None:
+        raise InvalidSlot("That clinician or visit type does not exist.")
+    recent = session.scalar(select(func.count(Appointment.id)).where(
+        Appointment.patient_id == patient.id, Appointment.created_at > now - timedelta(hours=1)))
+    if recent >= policy.holds_per_hour:
+        raise TooManyHolds("You have picked many times in the last hour. Please wait a while and try again.")
+    _check_slot(session, provider=provider, appointment_type=appointment_type, starts_at=starts_at, now=now)
+
+    # At most MAX_HOLDS_PER_PATIENT holds: a new one releases the oldest.
+    current = session.scalars(select(Appointment).where(
+        Appointment.patient_id == patient.id, Appointment.status == "held").order_by(Appointment.created_at)
+    ).all()
+    for old in current[:max(0, len(current) - policy.max_holds_per_patient + 1)]:
+        release(session, old, actor=actor, now=now, reason="replaced by a new hold")
+
+    ends_at = starts_at + timedelta(minutes=appointment_type.duration_minutes)
+    blocked_start, blocked_end = _blocked(starts_at, ends_at, appointment_type)
+    _release_expired_overlapping(session, provider_id=provider.id, blocked_start=blocked_start,
+                                 blocked_end=blocked_end, now=now)
+    expires = min(now + policy.ttl, starts_at - policy.release_before_start)
+    if expires <= now:
+        raise InvalidSlot("That time is too close to book now.")
+    appointment = Appointment(
+        patient_id=patient.id, provider_id=provider.id, type_id=appointment_type.id, status="held",
+        starts_at=starts_at, ends_at=ends_at, blocked_start=blocked_start, blocked_end=blocked_end,
+        hold_expires_at=expires, price_cents=appointment_type.price_cents,
+        payment_timing=appointment_type.payment_timing, modality=appointment_type.modality,
+        created_at=now)
+    try:
+        with session.begin_nested():
+            session.add(appointment)
+            session.flush()                      # the exclusion constraint speaks here
+    except IntegrityError as error:
+        if not _is_unique_or_exclusion(error):
+            raise
+        raise SlotTaken(nearest_free(session, provider=provider, appointment_type=appointment_type,
+                                     around=starts_at, now=now)) from None
+    _audit(session, appointment, actor=actor, action="slot.selected", at=now,
+           details={"starts_at": starts_at.isoformat(), "hold_expires_at": expires.isoformat()})
+    signals.send_after_commit(session, signals.slot_selected, appointment)
+    from app.jobs.booking import schedule_hold_expiry
+
+    after_commit(session, schedule_hold_expiry, appointment.id, expires)
+    return appointment
+
+
+def release(session: Session, appointment: Appointment, *, actor: Actor, now: datetime,
+            reason: str) -> bool:
+    """held -> released (expired, replaced, or payment gave up). False if already released."""
+    try:
+        _transition(session, appointment, "release", actor=actor, now=now, reason=reason)
+    except Ignored:
+        return False
+    appointment.hold_expires_at = appointment.hold_expires_at or now
+    signals.send_after_commit(session, signals.hold_released, appointment, reason)
+    return True
+
+
+def expire_hold(session: Session, appointment: Appointment, *, now: datetime) -> bool:
+    """Release a hold whose time is up; a hold still valid (or no longer held) is left alone."""
+    if appointment.status != "held" or appointment.hold_expires_at > now:
+        return False
+    return release(session, appointment, actor=Actor.system("job"), now=now, reason="hold expired")
+
+
+def expire_due_holds(session: Session, *, now: datetime, limit: int = 500) -> int:
+    """The sweeper: release every expired hold (Redis may have lost their jobs)."""
+    due = session.scalars(select(Appointment).where(
+        Appointment.status == "held", Appointment.hold_expires_at <= now)
+        .order_by(Appointment.hold_expires_at).limit(limit).with_for_update(skip_locked=True)).all()
+    return sum(expire_hold(session, hold, now=now) for hold in due)
+
+
+def confirm(session: Session, appointment: Appointment, *, actor: Actor, now: datetime,
+            reason: str | None = None) -> None:
+    """held|released -> confirmed. The caller (a payment timing) has checked its payment condition.
+
+    A released appointment is taken again only if its time is still free: the
+    exclusion constraint decides, and SlotTaken says it went."""
+    was = appointment.status
+    try:
+        with session.begin_nested():
+            _transition(session, appointment, "confirm", actor=actor, now=now, reason=reason,
+                        details={"from": was})
+    except IntegrityError as error:
+        if not _is_unique_or_exclusion(error):
+            raise
+        session.refresh(appointment)
+        raise SlotTaken(nearest_free(session, provider=appointment.provider,
+                                     appointment_type=appointment.type, around=appointment.starts_at,
+                                     now=now)) from None
+    appointment.hold_expires_at = None
+    appointment.confirmed_at = now
+    appointment.telehealth_room = appointment.telehealth_room or (
+        secrets.token_urlsafe(16) if appointment.modality == "telehealth" else None)
+    signals.send_after_commit(session, signals.booking_confirmed, appointment)
+
+
+def _cancel_deadline_ok(appointment: Appointment, now: datetime) -> None:
+    if appointment.starts_at <= now:
+        raise BookingRuleError("This visit has already started; call the clinic to change it.")
+
+
+def cancel(session: Session, appointment: Appointment, *, actor: Actor, now: datetime, reason: str,
+           by_user_id: int | None) -> None:
+    """held|confirmed -> canceled, with the reason and who did it (any time before the start)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise BookingRuleError("Please give a reason for canceling.")
+    _cancel_deadline_ok(appointment, now)
+    _transition(session, appointment, "cancel", actor=actor, now=now, reason=reason,
+                details={"within_cancellation_window": within_cancellation_window(appointment, now)})
+    appointment.cancel_reason = reason
+    appointment.canceled_by_id = by_user_id
+    appointment.canceled_at = now
+    signals.send_after_commit(session, signals.booking_canceled, appointment, reason)
+
+
+def within_cancellation_window(appointment: Appointment, now: datetime) -> bool:
+    """True when it is too late for a free cancellation or a reschedule."""
+    return now > appointment.starts_at - timedelta(hours=appointment.type.cancellation_window_hours)
+
+
+def reschedule(session: Session, appointment: Appointment, *, actor: Actor, now: datetime,
+               new_starts_at: datetime) -> None:
+    """Move a confirmed booking in place (same row, same payment); the constraint checks it."""
+    if appointment.status != "confirmed":
+        raise BookingRuleError("Only a confirmed booking can be rescheduled.")
+    if within_cancellation_window(appointment, now):
+        raise BookingRuleError("It is too late to reschedule online; please call the clinic.")
+    appointment_type = appointment.type
+    _check_slot(session, provider=appointment.provider, appointment_type=appointment_type,
+                starts_at=new_starts_at, now=now, exclude_appointment_id=appointment.id)
+    old_start, old_end = appointment.starts_at, appointment.ends_at
+    ends_at = new_starts_at + timedelta(minutes=appointment_type.duration_minutes)
+    blocked_start, blocked_end = _blocked(new_starts_at, ends_at, appointment_type)
+    _release_expired_overlapping(session, provider_id=appointment.provider_id, blocked_start=blocked_start,
+                                 blocked_end=blocked_end, now=now)
+    try:
+        with session.begin_nested():
+            appointment.starts_at, appointment.ends_at = new_starts_at, ends_at
+            appointment.blocked_start, appointment.blocked_end = blocked_start, blocked_end
+            session.flush()
+    except IntegrityError as error:
+        if not _is_unique_or_exclusion(error):
+            raise
+        session.refresh(appointment)
+        raise SlotTaken(nearest_free(session, provider=appointment.provider, appointment_type=appointment_type,
+                                     around=new_starts_at, now=now,
+                                     exclude_appointment_id=appointment.id)) from None
+    _audit(session, appointment, actor=actor, action="appointment.rescheduled", at=now,
+           details={"old_starts_at": old_start.isoformat(), "old_ends_at": old_end.isoformat(),
+                    "new_starts_at": new_starts_at.isoformat(), "new_ends_at": ends_at.isoformat()})
+    signals.send_after_commit(session, signals.booking_rescheduled, appointment)
+
+
+def mark(session: Session, appointment: Appointment, action: str, *, actor: Actor, now: datetime) -> None:
+    """The provider's visit states: check_in, complete, no_show."""
+    if action not in ("check_in", "complete", "no_show"):
+        raise BookingRuleError("Unknown visit action.")
+    if action == "no_show" and now < appointment.starts_at:
+        raise BookingRuleError("A no-show can be recorded only after the start time.")
+    _transition(session, appointment, action, actor=actor, now=now)

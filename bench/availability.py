@@ -1,0 +1,169 @@
+"""Benchmark (not a test): every open slot of N providers over 30 days.
+
+Times the service call behind "first available" — the schedule loads from
+PostgreSQL included — for 50 and 100 providers, and prints p50 / p95.
+Target: p95 <= 150 ms for 50 x 30 on a 2-core machine, and 100 x 30 at most
+2.2 x the cost of 50 x 30.
+
+    .venv/bin/python bench/availability.py [--runs 40]
+
+Uses DATABASE_URL's server (or an embedded PostgreSQL), in a scratch database
+it creates, migrates, fills and drops.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, time as clock_time, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psycopg  # noqa: E402
+from psycopg import sql  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=40)
+    args = parser.parse_args()
+
+    started = []
+    server_url = os.environ.get("DATABASE_URL")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-"))
+    if not server_url:
+        from devtools.embedded import start_postgres
+
+        pg = start_postgres(tmp / "pg")
+        started.append(pg)
+        server_url = pg.url
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        from devtools.embedded import start_redis
+
+        rd = start_redis(tmp / "redis")
+        started.append(rd)
+        redis_url = rd.url
+    admin = server_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    name = f"clinic_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        return run(make_url(server_url).set(database=name).render_as_string(hide_password=False), redis_url,
+                   tmp, args.runs)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                         "AND pid <> pg_backend_pid()", (name,))
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        for service in reversed(started):
+            service.stop()
+
+
+def run(database_url: str, redis_url: str, tmp: Path, runs: int) -> int:
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from app.extensions import db
+    from app.models import (Appointment, AppointmentType, AvailabilityException, AvailabilityRule, Patient,
+                            Provider, Specialty, User)
+    from app.services import availability, schedule
+    from app.settings import Settings
+
+    app = create_app(Settings(APP_ENV="test", DATABASE_URL=database_url, REDIS_URL=redis_url,
+                              INSTANCE_PATH=tmp, SECRET_KEY="bench", AUDIT_HMAC_KEY="bench").checked())
+    rng = random.Random(7)
+    now = datetime(2026, 12, 7, 13, 0, tzinfo=timezone.utc)
+    with app.app_context():
+        upgrade()
+        session = db.session
+        spec = Specialty(name="Family medicine")
+        visit = AppointmentType(name="Visit", duration_minutes=30, buffer_before_minutes=0,
+                                buffer_after_minutes=5, price_cents=10000, payment_timing="deposit_to_book",
+                                modality="telehealth", min_notice_minutes=60, horizon_days=60,
+                                cancellation_window_hours=24)
+        session.add_all([spec, visit])
+        patient_user = User(email="bench-patient@example.com", password_hash="x", role="patient",
+                            full_name="Bench Patient", timezone="UTC")
+        patient_user.patient = Patient()
+        session.add(patient_user)
+        session.flush()
+        zones = ["America/New_York", "America/Chicago", "America/Los_Angeles"]
+        providers = []
+        for i in range(100):
+            user = User(email=f"bench-provider-{i}@example.com", password_hash="x", role="provider",
+                        full_name=f"Provider {i}", timezone=zones[i % 3])
+            session.add(user)
+            session.flush()
+            provider = Provider(user_id=user.id, specialty_id=spec.id, timezone=zones[i % 3])
+            provider.types = [visit]
+            session.add(provider)
+            session.flush()
+            providers.append(provider)
+            for weekday in range(5):
+                session.add(AvailabilityRule(provider_id=provider.id, weekday=weekday,
+                                             start_time=clock_time(9), end_time=clock_time(17)))
+            start = datetime(2026, 12, 20) + timedelta(days=rng.randint(0, 20))
+            session.add(AvailabilityException(provider_id=provider.id, starts_local=start,
+                                              ends_local=start + timedelta(days=1), reason="vacation"))
+        session.flush()
+        # About 40 confirmed bookings per provider over the month.
+        for provider in providers:
+            engine_slots = availability.slots_for(
+                schedule.load_schedules(session, [provider], now=now, window_start=now,
+                                        window_end=now + timedelta(days=30))[0].schedule,
+                schedule.slot_type(visit), now=now, end=now + timedelta(days=30))
+            for slot in rng.sample(engine_slots[::2], min(40, len(engine_slots[::2]))):
+                session.add(Appointment(
+                    patient_id=patient_user.patient.id, provider_id=provider.id, type_id=visit.id,
+                    status="confirmed", starts_at=slot.starts_at, ends_at=slot.ends_at,
+                    blocked_start=slot.starts_at, blocked_end=slot.ends_at + timedelta(minutes=5),
+                    price_cents=10000, payment_timing="deposit_to_book", modality="telehealth"))
+        session.commit()
+        ids = [p.id for p in providers]
+        type_id = visit.id
+
+        def once(n: int) -> tuple[float, int]:
+            session.expunge_all()
+            t0 = time.perf_counter()
+            found = session.scalars(schedule.provider_query(provider_ids=ids[:n])).all()
+            loaded = schedule.load_schedules(session, found, now=now, window_start=now,
+                                             window_end=now + timedelta(days=30))
+            spec_type = schedule.slot_type(session.get(AppointmentType, type_id))
+            slots = availability.slots_for_many([lp.schedule for lp in loaded], spec_type, now=now,
+                                                end=now + timedelta(days=30))
+            elapsed = time.perf_counter() - t0
+            session.rollback()
+            return elapsed, sum(len(v) for v in slots.values())
+
+        figures = {}
+        for n in (50, 100):
+            for _ in range(3):
+                once(n)                          # warm-up
+            samples, count = [], 0
+            for _ in range(runs):
+                elapsed, count = once(n)
+                samples.append(elapsed * 1000)
+            samples.sort()
+            p50 = statistics.median(samples)
+            p95 = samples[min(len(samples) - 1, int(round(0.95 * (len(samples) - 1))))]
+            figures[n] = (p50, p95)
+            print(f"{n:>3} providers x 30 days: {count:>6} open slots   p50 {p50:7.1f} ms   p95 {p95:7.1f} ms"
+                  f"   ({runs} runs)")
+        ratio = figures[100][1] / figures[50][1]
+        print(f"100 x 30 costs {ratio:.2f}x 50 x 30 at p95 (target <= 2.2x); "
+              f"50 x 30 p95 target <= 150 ms: {'met' if figures[50][1] <= 150 else 'NOT met'}")
+        db.session.remove()
+        db.engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
