@@ -146,6 +146,11 @@ def create_app(settings: Settings | None = None) -> Flask:
             clinic = default_clinic()
         return {"clinic": clinic, "settings": settings}
 
+    from app.jobs.payments import on_hold_released
+    from app.services import signals
+
+    signals.hold_released.connect(on_hold_released, weak=False)
+
     from app.cli import register_cli
 
     register_cli(app)

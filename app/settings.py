@@ -54,6 +54,11 @@ class Settings:
     RELEASE_BEFORE_START: timedelta = timedelta(minutes=5)
     MAX_HOLDS_PER_PATIENT: int = 1
     HOLDS_PER_HOUR: int = 12          # per patient: a script cannot hold a clinic's week
+    POLL_INTERVAL: timedelta = timedelta(seconds=30)
+    POLL_GRACE: timedelta = timedelta(minutes=5)    # POLL_UNTIL = hold expiry + this
+    # Video visits: the room is <TELEHEALTH_BASE_URL>/<random name>; unset, a local visit page.
+    TELEHEALTH_BASE_URL: str | None = None
+    VISIT_OPENS_BEFORE: timedelta = timedelta(minutes=10)
     HTMX_PATH: Path = ROOT / "node_modules" / "htmx.org" / "dist" / "htmx.min.js"
     CSRF_ENABLED: bool = True
     # Stripe: real Stripe when STRIPE_SECRET_KEY is set; otherwise the run
@@ -94,6 +99,10 @@ class Settings:
             RELEASE_BEFORE_START=_seconds(env.get("RELEASE_BEFORE_START_SECONDS"), 300),
             MAX_HOLDS_PER_PATIENT=int(env.get("MAX_HOLDS_PER_PATIENT") or 1),
             HOLDS_PER_HOUR=int(env.get("HOLDS_PER_HOUR") or 12),
+            POLL_INTERVAL=_seconds(env.get("POLL_INTERVAL_SECONDS"), 30),
+            POLL_GRACE=_seconds(env.get("POLL_GRACE_SECONDS"), 300),
+            TELEHEALTH_BASE_URL=env.get("TELEHEALTH_BASE_URL") or None,
+            VISIT_OPENS_BEFORE=_seconds(env.get("VISIT_OPENS_BEFORE_SECONDS"), 600),
             STRIPE_SECRET_KEY=env.get("STRIPE_SECRET_KEY") or None,
             STRIPE_PUBLISHABLE_KEY=env.get("STRIPE_PUBLISHABLE_KEY") or None,
             STRIPE_WEBHOOK_SECRET=env.get("STRIPE_WEBHOOK_SECRET") or None,

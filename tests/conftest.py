@@ -99,6 +99,28 @@ def database_url(service_urls):
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
 
+@pytest.fixture(scope="session")
+def stripe_sandbox(tmp_path_factory):
+    """Our offline Stripe for the whole run (unless STRIPE_SECRET_KEY names a real test account)."""
+    if os.environ.get("STRIPE_SECRET_KEY"):
+        yield None
+        return
+    from devtools.stripe_sandbox.process import SandboxProcess
+
+    sandbox = SandboxProcess.start(tmp_path_factory.mktemp("stripe"))
+    yield sandbox
+    sandbox.stop()
+
+
+def stripe_settings(sandbox) -> dict:
+    if sandbox is None:
+        return {name: os.environ.get(name) for name in ("STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY",
+                                                        "STRIPE_WEBHOOK_SECRET")}
+    return dict(STRIPE_SECRET_KEY=sandbox.secret_key, STRIPE_PUBLISHABLE_KEY=sandbox.publishable_key,
+                STRIPE_WEBHOOK_SECRET=sandbox.webhook_secret, STRIPE_API_BASE=sandbox.api_base,
+                STRIPE_JS_URL=sandbox.js_url)
+
+
 def make_settings(database_url, redis_url, tmp_path, **overrides):
     from app.settings import Settings
 
@@ -116,13 +138,14 @@ def make_settings(database_url, redis_url, tmp_path, **overrides):
 
 
 @pytest.fixture(scope="session")
-def app(database_url, service_urls, tmp_path_factory):
+def app(database_url, service_urls, tmp_path_factory, stripe_sandbox):
     from flask_migrate import upgrade
 
     from app import create_app
 
     application = create_app(make_settings(database_url, service_urls["REDIS_URL"],
-                                           tmp_path_factory.mktemp("instance")))
+                                           tmp_path_factory.mktemp("instance"),
+                                           **stripe_settings(stripe_sandbox)))
     with application.app_context():
         upgrade()     # the schema only ever comes from the migrations
     yield application
@@ -133,6 +156,9 @@ def app(database_url, service_urls, tmp_path_factory):
     redis_conn = application.extensions.get("redis")
     if redis_conn is not None:
         redis_conn.close()
+    gateway = application.extensions.get("stripe_gateway")
+    if gateway is not None:
+        gateway.close()
 
 
 def _tables(conn) -> list[str]:

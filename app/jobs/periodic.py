@@ -10,9 +10,11 @@ from app.services import audit
 
 def sweep() -> dict:
     from app.jobs.booking import sweep_expired_holds
+    from app.jobs.payments import sweep_payments
 
     released = sweep_expired_holds()
+    paid = sweep_payments()
     with job_session() as session:
         head = audit.anchor(session)
         session.commit()
-    return {"audit_head": head[0] if head else None, "holds_released": released}
+    return {"audit_head": head[0] if head else None, "holds_released": released, **paid}

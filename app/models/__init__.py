@@ -2,9 +2,11 @@
 from app.models.appointment import Appointment
 from app.models.audit import AuditEvent
 from app.models.clinic import ClinicSettings
+from app.models.payment import Charge, PaymentAttempt, PaymentFailure, StripeEvent
 from app.models.scheduling import (AppointmentType, AvailabilityException, AvailabilityRule, Provider,
                                    Specialty)
 from app.models.user import Patient, User, ROLES, STAFF_ROLES
 
-__all__ = ["Appointment", "AppointmentType", "AuditEvent", "AvailabilityException", "AvailabilityRule",
+__all__ = ["Appointment", "AppointmentType", "AuditEvent", "Charge", "PaymentAttempt", "PaymentFailure",
+           "StripeEvent", "AvailabilityException", "AvailabilityRule",
            "ClinicSettings", "Patient", "Provider", "Specialty", "User", "ROLES", "STAFF_ROLES"]

@@ -52,6 +52,9 @@ class Patient(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), unique=True)
+    # One Stripe Customer per patient; created on the first payment, with opaque metadata only.
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    default_payment_method_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = created_at_column()
 
     user: Mapped[User] = relationship(back_populates="patient")

@@ -67,11 +67,16 @@ def _audit(session: Session, appointment: Appointment, *, actor: Actor, action: 
                           "at": at.isoformat(), **(details or {})})
 
 
+# The audit action each transition writes.
+AUDIT_ACTIONS = {"confirm": "booking.confirmed", "release": "booking.released", "cancel": "booking.canceled",
+                 "check_in": "visit.checked_in", "complete": "visit.completed", "no_show": "visit.no_show"}
+
+
 def _transition(session: Session, appointment: Appointment, action: str, *, actor: Actor, now: datetime,
                 reason: str | None = None, details: dict | None = None) -> None:
     appointment.status = appointment.next_status(action)   # raises InvalidTransition / Ignored
     session.flush()
-    _audit(session, appointment, actor=actor, action=f"appointment.{action}", at=now, reason=reason,
+    _audit(session, appointment, actor=actor, action=AUDIT_ACTIONS[action], at=now, reason=reason,
            details=details)
 
 
@@ -287,7 +292,7 @@ def reschedule(session: Session, appointment: Appointment, *, actor: Actor, now:
         raise SlotTaken(nearest_free(session, provider=appointment.provider, appointment_type=appointment_type,
                                      around=new_starts_at, now=now,
                                      exclude_appointment_id=appointment.id)) from None
-    _audit(session, appointment, actor=actor, action="appointment.rescheduled", at=now,
+    _audit(session, appointment, actor=actor, action="booking.rescheduled", at=now,
            details={"old_starts_at": old_start.isoformat(), "old_ends_at": old_end.isoformat(),
                     "new_starts_at": new_starts_at.isoformat(), "new_ends_at": ends_at.isoformat()})
     signals.send_after_commit(session, signals.booking_rescheduled, appointment)

@@ -18,6 +18,17 @@ BOOKING_EXPECTED = {
     ("GET", "booking.reschedule_form"): P404,
     ("POST", "booking.reschedule"): P404,
     ("GET", "booking.ics"): P404,
+    ("GET", "checkout.show"): P404,
+    ("POST", "checkout.save_card"): P404,
+    ("POST", "checkout.complete"): P404,
+    ("GET", "checkout.browser_return"): P404,
+    ("GET", "checkout.done"): P404,
+    # The visit link and room: any signed-in user may ask; only the appointment's patient
+    # and provider get in (everyone else, and an unknown id, is 403).
+    ("GET", "checkout.join"): dict(anonymous=302, patient=403, provider=403, billing=403, admin=403),
+    ("GET", "checkout.room"): dict(anonymous=302, patient=403, provider=403, billing=403, admin=403),
+    # Stripe's signature is the credential: without one, 400 for everyone.
+    ("POST", "webhooks.stripe_webhook"): dict(anonymous=400, patient=400, provider=400, billing=400, admin=400),
 }
 BOOKING_SAMPLE_ARGS = {
     "booking.provider": {"provider_id": MISSING},
@@ -29,4 +40,11 @@ BOOKING_SAMPLE_ARGS = {
     "booking.reschedule_form": {"appointment_id": MISSING},
     "booking.reschedule": {"appointment_id": MISSING},
     "booking.ics": {"appointment_id": MISSING},
+    "checkout.show": {"appointment_id": MISSING},
+    "checkout.save_card": {"appointment_id": MISSING},
+    "checkout.complete": {"appointment_id": MISSING},
+    "checkout.browser_return": {"appointment_id": MISSING},
+    "checkout.done": {"appointment_id": MISSING},
+    "checkout.join": {"appointment_id": MISSING},
+    "checkout.room": {"room": "no-such-room"},
 }

@@ -99,7 +99,7 @@ def test_new_hold_releases_the_patients_previous_one(db, factories, setup, clock
     second = hold(db, patient, provider, visit, MON_10_NY + timedelta(hours=1), clock, policy)
     db.refresh(first)
     assert (first.status, second.status) == ("released", "held")
-    assert audit.actions_for(db, appointment_id=first.id) == ["slot.selected", "appointment.release"]
+    assert audit.actions_for(db, appointment_id=first.id) == ["slot.selected", "booking.released"]
 
 
 def test_holds_are_rate_limited_per_patient(db, factories, clock, policy):
@@ -122,7 +122,7 @@ def test_expired_hold_frees_the_slot_lazily_and_is_audited(db, factories, setup,
     second = hold(db, factories.patient(), provider, visit, MON_10_NY, clock, policy)
     db.refresh(first)
     assert first.status == "released" and second.status == "held"
-    assert audit.actions_for(db, appointment_id=first.id) == ["slot.selected", "appointment.release"]
+    assert audit.actions_for(db, appointment_id=first.id) == ["slot.selected", "booking.released"]
 
 
 def test_expired_hold_is_released_by_its_job(app, db, factories, setup, clock, policy):
@@ -139,7 +139,7 @@ def test_expired_hold_is_released_by_its_job(app, db, factories, setup, clock, p
     db.expire_all()
     assert db.get(Appointment, first.id).status == "released"
     rows = audit.actions_for(db, appointment_id=first.id)
-    assert rows == ["slot.selected", "appointment.release"]
+    assert rows == ["slot.selected", "booking.released"]
 
 
 def test_hold_is_clamped_before_an_imminent_start(db, factories, clock, policy):
@@ -186,7 +186,7 @@ def test_confirm_cancel_and_reschedule(db, factories, setup, clock, policy):
     db.refresh(appointment)
     assert appointment.starts_at == new_start and appointment.status == "confirmed"
     rows = db.query(audit.AuditEvent).filter_by(appointment_id=appointment.id,
-                                                action="appointment.rescheduled").one()
+                                                action="booking.rescheduled").one()
     assert rows.details["old_starts_at"] == (MON_10_NY + timedelta(days=2)).isoformat()
     assert rows.details["new_starts_at"] == new_start.isoformat()
     # The old time is free again.
@@ -200,7 +200,7 @@ def test_confirm_cancel_and_reschedule(db, factories, setup, clock, policy):
     db.commit()
     assert appointment.status == "canceled" and appointment.cancel_reason == "feeling better"
     assert audit.actions_for(db, appointment_id=appointment.id) == [
-        "slot.selected", "appointment.confirm", "appointment.rescheduled", "appointment.cancel"]
+        "slot.selected", "booking.confirmed", "booking.rescheduled", "booking.canceled"]
 
 
 def test_reschedule_onto_a_taken_time_is_refused_and_keeps_the_booking(db, factories, setup, clock, policy):

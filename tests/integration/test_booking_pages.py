@@ -156,7 +156,7 @@ def test_cancel_needs_a_reason_then_cancels(patient_client, clinic, clock, facto
     again = patient_client.post(f"/appointments/{mine.id}/cancel",
                                 data={"reason": "double click", "csrf_token": csrf_from(page)})
     assert again.status_code == 303          # a repeat is harmless
-    assert audit.actions_for(db, appointment_id=mine.id).count("appointment.cancel") == 1
+    assert audit.actions_for(db, appointment_id=mine.id).count("booking.canceled") == 1
 
 
 def test_reschedule_moves_the_same_row(patient_client, clinic, clock, factories, db, policy):

@@ -303,7 +303,7 @@ def test_check_in_then_complete_changes_the_status_and_is_audited(db, client, fo
     assert 'id="appt-' in response.get_data(as_text=True) and "Completed" in response.get_data(as_text=True)
     assert db.get(Appointment, appt.id).status == "completed"
     assert audit.actions_for(db, appointment_id=appt.id) == [
-        "slot.selected", "appointment.confirm", "appointment.check_in", "appointment.complete"]
+        "slot.selected", "booking.confirmed", "visit.checked_in", "visit.completed"]
 
 
 def test_a_wrong_state_action_is_a_clear_409(db, client, forms, factories, clock, policy, visit):
@@ -318,7 +318,7 @@ def test_a_wrong_state_action_is_a_clear_409(db, client, forms, factories, clock
     response = forms.post(f"/staff/appointments/{appt.id}/no_show", page="/staff/day?date=2026-12-07", data={})
     assert response.status_code == 409
     assert "only after the start time" in response.get_data(as_text=True)
-    assert audit.actions_for(db, appointment_id=appt.id) == ["slot.selected", "appointment.confirm"]
+    assert audit.actions_for(db, appointment_id=appt.id) == ["slot.selected", "booking.confirmed"]
 
 
 def test_no_show_after_the_start_is_recorded(db, client, forms, factories, clock, policy, login_as, visit):
@@ -330,7 +330,7 @@ def test_no_show_after_the_start_is_recorded(db, client, forms, factories, clock
                           page=f"/staff/day?date=2026-12-07&provider_id={provider.id}", data={})
     assert response.status_code == 303
     assert db.get(Appointment, appt.id).status == "no_show"
-    assert audit.actions_for(db, appointment_id=appt.id)[-1] == "appointment.no_show"
+    assert audit.actions_for(db, appointment_id=appt.id)[-1] == "visit.no_show"
 
 
 def test_staff_cancel_needs_a_reason(db, client, forms, factories, clock, policy, login_as, visit):
@@ -350,9 +350,9 @@ def test_staff_cancel_needs_a_reason(db, client, forms, factories, clock, policy
     canceled = db.get(Appointment, appt.id)
     assert (canceled.status, canceled.cancel_reason, canceled.canceled_by_id) == (
         "canceled", "Provider is ill", billing.id)
-    assert audit.actions_for(db, appointment_id=appt.id)[-1] == "appointment.cancel"
+    assert audit.actions_for(db, appointment_id=appt.id)[-1] == "booking.canceled"
     row = db.scalars(select(AuditEvent).where(AuditEvent.appointment_id == appt.id,
-                                              AuditEvent.action == "appointment.cancel")).one()
+                                              AuditEvent.action == "booking.canceled")).one()
     assert (row.reason, row.actor_id, row.actor_role) == ("Provider is ill", billing.id, "billing")
 
     # Canceling again says so plainly.

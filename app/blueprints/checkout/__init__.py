@@ -1,0 +1,161 @@
+"""Deposit-to-book checkout: the Payment Element page, completion, confirmation, the visit link."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, jsonify, redirect, request, url_for
+from flask_login import current_user
+
+from app.access import AUTHENTICATED, access
+from app.extensions import db
+from app.integrations.stripe_gateway import GatewayError
+from app.jobs.payments import apply_and_settle, gateway, schedule_poll, timings
+from app.models import Appointment
+from app.services import audit, payments, visits
+from app.services.unit_of_work import after_commit
+from app.web import actor, now, render
+
+bp = Blueprint("checkout", __name__)
+
+
+def _own(appointment_id: int) -> Appointment:
+    appointment = db.session.get(Appointment, appointment_id)
+    if appointment is None or appointment.patient_id != current_user.patient.id:
+        audit.record(db.session, actor=actor(), action="access.denied", outcome="failure",
+                     details={"appointment_id": appointment_id, "path": request.path})
+        db.session.commit()
+        abort(404)
+    return appointment
+
+
+@bp.get("/checkout/<int:appointment_id>")
+@access("patient")
+def show(appointment_id: int):
+    appointment = _own(appointment_id)
+    if appointment.status in ("confirmed", "checked_in"):
+        return redirect(url_for("checkout.done", appointment_id=appointment.id))
+    try:
+        attempt = payments.open_attempt(db.session, appointment=appointment, patient=current_user.patient,
+                                        now=now())
+        db.session.commit()                       # the attempt's UUID is stored before Stripe hears of it
+        fresh = attempt.stripe_payment_intent_id is None
+        payments.create_intent(db.session, gateway(), attempt, patient=current_user.patient,
+                               appointment=appointment, actor=actor(), now=now(), timings=timings())
+        if fresh:
+            after_commit(db.session, schedule_poll, attempt.id)
+        db.session.commit()
+    except payments.PaymentRuleError as error:
+        db.session.rollback()
+        return render("checkout/ended.html", status=409, appointment=appointment, message=str(error))
+    except GatewayError:
+        db.session.rollback()
+        return render("checkout/ended.html", status=503, appointment=appointment,
+                      message="We could not reach the payment service. Please try again in a moment.")
+    settings = current_app.config["SETTINGS"]
+    seconds_left = max(0, int((appointment.hold_expires_at - now()).total_seconds()))
+    return render("checkout/show.html", appointment=appointment, attempt=attempt,
+                  stripe_js_url=settings.STRIPE_JS_URL, publishable_key=settings.STRIPE_PUBLISHABLE_KEY,
+                  seconds_left=seconds_left)
+
+
+@bp.post("/checkout/<int:appointment_id>/save-card")
+@access("patient")
+def save_card(appointment_id: int):
+    appointment = _own(appointment_id)
+    attempt = payments.current_attempt(db.session, appointment, lock=True)
+    if attempt is None or attempt.is_final:
+        return jsonify(error="No payment is open for this visit."), 409
+    try:
+        payments.set_save_card(db.session, gateway(), attempt, request.form.get("save") == "1")
+    except GatewayError:
+        db.session.rollback()
+        return jsonify(error="We could not update the payment. Please try again."), 503
+    db.session.commit()
+    return jsonify(save_card=attempt.save_card)
+
+
+def _result_json(appointment: Appointment, result: payments.SyncResult):
+    body = {"state": result.state, "message": result.message}
+    if result.state == "confirmed":
+        body["redirect"] = url_for("checkout.done", appointment_id=appointment.id)
+    elif result.state in ("slot_lost", "canceled"):
+        body["redirect"] = url_for("checkout.show", appointment_id=appointment.id)
+    return body
+
+
+def _complete(appointment: Appointment) -> payments.SyncResult | None:
+    attempt = payments.current_attempt(db.session, appointment)
+    if attempt is None:
+        return None
+    db.session.rollback()          # apply_and_settle takes its own locks
+    return apply_and_settle(db.session, attempt.id, source="browser", actor=actor())
+
+
+@bp.post("/checkout/<int:appointment_id>/complete")
+@access("patient")
+def complete(appointment_id: int):
+    """Called by the page after Stripe.js answers: the server re-reads the intent itself."""
+    appointment = _own(appointment_id)
+    try:
+        result = _complete(appointment)
+    except GatewayError:
+        db.session.rollback()
+        return jsonify(state="pending", message="We are confirming your payment…"), 202
+    if result is None:
+        return jsonify(state="pending", message=None), 409
+    return jsonify(_result_json(appointment, result))
+
+
+@bp.get("/checkout/<int:appointment_id>/return")
+@access("patient")
+def browser_return(appointment_id: int):
+    """Where Stripe sends the browser after a redirect (3-D Secure): never trusted, re-read."""
+    appointment = _own(appointment_id)
+    try:
+        result = _complete(appointment)
+    except GatewayError:
+        db.session.rollback()
+        result = None
+    if result is not None and result.state == "confirmed":
+        return redirect(url_for("checkout.done", appointment_id=appointment.id), code=303)
+    return redirect(url_for("checkout.show", appointment_id=appointment.id), code=303)
+
+
+@bp.get("/checkout/<int:appointment_id>/done")
+@access("patient")
+def done(appointment_id: int):
+    appointment = _own(appointment_id)
+    attempt = payments.current_attempt(db.session, appointment)
+    if appointment.status not in ("confirmed", "checked_in", "completed"):
+        return redirect(url_for("checkout.show", appointment_id=appointment.id))
+    return render("checkout/done.html", appointment=appointment, attempt=attempt)
+
+
+@bp.get("/visits/<int:appointment_id>/join")
+@access(AUTHENTICATED)
+def join(appointment_id: int):
+    """The visit link: who you are is checked; opens from VISIT_OPENS_BEFORE the start."""
+    appointment = db.session.get(Appointment, appointment_id)
+    if appointment is None or not visits.may_join(appointment, current_user):
+        audit.record(db.session, actor=actor(), action="visit.join_denied", outcome="failure",
+                     details={"appointment_id": appointment_id})
+        db.session.commit()
+        abort(403)
+    settings = current_app.config["SETTINGS"]
+    state = visits.join_state(appointment, now=now(), opens_before=settings.VISIT_OPENS_BEFORE)
+    if state != "open":
+        return render("checkout/visit_wait.html", appointment=appointment, state=state,
+                      opens_at=appointment.starts_at - settings.VISIT_OPENS_BEFORE)
+    audit.record(db.session, actor=actor(), action="visit.joined", appointment_id=appointment.id,
+                 patient_id=appointment.patient_id)
+    db.session.commit()
+    return redirect(visits.room_url(appointment, base=settings.TELEHEALTH_BASE_URL,
+                                    local=url_for("checkout.room", room=appointment.telehealth_room)))
+
+
+@bp.get("/visits/room/<room>")
+@access(AUTHENTICATED)
+def room(room: str):
+    """The local stand-in for a video room (TELEHEALTH_BASE_URL unset)."""
+    appointment = visits.by_room(db.session, room)
+    if appointment is None or not visits.may_join(appointment, current_user):
+        abort(403)
+    return render("checkout/room.html", appointment=appointment)

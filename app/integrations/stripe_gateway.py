@@ -1,0 +1,235 @@
+"""The one module that imports ``stripe``.
+
+A thin gateway over the official SDK's ``StripeClient``: the API base comes
+from settings (real Stripe or our sandbox; the gateway cannot tell), every
+POST carries an idempotency key derived from the payment attempt's own UUID
+and the operation, and answers come back as small plain objects, so services
+never see SDK types.
+
+After a 500 or a network failure that outlasts the SDK's own retries, the
+gateway reconciles before trying again: it re-reads the intent (by its stored
+id, or finds it among the customer's intents by our metadata), because Stripe
+replays a saved 500 for the same key. Only when the work was really not done
+does it retry, with the next key of a deterministic series (``<key>#2``), so a
+retry after a crash is still idempotent.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import stripe
+
+log = logging.getLogger(__name__)
+RECONCILE_ROUNDS = 3
+
+
+class GatewayError(Exception):
+    """Stripe could not be reached or refused the request; nothing is known to have happened."""
+
+
+class GatewayUnavailable(GatewayError):
+    pass
+
+
+@dataclass(frozen=True)
+class PaymentError:
+    code: str | None
+    decline_code: str | None
+    message: str | None
+    type: str | None
+    charge: str | None
+    payment_method: str | None
+
+    @classmethod
+    def of(cls, data: Any) -> "PaymentError | None":
+        if not data:
+            return None
+        get = data.get if hasattr(data, "get") else (lambda k, d=None: getattr(data, k, d))
+        pm = get("payment_method")
+        pm_id = pm.get("id") if hasattr(pm, "get") else pm
+        return cls(get("code"), get("decline_code"), get("message"), get("type"), get("charge"), pm_id)
+
+
+@dataclass(frozen=True)
+class Intent:
+    id: str
+    status: str
+    amount: int
+    amount_capturable: int
+    amount_received: int
+    currency: str
+    client_secret: str | None
+    customer: str | None
+    payment_method: str | None
+    setup_future_usage: str | None
+    capture_method: str | None
+    metadata: dict = field(default_factory=dict)
+    last_error: PaymentError | None = None
+    next_action_type: str | None = None
+    card_brand: str | None = None
+    card_last4: str | None = None
+
+    @classmethod
+    def of(cls, obj: Any) -> "Intent":
+        data = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+        pm = data.get("payment_method")
+        card = pm.get("card") if isinstance(pm, dict) else None
+        next_action = data.get("next_action") or {}
+        return cls(
+            id=data["id"], status=data["status"], amount=data.get("amount") or 0,
+            amount_capturable=data.get("amount_capturable") or 0,
+            amount_received=data.get("amount_received") or 0, currency=data.get("currency") or "usd",
+            client_secret=data.get("client_secret"),
+            customer=data.get("customer") if isinstance(data.get("customer"), (str, type(None)))
+            else data["customer"].get("id"),
+            payment_method=pm.get("id") if isinstance(pm, dict) else pm,
+            setup_future_usage=data.get("setup_future_usage"), capture_method=data.get("capture_method"),
+            metadata=dict(data.get("metadata") or {}), last_error=PaymentError.of(data.get("last_payment_error")),
+            next_action_type=next_action.get("type") if isinstance(next_action, dict) else None,
+            card_brand=card.get("brand") if card else None, card_last4=card.get("last4") if card else None,
+        )
+
+
+def _transient(error: Exception) -> bool:
+    if isinstance(error, stripe.APIConnectionError):
+        return True
+    status = getattr(error, "http_status", None)
+    return isinstance(error, stripe.StripeError) and (status is None or status >= 500)
+
+
+class StripeGateway:
+    def __init__(self, *, api_key: str, api_base: str, max_network_retries: int = 2, timeout: float = 10.0,
+                 http_client: Any | None = None):
+        self._http = http_client or stripe.RequestsClient(timeout=timeout)
+        self.client = stripe.StripeClient(api_key, base_addresses={"api": api_base},
+                                          max_network_retries=max_network_retries, http_client=self._http)
+
+    @classmethod
+    def from_settings(cls, settings, **kwargs) -> "StripeGateway":
+        return cls(api_key=settings.STRIPE_SECRET_KEY, api_base=settings.STRIPE_API_BASE, **kwargs)
+
+    def close(self) -> None:
+        close = getattr(self._http, "close", None)
+        if close:
+            close()
+
+    # -- customers ---------------------------------------------------------------------------
+
+    def create_customer(self, *, key: str, metadata: dict) -> str:
+        """A Customer carrying only opaque ids (no name, email or phone: PHI stays home)."""
+        customer = self._post(lambda k: self.client.v1.customers.create(
+            params={"metadata": metadata}, options={"idempotency_key": k}), key,
+            reconcile=lambda: None)
+        return customer["id"]
+
+    # -- payment intents ---------------------------------------------------------------------
+
+    def create_intent(self, *, key: str, amount: int, currency: str, customer: str, metadata: dict,
+                      description: str, save_card: bool, statement_descriptor_suffix: str | None = None
+                      ) -> Intent:
+        params: dict[str, Any] = {
+            "amount": amount, "currency": currency, "customer": customer, "capture_method": "manual",
+            "metadata": metadata, "description": description,
+            "automatic_payment_methods": {"enabled": True},
+        }
+        if save_card:
+            params["setup_future_usage"] = "off_session"
+        if statement_descriptor_suffix:
+            params["statement_descriptor_suffix"] = statement_descriptor_suffix
+        found = self._post(
+            lambda k: self.client.v1.payment_intents.create(params=params, options={"idempotency_key": k}),
+            key, reconcile=lambda: self.find_intent(customer=customer, metadata_key="attempt_uuid",
+                                                     metadata_value=metadata["attempt_uuid"]))
+        return found if isinstance(found, Intent) else Intent.of(found)
+
+    def retrieve_intent(self, intent_id: str) -> Intent:
+        try:
+            return Intent.of(self.client.v1.payment_intents.retrieve(
+                intent_id, params={"expand": ["payment_method"]}))
+        except stripe.StripeError as error:
+            raise GatewayUnavailable(f"retrieve {intent_id}: {error.__class__.__name__}") from error
+
+    def find_intent(self, *, customer: str, metadata_key: str, metadata_value: str) -> Intent | None:
+        """Our intent among the customer's, by our own metadata (after a failure mid-create)."""
+        try:
+            page = self.client.v1.payment_intents.list(params={"customer": customer, "limit": 100})
+            for obj in page.auto_paging_iter():
+                if (obj.get("metadata") or {}).get(metadata_key) == metadata_value:
+                    return Intent.of(obj)
+        except stripe.StripeError as error:
+            raise GatewayUnavailable(f"list intents: {error.__class__.__name__}") from error
+        return None
+
+    def update_intent(self, intent_id: str, *, key: str, setup_future_usage: str | None) -> Intent:
+        params = {"setup_future_usage": setup_future_usage or ""}
+        found = self._post(lambda k: self.client.v1.payment_intents.update(
+            intent_id, params=params, options={"idempotency_key": k}), key,
+            reconcile=lambda: None)
+        return Intent.of(found)
+
+    def capture(self, intent_id: str, *, key: str, amount: int | None = None) -> Intent:
+        params = {"amount_to_capture": amount} if amount is not None else {}
+
+        def done():
+            intent = self.retrieve_intent(intent_id)
+            return intent if intent.status in ("succeeded", "canceled") else None
+
+        found = self._post(lambda k: self.client.v1.payment_intents.capture(
+            intent_id, params=params, options={"idempotency_key": k}), key, reconcile=done)
+        return found if isinstance(found, Intent) else Intent.of(found)
+
+    def cancel(self, intent_id: str, *, key: str, reason: str = "abandoned") -> Intent:
+        def done():
+            intent = self.retrieve_intent(intent_id)
+            return intent if intent.status in ("succeeded", "canceled") else None
+
+        try:
+            found = self._post(lambda k: self.client.v1.payment_intents.cancel(
+                intent_id, params={"cancellation_reason": reason}, options={"idempotency_key": k}), key,
+                reconcile=done)
+        except GatewayError:
+            current = self.retrieve_intent(intent_id)
+            if current.status in ("succeeded", "canceled"):
+                return current          # already final: nothing to cancel
+            raise
+        return found if isinstance(found, Intent) else Intent.of(found)
+
+    # -- the retry discipline ----------------------------------------------------------------
+
+    def _post(self, call, key: str, *, reconcile):
+        """Run ``call(idempotency_key)``; after a transient failure, reconcile, then retry with the next key."""
+        last: Exception | None = None
+        for round_ in range(1, RECONCILE_ROUNDS + 1):
+            attempt_key = key if round_ == 1 else f"{key}#{round_}"
+            try:
+                return call(attempt_key)
+            except stripe.StripeError as error:
+                if not _transient(error):
+                    raise GatewayError(_describe(error)) from error
+                last = error
+                log.warning("stripe %s failed (%s); reconciling", attempt_key.split(":")[-1],
+                            error.__class__.__name__)
+            done = reconcile()
+            if done is not None:
+                return done
+        raise GatewayUnavailable(f"Stripe unavailable after {RECONCILE_ROUNDS} rounds: "
+                                 f"{last.__class__.__name__ if last else ''}")
+
+
+def _describe(error: stripe.StripeError) -> str:
+    body = getattr(error, "error", None)
+    code = getattr(body, "code", None) if body else None
+    return f"{error.__class__.__name__}: {code or getattr(error, 'user_message', '') or ''}"
+
+
+def verify_webhook(payload: bytes, signature: str | None, secret: str) -> dict:
+    """The event if the signature is Stripe's (300 s tolerance); raises ValueError otherwise."""
+    if not signature:
+        raise ValueError("missing Stripe-Signature")
+    try:
+        event = stripe.Webhook.construct_event(payload, signature, secret)
+    except stripe.SignatureVerificationError as error:
+        raise ValueError("bad signature") from error
+    return event.to_dict() if hasattr(event, "to_dict") else dict(event)

@@ -1,0 +1,130 @@
+"""Charges, payment attempts (one PaymentIntent each), failed confirmations, Stripe events.
+
+PaymentAttempt mirrors its PaymentIntent's status:
+
+    requires_payment_method <-> requires_action -> processing -> requires_capture -> succeeded
+    (any open state) -> canceled
+
+A decline or a failed 3-D Secure challenge sends the intent back to
+requires_payment_method and the same intent may be confirmed again, so only
+succeeded and canceled are final; each failed confirmation is a PaymentFailure
+row. Every update re-reads the intent and applies its current status; a final
+state never changes back.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, String,
+                        Text, UniqueConstraint, Uuid, func, text)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+
+OPEN_STATUSES = ("requires_payment_method", "requires_confirmation", "requires_action", "processing",
+                 "requires_capture")
+FINAL_STATUSES = ("succeeded", "canceled")
+ATTEMPT_STATUSES = OPEN_STATUSES + FINAL_STATUSES + ("creating",)
+PURPOSES = ("deposit", "visit", "balance", "no_show_fee")
+
+
+class Charge(db.Model):
+    __tablename__ = "charges"
+    __table_args__ = (
+        CheckConstraint("purpose IN ('deposit', 'visit', 'balance', 'no_show_fee')", name="purpose"),
+        CheckConstraint("amount_cents >= 0", name="amount"),
+        CheckConstraint("amount_captured_cents >= 0 AND amount_refunded_cents >= 0 "
+                        "AND amount_refunded_cents <= amount_captured_cents", name="money"),
+        UniqueConstraint("appointment_id", "purpose", name="uq_charges_appointment_purpose"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    # pending -> authorized -> captured (| canceled); refunds come later
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    amount_captured_cents: Mapped[int] = mapped_column(Integer, default=0)
+    amount_refunded_cents: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    appointment = relationship("Appointment")
+    attempts: Mapped[list["PaymentAttempt"]] = relationship(back_populates="charge",
+                                                            order_by="PaymentAttempt.number")
+
+
+class PaymentAttempt(db.Model):
+    __tablename__ = "payment_attempts"
+    __table_args__ = (
+        UniqueConstraint("charge_id", "number", name="uq_payment_attempts_charge_number"),
+        # At most one open attempt per charge: a new one only after the previous is canceled.
+        Index("uq_payment_attempts_one_open", "charge_id", unique=True,
+              postgresql_where=text("status NOT IN ('succeeded', 'canceled')")),
+        CheckConstraint("amount_cents > 0", name="amount"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uuid: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True, default=uuid.uuid4)
+    charge_id: Mapped[int] = mapped_column(ForeignKey("charges.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    client_secret: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(32), default="creating")
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    save_card: Mapped[bool] = mapped_column(Boolean, default=False)
+    poll_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    amount_captured_cents: Mapped[int] = mapped_column(Integer, default=0)
+    captured_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    canceled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancellation_reason: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str | None] = mapped_column(String(32))    # e.g. slot_lost
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
+                                                 onupdate=func.now())
+
+    charge: Mapped[Charge] = relationship(back_populates="attempts")
+    failures: Mapped[list["PaymentFailure"]] = relationship(back_populates="attempt",
+                                                            order_by="PaymentFailure.id")
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def key(self, operation: str) -> str:
+        """The idempotency key of one money-moving call: stored uuid + operation."""
+        return f"{self.uuid}:{operation}"
+
+
+class PaymentFailure(db.Model):
+    """One failed confirmation of an attempt (a decline, a failed 3-D Secure)."""
+    __tablename__ = "payment_failures"
+    __table_args__ = (UniqueConstraint("attempt_id", "dedupe_key", name="uq_payment_failures_attempt_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("payment_attempts.id"), index=True)
+    dedupe_key: Mapped[str] = mapped_column(String(255))
+    code: Mapped[str | None] = mapped_column(String(64))
+    decline_code: Mapped[str | None] = mapped_column(String(64))
+    stripe_charge_id: Mapped[str | None] = mapped_column(String(255))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    attempt: Mapped[PaymentAttempt] = relationship(back_populates="failures")
+
+
+class StripeEvent(db.Model):
+    """A webhook event, stored by Stripe's id before anything else: a duplicate is dropped."""
+    __tablename__ = "stripe_events"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64))
+    created: Mapped[int] = mapped_column(BigInteger)
+    object_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    payload: Mapped[dict] = mapped_column(JSONB)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
