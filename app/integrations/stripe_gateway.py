@@ -156,8 +156,9 @@ class StripeGateway:
         try:
             page = self.client.v1.payment_intents.list(params={"customer": customer, "limit": 100})
             for obj in page.auto_paging_iter():
-                if (obj.get("metadata") or {}).get(metadata_key) == metadata_value:
-                    return Intent.of(obj)
+                data = obj.to_dict()         # SDK objects are not dicts: .get() raises AttributeError
+                if (data.get("metadata") or {}).get(metadata_key) == metadata_value:
+                    return Intent.of(data)
         except stripe.StripeError as error:
             raise GatewayUnavailable(f"list intents: {error.__class__.__name__}") from error
         return None

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.integrations.stripe_gateway import Intent, StripeGateway
@@ -97,13 +99,15 @@ def _record(session: Session, attempt: PaymentAttempt, appointment: Appointment,
 # -- opening an attempt ------------------------------------------------------------------------
 
 def deposit_charge(session: Session, appointment: Appointment) -> Charge:
-    charge = session.scalar(select(Charge).where(Charge.appointment_id == appointment.id,
-                                                 Charge.purpose == "deposit"))
+    """The appointment's deposit charge, made once even when two tabs open checkout at the same moment."""
+    query = select(Charge).where(Charge.appointment_id == appointment.id, Charge.purpose == "deposit")
+    charge = session.scalar(query)
     if charge is None:
-        charge = Charge(appointment_id=appointment.id, purpose="deposit", amount_cents=appointment.price_cents,
-                        currency="usd", status="pending")
-        session.add(charge)
-        session.flush()
+        session.execute(pg_insert(Charge).values(
+            appointment_id=appointment.id, purpose="deposit", amount_cents=appointment.price_cents,
+            currency="usd", status="pending", amount_captured_cents=0, amount_refunded_cents=0)
+            .on_conflict_do_nothing(constraint="uq_charges_appointment_purpose"))
+        charge = session.scalar(query)
     return charge
 
 
@@ -130,17 +134,32 @@ def open_attempt(session: Session, *, appointment: Appointment, patient: Patient
         PaymentAttempt.charge_id == charge.id)) or 0) + 1
     attempt = PaymentAttempt(charge_id=charge.id, number=number, status="creating",
                              amount_cents=charge.amount_cents, currency=charge.currency)
-    session.add(attempt)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(attempt)
+            session.flush()
+    except IntegrityError:
+        # Another tab opened the attempt at the same moment (one open attempt per charge): use it.
+        open_ = session.scalar(select(PaymentAttempt).where(
+            PaymentAttempt.charge_id == charge.id, PaymentAttempt.status.not_in(FINAL_STATUSES))
+            .with_for_update())
+        if open_ is None or open_.amount_cents != charge.amount_cents:
+            raise
+        return open_
     return attempt
 
 
-def ensure_customer(session: Session, gateway: StripeGateway, patient: Patient) -> str:
-    """One Stripe Customer per patient, carrying only our opaque id."""
+def ensure_customer(session: Session, gateway: StripeGateway, patient: Patient, *, key: str) -> str:
+    """One Stripe Customer per patient, carrying only our opaque id.
+
+    The idempotency key comes from the attempt that needs the customer (its UUID
+    is stored before the call): a key built from the patient's row id alone is
+    not unique to this patient (another database or clinic on the same Stripe
+    account, a restored backup, ids restarting), and Stripe would replay another
+    patient's Customer for 24 hours."""
     if patient.stripe_customer_id:
         return patient.stripe_customer_id
-    patient.stripe_customer_id = gateway.create_customer(
-        key=f"patient-{patient.id}:customer", metadata={"patient_id": str(patient.id)})
+    patient.stripe_customer_id = gateway.create_customer(key=key, metadata={"patient_id": str(patient.id)})
     session.flush()
     return patient.stripe_customer_id
 
@@ -151,7 +170,11 @@ def create_intent(session: Session, gateway: StripeGateway, attempt: PaymentAtte
     """Create the attempt's PaymentIntent (idempotent on the attempt's UUID). Nothing clinical is sent."""
     if attempt.stripe_payment_intent_id:
         return attempt
-    customer = ensure_customer(session, gateway, patient)
+    # Two tabs may get here for the same attempt: the row lock makes the second find the intent made.
+    session.refresh(attempt, with_for_update=True)
+    if attempt.stripe_payment_intent_id:
+        return attempt
+    customer = ensure_customer(session, gateway, patient, key=attempt.key("customer"))
     intent = gateway.create_intent(
         key=attempt.key("create"), amount=attempt.amount_cents, currency=attempt.currency, customer=customer,
         metadata={"attempt_uuid": str(attempt.uuid), "appointment_id": str(appointment.id),
@@ -164,6 +187,10 @@ def create_intent(session: Session, gateway: StripeGateway, attempt: PaymentAtte
     attempt.poll_until = (appointment.hold_expires_at or now) + timings.poll_grace
     session.flush()
     _record(session, attempt, appointment, actor=actor, action="payment.attempted")
+    from app.jobs.payments import schedule_poll
+    from app.services.unit_of_work import after_commit
+
+    after_commit(session, schedule_poll, attempt.id)      # polling starts once the intent exists
     return attempt
 
 

@@ -7,10 +7,9 @@ from flask_login import current_user
 from app.access import AUTHENTICATED, access
 from app.extensions import db
 from app.integrations.stripe_gateway import GatewayError
-from app.jobs.payments import apply_and_settle, gateway, schedule_poll, timings
+from app.jobs.payments import apply_and_settle, gateway, timings
 from app.models import Appointment
 from app.services import audit, payments, visits
-from app.services.unit_of_work import after_commit
 from app.web import actor, now, render
 
 bp = Blueprint("checkout", __name__)
@@ -36,11 +35,8 @@ def show(appointment_id: int):
         attempt = payments.open_attempt(db.session, appointment=appointment, patient=current_user.patient,
                                         now=now())
         db.session.commit()                       # the attempt's UUID is stored before Stripe hears of it
-        fresh = attempt.stripe_payment_intent_id is None
         payments.create_intent(db.session, gateway(), attempt, patient=current_user.patient,
                                appointment=appointment, actor=actor(), now=now(), timings=timings())
-        if fresh:
-            after_commit(db.session, schedule_poll, attempt.id)
         db.session.commit()
     except payments.PaymentRuleError as error:
         db.session.rollback()
