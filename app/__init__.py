@@ -56,6 +56,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         WTF_CSRF_TIME_LIMIT=None,          # the token lives as long as the session
         RATELIMIT_STORAGE_URI=_limiter_storage(settings.REDIS_URL),
         RATELIMIT_KEY_PREFIX=f"{settings.REDIS_NAMESPACE}:limits",
+        # The storage's own prefix too, so resetting one deployment's limits touches no other's.
+        RATELIMIT_STORAGE_OPTIONS={"key_prefix": f"{settings.REDIS_NAMESPACE}:limits"},
         RATELIMIT_HEADERS_ENABLED=True,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -150,6 +152,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.services import signals
 
     signals.hold_released.connect(on_hold_released, weak=False)
+    from app.jobs.notifications import connect_listeners
+
+    connect_listeners()
 
     from app.cli import register_cli
 

@@ -59,6 +59,24 @@ class Settings:
     # Video visits: the room is <TELEHEALTH_BASE_URL>/<random name>; unset, a local visit page.
     TELEHEALTH_BASE_URL: str | None = None
     VISIT_OPENS_BEFORE: timedelta = timedelta(minutes=10)
+    # Messages. Twilio / SMTP unset: the dev outbox (stored, logged, listed at /dev/outbox).
+    TWILIO_ACCOUNT_SID: str | None = None
+    TWILIO_AUTH_TOKEN: str | None = None
+    TWILIO_FROM_NUMBER: str | None = None
+    TWILIO_API_BASE: str | None = None           # tests: a local stand-in for Twilio's API
+    SMTP_HOST: str | None = None
+    SMTP_PORT: int = 587
+    SMTP_USERNAME: str | None = None
+    SMTP_PASSWORD: str | None = None
+    SMTP_FROM: str = "Clinic Portal <no-reply@clinic.example>"
+    SMTP_STARTTLS: bool = True
+    PUBLIC_BASE_URL: str = "http://127.0.0.1:5000"   # links in messages
+    REMINDER_OFFSETS: tuple = (timedelta(hours=24), timedelta(hours=1))
+    RETRY_LINK_TTL: timedelta = timedelta(minutes=30)
+    PASSWORD_RESET_TTL: timedelta = timedelta(minutes=30)
+    PHONE_CODE_TTL: timedelta = timedelta(minutes=10)
+    SEND_RETRY_DELAYS: tuple = (10, 60, 300)          # seconds between send retries
+    T_WINDOW: timedelta = timedelta(minutes=30)
     HTMX_PATH: Path = ROOT / "node_modules" / "htmx.org" / "dist" / "htmx.min.js"
     CSRF_ENABLED: bool = True
     # Stripe: real Stripe when STRIPE_SECRET_KEY is set; otherwise the run
@@ -103,6 +121,20 @@ class Settings:
             POLL_GRACE=_seconds(env.get("POLL_GRACE_SECONDS"), 300),
             TELEHEALTH_BASE_URL=env.get("TELEHEALTH_BASE_URL") or None,
             VISIT_OPENS_BEFORE=_seconds(env.get("VISIT_OPENS_BEFORE_SECONDS"), 600),
+            TWILIO_ACCOUNT_SID=env.get("TWILIO_ACCOUNT_SID") or None,
+            TWILIO_AUTH_TOKEN=env.get("TWILIO_AUTH_TOKEN") or None,
+            TWILIO_FROM_NUMBER=env.get("TWILIO_FROM_NUMBER") or None,
+            SMTP_HOST=env.get("SMTP_HOST") or None,
+            SMTP_PORT=int(env.get("SMTP_PORT") or 587),
+            SMTP_USERNAME=env.get("SMTP_USERNAME") or None,
+            SMTP_PASSWORD=env.get("SMTP_PASSWORD") or None,
+            SMTP_FROM=env.get("SMTP_FROM") or "Clinic Portal <no-reply@clinic.example>",
+            SMTP_STARTTLS=(env.get("SMTP_STARTTLS") or "1") not in ("0", "false", "no"),
+            PUBLIC_BASE_URL=env.get("PUBLIC_BASE_URL") or "http://127.0.0.1:5000",
+            REMINDER_OFFSETS=tuple(timedelta(seconds=float(x)) for x in
+                                   (env.get("REMINDER_OFFSETS_SECONDS") or "86400,3600").split(",")),
+            RETRY_LINK_TTL=_seconds(env.get("RETRY_LINK_TTL_SECONDS"), 1800),
+            T_WINDOW=_seconds(env.get("T_WINDOW_SECONDS"), 1800),
             STRIPE_SECRET_KEY=env.get("STRIPE_SECRET_KEY") or None,
             STRIPE_PUBLISHABLE_KEY=env.get("STRIPE_PUBLISHABLE_KEY") or None,
             STRIPE_WEBHOOK_SECRET=env.get("STRIPE_WEBHOOK_SECRET") or None,

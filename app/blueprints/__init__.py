@@ -4,7 +4,9 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from app.blueprints import admin, assets, auth, booking, checkout, errors, filters, home, staff, webhooks
+    from app.blueprints import (admin, assets, auth, booking, checkout, errors, filters, home, links, staff,
+                                webhooks)
+    from app.blueprints import account, twilio
 
     app.register_blueprint(assets.bp)
     app.register_blueprint(auth.bp)
@@ -12,7 +14,14 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(booking.bp)
     app.register_blueprint(checkout.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(links.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(staff.bp)
+    app.register_blueprint(account.bp)
+    app.register_blueprint(twilio.bp)
+    if not app.config["SETTINGS"].is_production:
+        from app.blueprints import dev
+
+        app.register_blueprint(dev.bp)
     errors.register(app)
     filters.register(app)

@@ -12,9 +12,12 @@ def sweep() -> dict:
     from app.jobs.booking import sweep_expired_holds
     from app.jobs.payments import sweep_payments
 
+    from app.jobs.notifications import sweep_notifications
+
     released = sweep_expired_holds()
     paid = sweep_payments()
+    messages = sweep_notifications()
     with job_session() as session:
         head = audit.anchor(session)
         session.commit()
-    return {"audit_head": head[0] if head else None, "holds_released": released, **paid}
+    return {"audit_head": head[0] if head else None, "holds_released": released, "messages": messages, **paid}

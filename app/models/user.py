@@ -29,6 +29,8 @@ class User(UserMixin, db.Model):
     full_name: Mapped[str] = mapped_column(String(120))
     phone: Mapped[str | None] = mapped_column(String(20))
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # No reminder or link goes by SMS until the number is verified by a code.
+    phone_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     is_active_account: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = created_at_column()
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

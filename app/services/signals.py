@@ -18,6 +18,8 @@ booking_confirmed = _signals.signal("booking_confirmed")
 booking_canceled = _signals.signal("booking_canceled")
 hold_released = _signals.signal("hold_released")
 booking_rescheduled = _signals.signal("booking_rescheduled")
+# A confirmation of a payment failed (``reason`` carries the failure's key); sent by the payments service.
+payment_declined = _signals.signal("payment_declined")
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,13 @@ BOOKING_EXPECTED = {
     ("GET", "checkout.room"): dict(anonymous=302, patient=403, provider=403, billing=403, admin=403),
     # Stripe's signature is the credential: without one, 400 for everyone.
     ("POST", "webhooks.stripe_webhook"): dict(anonymous=400, patient=400, provider=400, billing=400, admin=400),
+    # One-click links: public (the signed token is the credential); a forged token is a 404 for everyone.
+    ("GET", "links.retry"): dict(anonymous=404, patient=404, provider=404, billing=404, admin=404),
+    ("POST", "links.retry_take"): dict(anonymous=404, patient=404, provider=404, billing=404, admin=404),
+    # The development outbox (never registered in production).
+    ("GET", "dev.outbox"): dict(anonymous=200, patient=200, provider=200, billing=200, admin=200),
+    # The message log of an appointment (another provider's appointment is not found).
+    ("GET", "staff.messages"): dict(anonymous=302, patient=403, provider=404, billing=200, admin=200),
 }
 BOOKING_SAMPLE_ARGS = {
     "booking.provider": {"provider_id": MISSING},
@@ -47,4 +54,15 @@ BOOKING_SAMPLE_ARGS = {
     "checkout.done": {"appointment_id": MISSING},
     "checkout.join": {"appointment_id": MISSING},
     "checkout.room": {"room": "no-such-room"},
+    "links.retry": {"token": "forged-token"},
+    "links.retry_take": {"token": "forged-token"},
 }
+
+
+def _staff_messages_args():
+    from tests.integration.access_table_staff import STAFF_SAMPLE_ARGS
+
+    return STAFF_SAMPLE_ARGS["staff.cancel"]
+
+
+BOOKING_SAMPLE_ARGS["staff.messages"] = _staff_messages_args()

@@ -38,10 +38,14 @@ from tests.integration.access_table_staff import STAFF_EXPECTED, STAFF_SAMPLE_AR
 
 from tests.integration.access_table_booking import BOOKING_EXPECTED, BOOKING_SAMPLE_ARGS  # noqa: E402
 
+from tests.integration.access_table_messages import MESSAGES_EXPECTED, MESSAGES_SAMPLE_ARGS  # noqa: E402
+
 EXPECTED.update(STAFF_EXPECTED)
 SAMPLE_ARGS.update(STAFF_SAMPLE_ARGS)
 EXPECTED.update(BOOKING_EXPECTED)
 SAMPLE_ARGS.update(BOOKING_SAMPLE_ARGS)
+EXPECTED.update(MESSAGES_EXPECTED)
+SAMPLE_ARGS.update(MESSAGES_SAMPLE_ARGS)
 
 
 def routes(app):
@@ -64,7 +68,8 @@ def test_every_route_is_in_the_table(app):
 def test_not_everything_is_public(app):
     public = {endpoint for _, endpoint in routes(app) if "public" in rules_for(app, endpoint)}
     assert public == {"home.index", "home.healthz", "auth.signup", "auth.login", "assets.htmx", "static",
-                      "webhooks.stripe_webhook"}
+                      "webhooks.stripe_webhook", "links.retry", "links.retry_take", "dev.outbox",
+                      "account.forgot_password", "account.reset_password", "twilio.inbound", "twilio.status"}
 
 
 @pytest.mark.parametrize("role", ROLES)

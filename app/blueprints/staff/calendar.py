@@ -164,3 +164,14 @@ def cancel(appointment_id: int):
     if is_htmx():
         return _card(appt, notice="Visit canceled.")
     return redirect_htmx(_day_url(appt))
+
+
+@bp.get("/appointments/<int:appointment_id>/messages")
+@access("provider", "billing", "admin")
+def messages(appointment_id: int):
+    """The message log of an appointment: what, when, to whom, status."""
+    from app.services import notifications
+
+    appt = _appointment_or_404(appointment_id)
+    return render("staff/messages.html", appt=appt, rows=notifications.log_for_appointment(db.session, appt.id),
+                  day_url=_day_url(appt))

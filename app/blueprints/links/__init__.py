@@ -1,0 +1,100 @@
+"""One-click links from messages: /r/<token> back to checkout.
+
+GET only shows the page (link previews in SMS and mail apps fetch links);
+the patient's tap (POST) uses the link, takes a fresh hold on the same slot
+(or one of the nearest free ones if it went) and opens checkout. The link
+grants that one checkout — it is not a sign-in to the portal."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from flask import Blueprint, current_app, request, session, url_for
+
+from app.access import PUBLIC, access
+from app.extensions import db
+from app.services import booking, links
+from app.services.audit import Actor
+from app.services.booking import HoldPolicy
+from app.web import now, redirect_htmx, render
+
+bp = Blueprint("links", __name__)
+PURPOSE = "retry_checkout"
+GRANTS = "checkout_grants"
+
+
+def grant_checkout(appointment_id: int) -> None:
+    grants = [g for g in session.get(GRANTS, []) if g != appointment_id][-4:]
+    session[GRANTS] = grants + [appointment_id]
+
+
+def _secret() -> str:
+    return current_app.config["SETTINGS"].SECRET_KEY
+
+
+def _nearest(link, count=4):
+    original = link.appointment if link else None
+    if original is None:
+        return []
+    return booking.nearest_free(db.session, provider=original.provider, appointment_type=original.type,
+                                around=original.starts_at, now=now(), count=count)
+
+
+def _invalid(error: links.LinkInvalid):
+    db.session.rollback()
+    link = error.link
+    return render("links/invalid.html", status=410 if error.kind != "tampered" else 404, message=str(error),
+                  link=link, nearest=_nearest(link), tz=link.user.timezone if link else "UTC")
+
+
+@bp.get("/r/<token>")
+@access(PUBLIC)
+def retry(token: str):
+    try:
+        link = links.resolve(db.session, token, secret=_secret(), purpose=PURPOSE, now=now())
+    except links.LinkInvalid as error:
+        return _invalid(error)
+    return render("links/retry.html", link=link, appointment=link.appointment, tz=link.user.timezone,
+                  token=token)
+
+
+@bp.post("/r/<token>")
+@access(PUBLIC)
+def retry_take(token: str):
+    try:
+        link = links.resolve(db.session, token, secret=_secret(), purpose=PURPOSE, now=now())
+    except links.LinkInvalid as error:
+        return _invalid(error)
+    original = link.appointment
+    patient = link.user.patient
+    actor = Actor("user", link.user_id, "patient")
+    starts_at = original.starts_at
+    chosen = request.form.get("starts_at")
+    if chosen:
+        try:
+            starts_at = datetime.fromisoformat(chosen).astimezone(timezone.utc)
+        except ValueError:
+            return render("links/invalid.html", status=400, message="That time is not valid.", link=link,
+                          nearest=_nearest(link), tz=link.user.timezone)
+    try:
+        if (original.status == "held" and original.hold_expires_at > now() and starts_at == original.starts_at):
+            hold = original                      # the hold is still there: back to its checkout
+        else:
+            hold = booking.take_hold(db.session, now=now(), patient=patient, provider_id=original.provider_id,
+                                     type_id=original.type_id, starts_at=starts_at,
+                                     policy=HoldPolicy.from_settings(current_app.config["SETTINGS"]),
+                                     actor=actor)
+        links.use(db.session, link, now=now())
+    except booking.SlotTaken as taken:
+        db.session.rollback()
+        return render("links/retry.html", status=409, link=link, appointment=original, tz=link.user.timezone,
+                      token=token, nearest=taken.nearest,
+                      notice="That time was just taken. These are the nearest free times.")
+    except (booking.InvalidSlot, booking.TooManyHolds) as error:
+        db.session.rollback()
+        return render("links/invalid.html", status=409, message=str(error), link=link, nearest=_nearest(link),
+                      tz=link.user.timezone)
+    except links.LinkInvalid as error:
+        return _invalid(error)
+    db.session.commit()
+    grant_checkout(hold.id)
+    return redirect_htmx(url_for("checkout.show", appointment_id=hold.id))

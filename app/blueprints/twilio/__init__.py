@@ -1,0 +1,3 @@
+from app.blueprints.twilio.views import bp
+
+__all__ = ["bp"]

@@ -1,0 +1,57 @@
+"""One sender interface, three implementations: Twilio SMS, SMTP email, and the
+dev outbox (used whenever Twilio or SMTP settings are absent).
+
+A sender gets a rendered ``OutgoingMessage`` and returns a ``SendResult`` or
+raises ``SendError`` (``permanent`` when retrying cannot help, e.g. an
+invalid number). Senders never log message bodies: only ids.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Protocol
+
+log = logging.getLogger("app.messages")
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    channel: str                    # sms | email
+    to: str
+    text: str
+    subject: str | None = None
+    html: str | None = None
+    attachments: tuple = field(default_factory=tuple)   # (filename, mimetype, bytes)
+    reference: str | None = None    # our notification id, for logs and callbacks
+
+
+@dataclass(frozen=True)
+class SendResult:
+    provider: str
+    provider_message_id: str | None
+    status: str = "sent"
+
+
+class SendError(Exception):
+    def __init__(self, message: str, *, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class Sender(Protocol):
+    name: str
+
+    def send(self, message: OutgoingMessage) -> SendResult: ...
+
+
+class OutboxSender:
+    """Development: nothing leaves the machine. The notification row (with its
+    body) is the outbox; the dev page lists it with clickable links."""
+
+    name = "outbox"
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        message_id = f"outbox-{uuid.uuid4().hex[:16]}"
+        log.info("outbox: %s message %s for notification %s", message.channel, message_id, message.reference)
+        return SendResult(self.name, message_id, "delivered")

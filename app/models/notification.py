@@ -1,0 +1,91 @@
+"""Messages to patients and providers, one-use links, phone verification.
+
+Notification rows are the truth: RQ only carries them. A send claims the row
+with a compare-and-swap on ``sent_at`` (so a second run is a no-op); the
+sweeper re-enqueues anything due and unsent, so a Redis restart loses nothing.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (Boolean, CheckConstraint, DateTime, ForeignKey, Integer, String, Text, Uuid, func)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+
+NOTIFICATION_STATUSES = ("queued", "sending", "sent", "delivered", "failed", "canceled")
+
+
+class Notification(db.Model):
+    __tablename__ = "notifications"
+    __table_args__ = (
+        CheckConstraint("channel IN ('sms', 'email')", name="channel"),
+        CheckConstraint("status IN ('queued', 'sending', 'sent', 'delivered', 'failed', 'canceled')",
+                        name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # One row per purpose: a second booking_confirmed for the same appointment finds it.
+    dedupe_key: Mapped[str] = mapped_column(String(120), unique=True)
+    channel: Mapped[str] = mapped_column(String(8))
+    template: Mapped[str] = mapped_column(String(40))
+    recipient: Mapped[str] = mapped_column(String(254))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"), index=True)
+    context: Mapped[dict] = mapped_column(db.JSON, default=dict)   # opaque ids only (e.g. a link token id)
+    scheduled_for: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    status: Mapped[str] = mapped_column(String(12), default="queued")
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    provider: Mapped[str | None] = mapped_column(String(16))            # twilio | smtp | outbox
+    provider_message_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    subject: Mapped[str | None] = mapped_column(String(200))
+    body: Mapped[str | None] = mapped_column(Text)                      # as sent, for the log and outbox
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    appointment = relationship("Appointment")
+    user = relationship("User")
+
+
+class LinkToken(db.Model):
+    """A signed, expiring, single-use link: a retry of checkout, or a password reset."""
+    __tablename__ = "link_tokens"
+    __table_args__ = (CheckConstraint("purpose IN ('retry_checkout', 'password_reset')", name="purpose"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    purpose: Mapped[str] = mapped_column(String(20))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    appointment = relationship("Appointment")
+    user = relationship("User")
+
+
+class PhoneVerification(db.Model):
+    """A pending SMS code for a user's phone number (the code itself is stored hashed)."""
+    __tablename__ = "phone_verifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    phone: Mapped[str] = mapped_column(String(20))
+    code_hash: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class SmsOptOut(db.Model):
+    """STOP received from a number: no SMS goes to it (email instead) until START."""
+    __tablename__ = "sms_opt_outs"
+
+    phone: Mapped[str] = mapped_column(String(20), primary_key=True)
+    opted_out: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
+                                                 onupdate=func.now())

@@ -1,0 +1,199 @@
+"""Notifications: which messages exist, to whom, by which channel, and their states.
+
+Rows are the truth. ``queue`` stores a row (one per ``dedupe_key``) and, after
+the commit, hands its id to RQ for ``scheduled_for``; ``claim`` is the
+compare-and-swap on ``sent_at`` that makes a second run a no-op; the sweeper
+re-enqueues anything due and unsent. Messages say the minimum necessary: the
+clinic's name and call-back number, the date and time in the recipient's
+timezone, and a link into the portal — never a diagnosis, a reason for the
+visit, a provider's name or a specialty.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.models import Appointment, Notification, SmsOptOut, User
+from app.services import audit
+from app.services.audit import Actor
+from app.services.unit_of_work import after_commit
+
+REMINDER = "reminder"
+SMS_TEMPLATES = {"reminder", "payment_declined", "hold_released", "provider_payment_alert", "phone_code",
+                 "booking_canceled", "slot_released_provider", "refund_issued"}
+
+
+@dataclass(frozen=True)
+class Address:
+    channel: str
+    to: str
+
+
+def sms_allowed(session: Session, user: User) -> bool:
+    """SMS only to a verified number that has not opted out."""
+    if not user.phone or user.phone_verified_at is None:
+        return False
+    opt = session.get(SmsOptOut, user.phone)
+    return not (opt and opt.opted_out)
+
+
+def address_for(session: Session, user: User, *, prefer: str = "sms") -> Address:
+    if prefer == "sms" and sms_allowed(session, user):
+        return Address("sms", user.phone)
+    return Address("email", user.email)
+
+
+def queue(session: Session, *, dedupe_key: str, template: str, user: User, scheduled_for: datetime,
+          appointment: Appointment | None = None, context: dict | None = None, prefer: str = "sms",
+          address: Address | None = None) -> Notification:
+    """Store the message once (by dedupe_key) and hand it to RQ after the commit."""
+    existing = session.scalar(select(Notification).where(Notification.dedupe_key == dedupe_key))
+    if existing is not None:
+        return existing
+    if template not in SMS_TEMPLATES:
+        prefer = "email"
+    address = address or address_for(session, user, prefer=prefer)
+    notification = Notification(dedupe_key=dedupe_key, channel=address.channel, template=template,
+                                recipient=address.to, user_id=user.id,
+                                appointment_id=appointment.id if appointment else None,
+                                context=context or {}, scheduled_for=scheduled_for, status="queued")
+    session.add(notification)
+    session.flush()
+    audit.record(session, actor=Actor.system("notifications"), action="notification.queued",
+                 appointment_id=notification.appointment_id, subject_user_id=user.id,
+                 patient_id=appointment.patient_id if appointment else None,
+                 details={"notification_id": notification.id, "template": template,
+                          "channel": address.channel, "scheduled_for": scheduled_for.isoformat()})
+    _enqueue_after_commit(session, notification)
+    return notification
+
+
+def _enqueue_after_commit(session: Session, notification: Notification) -> None:
+    from app.jobs.notifications import schedule_send
+
+    after_commit(session, schedule_send, notification.id, notification.scheduled_for)
+
+
+def claim(session: Session, notification_id: int, *, now: datetime) -> bool:
+    """The compare-and-swap: only one run may send a row."""
+    claimed = session.execute(
+        update(Notification).where(Notification.id == notification_id, Notification.sent_at.is_(None),
+                                   Notification.status == "queued", Notification.scheduled_for <= now)
+        .values(sent_at=now, status="sending", attempts=Notification.attempts + 1)
+        .returning(Notification.id)).first()
+    return claimed is not None
+
+
+def record_sent(session: Session, notification: Notification, *, provider: str, message_id: str | None,
+                status: str, subject: str | None, body: str) -> None:
+    notification.status = "delivered" if status == "delivered" else "sent"
+    notification.provider, notification.provider_message_id = provider, message_id
+    if notification.template == "phone_code" and provider != "outbox":
+        # A verification code is a secret: the log keeps that one was sent, not the code.
+        code = (notification.context or {}).get("code")
+        body = body.replace(code, "••••••") if code else body
+        notification.context = {k: v for k, v in (notification.context or {}).items() if k != "code"}
+    notification.subject, notification.body, notification.error = subject, body, None
+    if notification.status == "delivered":
+        notification.delivered_at = notification.sent_at
+
+
+def record_failure(session: Session, notification: Notification, *, error: str, permanent: bool,
+                   max_attempts: int) -> bool:
+    """Back to queued for a retry (True), or failed for good (False)."""
+    notification.error = error[:500]
+    if permanent or notification.attempts >= max_attempts:
+        notification.status = "failed"
+        return False
+    notification.status = "queued"
+    notification.sent_at = None                 # released: the retry may claim it again
+    return True
+
+
+def cancel_pending(session: Session, appointment_id: int, *, templates: tuple[str, ...] = (REMINDER,)) -> int:
+    result = session.execute(
+        update(Notification).where(Notification.appointment_id == appointment_id,
+                                   Notification.template.in_(templates), Notification.status == "queued",
+                                   Notification.sent_at.is_(None))
+        .values(status="canceled"))
+    return result.rowcount
+
+
+def schedule_reminders(session: Session, appointment: Appointment, *, offsets, now: datetime) -> list[Notification]:
+    """Reminders at each offset before the start (those still in the future)."""
+    made = []
+    user = appointment.patient.user
+    for offset in offsets:
+        due = appointment.starts_at - offset
+        if due <= now:
+            continue
+        made.append(queue(session, dedupe_key=f"reminder:{int(offset.total_seconds())}:{appointment.id}",
+                          template=REMINDER, user=user, appointment=appointment, scheduled_for=due,
+                          context={"offset_seconds": int(offset.total_seconds())}))
+    return made
+
+
+def move_reminders(session: Session, appointment: Appointment, *, offsets, now: datetime) -> int:
+    """A reschedule moves the unsent reminders (and makes ones that had already gone, anew)."""
+    moved = 0
+    for offset in offsets:
+        key = f"reminder:{int(offset.total_seconds())}:{appointment.id}"
+        row = session.scalar(select(Notification).where(Notification.dedupe_key == key).with_for_update())
+        due = appointment.starts_at - offset
+        if row is None:
+            if due > now:
+                schedule_reminders(session, appointment, offsets=[offset], now=now)
+                moved += 1
+            continue
+        if row.status in ("queued", "canceled") and row.sent_at is None:
+            if due <= now:
+                row.status = "canceled"
+                continue
+            row.scheduled_for, row.status = due, "queued"
+            _enqueue_after_commit(session, row)
+            moved += 1
+    return moved
+
+
+def due_ids(session: Session, *, now: datetime, limit: int = 500) -> list[int]:
+    """What the sweeper re-enqueues: due, queued, never claimed."""
+    return list(session.scalars(select(Notification.id).where(
+        Notification.status == "queued", Notification.sent_at.is_(None), Notification.scheduled_for <= now)
+        .order_by(Notification.scheduled_for).limit(limit)))
+
+
+def log_for_appointment(session: Session, appointment_id: int) -> list[Notification]:
+    return list(session.scalars(select(Notification).where(Notification.appointment_id == appointment_id)
+                                .order_by(Notification.scheduled_for, Notification.id)))
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str | None
+    text: str
+    html: str | None
+
+
+def local_time(dt: datetime, tz: str) -> str:
+    return dt.astimezone(ZoneInfo(tz)).strftime("%A, %B %-d at %-I:%M %p %Z")
+
+
+def message_context(notification: Notification, *, clinic, base_url: str) -> dict:
+    """Everything a template may use: deliberately small (no names, no clinical words)."""
+    user = notification.user
+    appointment = notification.appointment
+    context = {
+        "clinic_name": clinic.name, "clinic_phone": clinic.phone or "", "base_url": base_url.rstrip("/"),
+        "when": local_time(appointment.starts_at, user.timezone) if appointment else None,
+        "appointment_url": f"{base_url.rstrip('/')}/appointments/{appointment.id}" if appointment else None,
+        "modality": appointment.modality if appointment else None,
+    }
+    context.update({k: v for k, v in (notification.context or {}).items() if k in (
+        "link", "code", "offset_seconds", "hours", "amount", "by")})
+    return context
