@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from app.integrations.stripe_gateway import Intent, StripeGateway
 from app.models import Appointment, Charge, Patient, PaymentAttempt, PaymentFailure
 from app.models.payment import FINAL_STATUSES
-from app.services import DomainError, audit, booking
+from app.services import DomainError, audit, booking, signals
 from app.services.audit import Actor
 
 log = logging.getLogger(__name__)
@@ -250,6 +250,7 @@ def sync_attempt(session: Session, gateway: StripeGateway, attempt: PaymentAttem
             _record(session, attempt, appointment, actor=actor, action="payment.declined", outcome="failure",
                     details={"code": intent.last_error.code, "decline_code": intent.last_error.decline_code,
                              "source": source})
+            signals.send_after_commit(session, signals.payment_declined, appointment, key)
     attempt.status = intent.status
     session.flush()
 

@@ -4,6 +4,7 @@ Ids that do not exist: a patient gets 404 (never a hint that another patient's
 appointment exists), staff get 403 before any lookup."""
 P404 = dict(anonymous=302, patient=404, provider=403, billing=403, admin=403)
 P_OK = dict(anonymous=302, patient=200, provider=403, billing=403, admin=403)
+ALL404 = dict(anonymous=404, patient=404, provider=404, billing=404, admin=404)
 MISSING = 999999
 
 BOOKING_EXPECTED = {
@@ -18,11 +19,12 @@ BOOKING_EXPECTED = {
     ("GET", "booking.reschedule_form"): P404,
     ("POST", "booking.reschedule"): P404,
     ("GET", "booking.ics"): P404,
-    ("GET", "checkout.show"): P404,
-    ("POST", "checkout.save_card"): P404,
-    ("POST", "checkout.complete"): P404,
-    ("GET", "checkout.browser_return"): P404,
-    ("GET", "checkout.done"): P404,
+    # Checkout: the owner, or a browser a one-click link granted; an unknown id is 404 for everyone.
+    ("GET", "checkout.show"): ALL404,
+    ("POST", "checkout.save_card"): ALL404,
+    ("POST", "checkout.complete"): ALL404,
+    ("GET", "checkout.browser_return"): ALL404,
+    ("GET", "checkout.done"): ALL404,
     # The visit link and room: any signed-in user may ask; only the appointment's patient
     # and provider get in (everyone else, and an unknown id, is 403).
     ("GET", "checkout.join"): dict(anonymous=302, patient=403, provider=403, billing=403, admin=403),

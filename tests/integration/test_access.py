@@ -69,7 +69,9 @@ def test_not_everything_is_public(app):
     public = {endpoint for _, endpoint in routes(app) if "public" in rules_for(app, endpoint)}
     assert public == {"home.index", "home.healthz", "auth.signup", "auth.login", "assets.htmx", "static",
                       "webhooks.stripe_webhook", "links.retry", "links.retry_take", "dev.outbox",
-                      "account.forgot_password", "account.reset_password", "twilio.inbound", "twilio.status"}
+                      "account.forgot_password", "account.reset_password", "twilio.inbound", "twilio.status",
+                      "checkout.show", "checkout.save_card", "checkout.complete", "checkout.browser_return",
+                      "checkout.done"}
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -1,23 +1,38 @@
 """Deposit-to-book checkout: the Payment Element page, completion, confirmation, the visit link."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, jsonify, redirect, request, url_for
+from flask import Blueprint, abort, current_app, g, jsonify, redirect, request, session, url_for
 from flask_login import current_user
 
-from app.access import AUTHENTICATED, access
+from app.access import AUTHENTICATED, PUBLIC, access
+from app.blueprints.links import GRANTS
 from app.extensions import db
 from app.integrations.stripe_gateway import GatewayError
 from app.jobs.payments import apply_and_settle, gateway, timings
 from app.models import Appointment
 from app.services import audit, payments, visits
-from app.web import actor, now, render
+from app.services.audit import Actor
+from app.web import actor as signed_in_actor
+from app.web import now, render
+
+
+def actor() -> Actor:
+    """Who acts: the signed-in patient, or the patient a one-click link speaks for."""
+    return g.get("checkout_actor") or signed_in_actor()
 
 bp = Blueprint("checkout", __name__)
 
 
 def _own(appointment_id: int) -> Appointment:
+    """The signed-in patient's appointment, or one a one-click link granted this browser; else 404."""
     appointment = db.session.get(Appointment, appointment_id)
-    if appointment is None or appointment.patient_id != current_user.patient.id:
+    mine = (appointment is not None and current_user.is_authenticated and current_user.role == "patient"
+            and appointment.patient_id == current_user.patient.id)
+    granted = (appointment is not None and not current_user.is_authenticated
+               and appointment_id in session.get(GRANTS, []))
+    if granted:
+        g.checkout_actor = Actor("link", appointment.patient.user_id, "patient")
+    if not (mine or granted):
         audit.record(db.session, actor=actor(), action="access.denied", outcome="failure",
                      details={"appointment_id": appointment_id, "path": request.path})
         db.session.commit()
@@ -25,17 +40,19 @@ def _own(appointment_id: int) -> Appointment:
     return appointment
 
 
+# Checkout routes: the signed-in patient, or a browser a one-click link granted this one checkout
+# (not a sign-in); ``_own`` checks either and answers 404 otherwise.
 @bp.get("/checkout/<int:appointment_id>")
-@access("patient")
+@access(PUBLIC)
 def show(appointment_id: int):
     appointment = _own(appointment_id)
     if appointment.status in ("confirmed", "checked_in"):
         return redirect(url_for("checkout.done", appointment_id=appointment.id))
     try:
-        attempt = payments.open_attempt(db.session, appointment=appointment, patient=current_user.patient,
+        attempt = payments.open_attempt(db.session, appointment=appointment, patient=appointment.patient,
                                         now=now())
         db.session.commit()                       # the attempt's UUID is stored before Stripe hears of it
-        payments.create_intent(db.session, gateway(), attempt, patient=current_user.patient,
+        payments.create_intent(db.session, gateway(), attempt, patient=appointment.patient,
                                appointment=appointment, actor=actor(), now=now(), timings=timings())
         db.session.commit()
     except payments.PaymentRuleError as error:
@@ -53,7 +70,7 @@ def show(appointment_id: int):
 
 
 @bp.post("/checkout/<int:appointment_id>/save-card")
-@access("patient")
+@access(PUBLIC)
 def save_card(appointment_id: int):
     appointment = _own(appointment_id)
     attempt = payments.current_attempt(db.session, appointment, lock=True)
@@ -86,7 +103,7 @@ def _complete(appointment: Appointment) -> payments.SyncResult | None:
 
 
 @bp.post("/checkout/<int:appointment_id>/complete")
-@access("patient")
+@access(PUBLIC)
 def complete(appointment_id: int):
     """Called by the page after Stripe.js answers: the server re-reads the intent itself."""
     appointment = _own(appointment_id)
@@ -101,7 +118,7 @@ def complete(appointment_id: int):
 
 
 @bp.get("/checkout/<int:appointment_id>/return")
-@access("patient")
+@access(PUBLIC)
 def browser_return(appointment_id: int):
     """Where Stripe sends the browser after a redirect (3-D Secure): never trusted, re-read."""
     appointment = _own(appointment_id)
@@ -116,7 +133,7 @@ def browser_return(appointment_id: int):
 
 
 @bp.get("/checkout/<int:appointment_id>/done")
-@access("patient")
+@access(PUBLIC)
 def done(appointment_id: int):
     appointment = _own(appointment_id)
     attempt = payments.current_attempt(db.session, appointment)
