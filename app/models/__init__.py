@@ -1,13 +1,13 @@
 """Tables, constraints and state machines; one module per aggregate."""
-from app.models.appointment import Appointment
+from app.models.appointment import Appointment, ProviderAlert
 from app.models.audit import AuditEvent
 from app.models.clinic import ClinicSettings
 from app.models.notification import LinkToken, Notification, PhoneVerification, SmsOptOut
-from app.models.payment import Charge, PaymentAttempt, PaymentFailure, StripeEvent
+from app.models.payment import Charge, PaymentAttempt, PaymentFailure, Refund, StripeEvent
 from app.models.scheduling import (AppointmentType, AvailabilityException, AvailabilityRule, Provider,
                                    Specialty)
 from app.models.user import Patient, User, ROLES, STAFF_ROLES
 
 __all__ = ["Appointment", "AppointmentType", "AuditEvent", "Charge", "PaymentAttempt", "PaymentFailure",
-           "StripeEvent", "LinkToken", "Notification", "PhoneVerification", "SmsOptOut", "AvailabilityException", "AvailabilityRule",
+           "StripeEvent", "ProviderAlert", "Refund", "LinkToken", "Notification", "PhoneVerification", "SmsOptOut", "AvailabilityException", "AvailabilityRule",
            "ClinicSettings", "Patient", "Provider", "Specialty", "User", "ROLES", "STAFF_ROLES"]

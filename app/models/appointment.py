@@ -84,3 +84,23 @@ class Appointment(db.Model):
 
     def __repr__(self) -> str:
         return f"<Appointment {self.id} {self.status}>"
+
+
+class ProviderAlert(db.Model):
+    """The provider is told at once when a payment fails inside the T-window;
+    the alert says what became of it: recovered, or the slot released at the deadline."""
+    __tablename__ = "provider_alerts"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'recovered', 'released')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id"), unique=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32), default="payment_failed_in_window")
+    status: Mapped[str] = mapped_column(String(12), default="open")
+    release_deadline: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    raised_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    appointment = relationship("Appointment")

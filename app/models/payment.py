@@ -128,3 +128,36 @@ class StripeEvent(db.Model):
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")   # the only ones Stripe takes
+
+
+class Refund(db.Model):
+    """Money given back. Stripe gets one of its three reasons; the clinical
+    justification and who authorized it live here and in the audit trail."""
+    __tablename__ = "refunds"
+    __table_args__ = (
+        CheckConstraint("amount_cents > 0", name="amount"),
+        CheckConstraint("stripe_reason IN ('duplicate', 'fraudulent', 'requested_by_customer')",
+                        name="stripe_reason"),
+        CheckConstraint("status IN ('creating', 'pending', 'succeeded', 'failed', 'canceled')", name="status"),
+        CheckConstraint("policy IN ('cancellation_policy', 'billing', 'staff_cancel', 'overpayment')",
+                        name="policy"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uuid: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True, default=uuid.uuid4)   # idempotency key root
+    charge_id: Mapped[int] = mapped_column(ForeignKey("charges.id"), index=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("payment_attempts.id"), index=True)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    stripe_reason: Mapped[str] = mapped_column(String(32))
+    clinical_reason: Mapped[str] = mapped_column(Text)
+    policy: Mapped[str] = mapped_column(String(24))
+    authorized_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    stripe_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    status: Mapped[str] = mapped_column(String(12), default="creating")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    charge: Mapped[Charge] = relationship()
+    attempt: Mapped[PaymentAttempt] = relationship()

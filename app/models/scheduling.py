@@ -39,6 +39,8 @@ class AppointmentType(db.Model):
         CheckConstraint("payment_timing IN ('deposit_to_book', 'post_visit', 'hybrid')", name="timing"),
         CheckConstraint("modality IN ('telehealth', 'in_person')", name="modality"),
         CheckConstraint("slot_interval_minutes IS NULL OR slot_interval_minutes > 0", name="interval"),
+        CheckConstraint("late_cancel_policy IN ('none', 'fee') AND late_cancel_fee_cents >= 0",
+                        name="late_cancel"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -53,6 +55,9 @@ class AppointmentType(db.Model):
     horizon_days: Mapped[int] = mapped_column(Integer, default=60)
     cancellation_window_hours: Mapped[int] = mapped_column(Integer, default=24)
     slot_interval_minutes: Mapped[int | None] = mapped_column(Integer)
+    # After the cancellation window: 'none' (no refund) or 'fee' (refund all but the late-cancel fee).
+    late_cancel_policy: Mapped[str] = mapped_column(String(8), default="none", server_default="none")
+    late_cancel_fee_cents: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
 
     @property
