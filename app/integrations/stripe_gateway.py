@@ -92,6 +92,34 @@ class Intent:
         )
 
 
+@dataclass(frozen=True)
+class Card:
+    id: str
+    brand: str | None
+    last4: str | None
+    exp_month: int | None
+    exp_year: int | None
+
+    @classmethod
+    def of(cls, obj: Any) -> "Card":
+        data = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+        card = data.get("card") or {}
+        return cls(data["id"], card.get("brand"), card.get("last4"), card.get("exp_month"), card.get("exp_year"))
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    id: str
+    status: str
+    amount: int
+    reason: str | None
+
+    @classmethod
+    def of(cls, obj: Any) -> "RefundResult":
+        data = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+        return cls(data["id"], data.get("status") or "pending", data.get("amount") or 0, data.get("reason"))
+
+
 def _transient(error: Exception) -> bool:
     if isinstance(error, stripe.APIConnectionError):
         return True
@@ -196,6 +224,57 @@ class StripeGateway:
                 return current          # already final: nothing to cancel
             raise
         return found if isinstance(found, Intent) else Intent.of(found)
+
+    def confirm_intent(self, intent_id: str, *, key: str, payment_method: str, return_url: str) -> Intent:
+        """Confirm on-session with a saved card (the patient is present: 3-D Secure may be asked).
+
+        A decline is not an exception here: the intent comes back in
+        requires_payment_method with its last_error, like any failed confirmation."""
+        try:
+            found = self._post(lambda k: self.client.v1.payment_intents.confirm(
+                intent_id, params={"payment_method": payment_method, "return_url": return_url},
+                options={"idempotency_key": k}), key, reconcile=lambda: None)
+        except GatewayError as error:
+            if isinstance(error.__cause__, stripe.CardError):
+                return self.retrieve_intent(intent_id)
+            raise
+        return Intent.of(found)
+
+    # -- saved cards -------------------------------------------------------------------------
+
+    def list_cards(self, customer: str) -> list["Card"]:
+        try:
+            page = self.client.v1.customers.payment_methods.list(customer, params={"type": "card", "limit": 20})
+            return [Card.of(obj) for obj in page.data]
+        except stripe.StripeError as error:
+            raise GatewayUnavailable(f"list cards: {error.__class__.__name__}") from error
+
+    def detach_card(self, payment_method: str, *, key: str) -> None:
+        self._post(lambda k: self.client.v1.payment_methods.detach(payment_method, options={"idempotency_key": k}),
+                   key, reconcile=lambda: None)
+
+    # -- refunds -----------------------------------------------------------------------------
+
+    def create_refund(self, *, key: str, payment_intent: str, amount: int, reason: str, metadata: dict
+                      ) -> "RefundResult":
+        """A refund with one of Stripe's three reasons; ``metadata`` carries only opaque ids."""
+        found = self._post(lambda k: self.client.v1.refunds.create(params={
+            "payment_intent": payment_intent, "amount": amount, "reason": reason, "metadata": metadata},
+            options={"idempotency_key": k}), key,
+            reconcile=lambda: self.find_refund(payment_intent=payment_intent, metadata_key="refund_uuid",
+                                               metadata_value=metadata["refund_uuid"]))
+        return found if isinstance(found, RefundResult) else RefundResult.of(found)
+
+    def find_refund(self, *, payment_intent: str, metadata_key: str, metadata_value: str) -> "RefundResult | None":
+        try:
+            page = self.client.v1.refunds.list(params={"payment_intent": payment_intent, "limit": 100})
+            for obj in page.auto_paging_iter():
+                data = obj.to_dict()
+                if (data.get("metadata") or {}).get(metadata_key) == metadata_value:
+                    return RefundResult.of(data)
+        except stripe.StripeError as error:
+            raise GatewayUnavailable(f"list refunds: {error.__class__.__name__}") from error
+        return None
 
     # -- the retry discipline ----------------------------------------------------------------
 
