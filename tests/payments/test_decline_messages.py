@@ -1,0 +1,127 @@
+"""Messages that bring a patient back: a declined payment and a released hold send a
+one-click link; opening it (as a link preview does) uses nothing; the tap takes the
+slot and opens that one checkout — not a sign-in to the portal."""
+import re
+from datetime import timedelta
+
+from rq import SimpleWorker
+from sqlalchemy import select
+
+from app.jobs import redis_connection
+from app.jobs.booking import expire_hold
+from app.models import Appointment, LinkToken, Notification
+from app.services import booking
+from app.services.audit import Actor
+from tests.payments.helpers import (SUCCESS, PaymentAttempt, fresh, queue, settle, start,  # noqa: F401
+                                    stripe_admin)
+
+LINK = re.compile(r"https?://[^\s]+/r/([A-Za-z0-9_.\-]+)")
+
+
+def run_jobs(app, queue):
+    SimpleWorker([queue], connection=redis_connection(app)).work(burst=True)
+
+
+def messages(db, appointment_id, template=None):
+    db.expire_all()
+    query = select(Notification).where(Notification.appointment_id == appointment_id)
+    if template:
+        query = query.where(Notification.template == template)
+    return list(db.scalars(query.order_by(Notification.id)))
+
+
+def path_of(link_url: str) -> str:
+    return "/r/" + LINK.search(link_url).group(1)
+
+
+def test_decline_sends_a_link_that_previews_safely_and_books(app, db, held, clock, browser_pay, queue):
+    attempt = start(db, held, clock)
+    browser_pay.pay(attempt, "4000000000009995")
+    assert settle(db, attempt).state == "declined"
+    run_jobs(app, queue)
+    [sent] = messages(db, held.id, "payment_declined")
+    assert sent.status == "delivered" and sent.provider == "outbox"
+    assert sent.channel == "email"             # the number is not verified: never SMS
+    user = held.patient.user
+    assert user.full_name not in sent.body and held.provider.display_name not in sent.body
+    assert "did not go through" in sent.body
+    link = path_of(sent.body)
+
+    visitor = app.test_client()               # the patient's phone: not signed in
+    for _ in range(2):                        # a link preview, then the patient: nothing used up
+        page = visitor.get(link)
+        assert page.status_code == 200 and "Finish booking" in page.get_data(as_text=True)
+    assert db.scalar(select(LinkToken.used_at)) is None
+
+    html = visitor.get(link).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+    tapped = visitor.post(link, data={"csrf_token": token})
+    assert tapped.status_code == 303 and tapped.headers["Location"] == f"/checkout/{held.id}"
+    assert visitor.get(f"/checkout/{held.id}").status_code == 200     # that one checkout
+    assert visitor.get("/patient").status_code == 302                 # not a sign-in
+    again = visitor.post(link, data={"csrf_token": token})
+    assert again.status_code == 410 and "already been used" in again.get_data(as_text=True)
+
+    browser_pay.pay(fresh(db, PaymentAttempt, attempt.id), SUCCESS)
+    done = visitor.post(f"/checkout/{held.id}/complete", headers={"X-CSRFToken": token})
+    assert done.get_json()["state"] == "confirmed"
+    assert fresh(db, Appointment, held.id).status == "confirmed"
+
+
+def test_released_hold_sends_a_link_that_takes_the_slot_again(app, db, held, clock, browser_pay, queue, policy):
+    attempt = start(db, held, clock)
+    browser_pay.pay(attempt, "4000000000000002")
+    settle(db, attempt)
+    clock.advance(policy.ttl + timedelta(seconds=1))
+    assert expire_hold(held.id) is True
+    run_jobs(app, queue)
+    [sent] = messages(db, held.id, "hold_released")
+    assert fresh(db, PaymentAttempt, attempt.id).status == "canceled"      # its intent canceled too
+    visitor = app.test_client()
+    link = path_of(sent.body)
+    html = visitor.get(link).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+    tapped = visitor.post(link, data={"csrf_token": token})
+    assert tapped.status_code == 303
+    new_id = int(tapped.headers["Location"].rsplit("/", 1)[1])
+    fresh_hold = fresh(db, Appointment, new_id)
+    assert new_id != held.id and fresh_hold.status == "held"
+    assert fresh_hold.starts_at == held.starts_at and fresh_hold.patient_id == held.patient_id
+
+
+def test_expired_or_forged_links_explain_themselves_and_offer_slots(app, db, held, clock, browser_pay, queue):
+    attempt = start(db, held, clock)
+    browser_pay.pay(attempt, "4000000000000002")
+    settle(db, attempt)
+    run_jobs(app, queue)
+    [sent] = messages(db, held.id, "payment_declined")
+    link = path_of(sent.body)
+    clock.advance(app.config["SETTINGS"].RETRY_LINK_TTL + timedelta(seconds=1))
+    visitor = app.test_client()
+    expired = visitor.get(link)
+    body = expired.get_data(as_text=True)
+    assert expired.status_code == 410 and "This link has expired." in body
+    assert "These times are still free" in body
+    forged = visitor.get(link[:-3] + "xyz")
+    assert forged.status_code == 404 and "not valid" in forged.get_data(as_text=True)
+
+
+def test_confirmation_and_reminders_then_a_cancel_cancels_them(app, db, held, clock, browser_pay, queue):
+    attempt = start(db, held, clock)
+    browser_pay.pay(attempt, SUCCESS)
+    assert settle(db, attempt).state == "confirmed"
+    run_jobs(app, queue)
+    [confirmation] = messages(db, held.id, "booking_confirmed")
+    assert confirmation.status == "delivered" and confirmation.channel == "email"
+    reminders = messages(db, held.id, "reminder")
+    # Booked Monday 08:00 for 10:00: the 24-hour reminder is already past, the 1-hour one is due at 09:00.
+    assert [r.scheduled_for for r in reminders] == [held.starts_at - timedelta(hours=1)]
+    assert reminders[0].status == "queued"
+    appointment = fresh(db, Appointment, held.id)
+    booking.cancel(db, appointment, actor=Actor("user", appointment.patient.user_id, "patient"), now=clock.now(),
+                   reason="feeling better", by_user_id=appointment.patient.user_id)
+    db.commit()
+    run_jobs(app, queue)
+    assert messages(db, held.id, "reminder")[0].status == "canceled"
+    [notice] = messages(db, held.id, "booking_canceled")
+    assert notice.status == "delivered" and "canceled by you" in notice.body
