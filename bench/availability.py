@@ -13,21 +13,17 @@ it creates, migrates, fills and drops.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from datetime import datetime, time as clock_time, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psycopg  # noqa: E402
-from psycopg import sql  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from bench.scratch import scratch_services  # noqa: E402
+
 
 
 def main() -> int:
@@ -35,36 +31,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=40)
     args = parser.parse_args()
 
-    started = []
-    server_url = os.environ.get("DATABASE_URL")
-    tmp = Path(tempfile.mkdtemp(prefix="bench-"))
-    if not server_url:
-        from devtools.embedded import start_postgres
-
-        pg = start_postgres(tmp / "pg")
-        started.append(pg)
-        server_url = pg.url
-    redis_url = os.environ.get("REDIS_URL")
-    if not redis_url:
-        from devtools.embedded import start_redis
-
-        rd = start_redis(tmp / "redis")
-        started.append(rd)
-        redis_url = rd.url
-    admin = server_url.replace("postgresql+psycopg://", "postgresql://", 1)
-    name = f"clinic_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        return run(make_url(server_url).set(database=name).render_as_string(hide_password=False), redis_url,
-                   tmp, args.runs)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
-                         "AND pid <> pg_backend_pid()", (name,))
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-        for service in reversed(started):
-            service.stop()
+    with scratch_services("bench-") as (database_url, redis_url, tmp):
+        return run(database_url, redis_url, tmp, args.runs)
 
 
 def run(database_url: str, redis_url: str, tmp: Path, runs: int) -> int:

@@ -27,7 +27,6 @@ import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -38,8 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
-from psycopg import sql  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+
+from bench.scratch import scratch_services  # noqa: E402
+
 
 MODES = ("browser", "webhook", "all")
 TARGET_S = 1.0
@@ -52,36 +52,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20, help="measured runs per way (default 20)")
     args = parser.parse_args()
 
-    started = []
-    tmp = Path(tempfile.mkdtemp(prefix="bench-checkout-"))
-    server_url = os.environ.get("DATABASE_URL")
-    if not server_url:
-        from devtools.embedded import start_postgres
-
-        pg = start_postgres(tmp / "pg")
-        started.append(pg)
-        server_url = pg.url
-    redis_url = os.environ.get("REDIS_URL")
-    if not redis_url:
-        from devtools.embedded import start_redis
-
-        rd = start_redis(tmp / "redis")
-        started.append(rd)
-        redis_url = rd.url
-    admin = server_url.replace("postgresql+psycopg://", "postgresql://", 1)
-    name = f"clinic_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        return run(make_url(server_url).set(database=name).render_as_string(hide_password=False), redis_url,
-                   tmp, args.runs)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
-                         "AND pid <> pg_backend_pid()", (name,))
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-        for service in reversed(started):
-            service.stop()
+    with scratch_services("bench-checkout-") as (database_url, redis_url, tmp):
+        return run(database_url, redis_url, tmp, args.runs)
 
 
 def percentile(samples: list[float], q: float) -> float:

@@ -77,20 +77,26 @@ def load_schedules(session: Session, providers: list[Provider], *, now: datetime
         return []
     ids = [p.id for p in providers]
     rules = defaultdict(list)
-    for rule in session.scalars(select(AvailabilityRule).where(AvailabilityRule.provider_id.in_(ids))):
-        rules[rule.provider_id].append(WeeklyRule(rule.weekday, rule.start_time, rule.end_time, rule.type_id))
+    # Plain column rows, not ORM objects: this runs for every provider on every search.
+    for provider_id, weekday, start, end, type_id in session.execute(
+            select(AvailabilityRule.provider_id, AvailabilityRule.weekday, AvailabilityRule.start_time,
+                   AvailabilityRule.end_time, AvailabilityRule.type_id)
+            .where(AvailabilityRule.provider_id.in_(ids))):
+        rules[provider_id].append(WeeklyRule(weekday, start, end, type_id))
 
     # Exceptions are local ranges; a day of slack either side covers any UTC offset.
     slack = timedelta(days=1)
     exceptions = defaultdict(list)
     zones = {p.id: ZoneInfo(p.timezone) for p in providers}
-    for exc in session.scalars(select(AvailabilityException).where(
-            AvailabilityException.provider_id.in_(ids),
-            AvailabilityException.ends_local > (window_start - slack).replace(tzinfo=None),
-            AvailabilityException.starts_local < (window_end + slack).replace(tzinfo=None))):
-        tz = zones[exc.provider_id]
-        exceptions[exc.provider_id].append(Interval(exc.starts_local.replace(tzinfo=tz).astimezone(
-            UTC), exc.ends_local.replace(tzinfo=tz).astimezone(UTC)))
+    for provider_id, starts_local, ends_local in session.execute(
+            select(AvailabilityException.provider_id, AvailabilityException.starts_local,
+                   AvailabilityException.ends_local).where(
+                AvailabilityException.provider_id.in_(ids),
+                AvailabilityException.ends_local > (window_start - slack).replace(tzinfo=None),
+                AvailabilityException.starts_local < (window_end + slack).replace(tzinfo=None))):
+        tz = zones[provider_id]
+        exceptions[provider_id].append(Interval(starts_local.replace(tzinfo=tz).astimezone(UTC),
+                                                ends_local.replace(tzinfo=tz).astimezone(UTC)))
 
     busy = defaultdict(list)
     query = select(Appointment.provider_id, Appointment.blocked_start, Appointment.blocked_end).where(
