@@ -155,6 +155,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.jobs.notifications import connect_listeners
 
     connect_listeners()
+    from app.jobs.refunds import connect_listeners as connect_refund_listeners
+
+    connect_refund_listeners()
+    from app.jobs import twindow as twindow_jobs
+
+    twindow_jobs.init_app(app)
 
     from app.cli import register_cli
 

@@ -6,7 +6,8 @@ from flask import Flask
 def register_blueprints(app: Flask) -> None:
     from app.blueprints import (admin, assets, auth, booking, checkout, errors, filters, home, links, staff,
                                 webhooks)
-    from app.blueprints import account, twilio
+    from app.blueprints import account, billing, twilio
+    from app.blueprints import chain
 
     app.register_blueprint(assets.bp)
     app.register_blueprint(auth.bp)
@@ -19,6 +20,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(staff.bp)
     app.register_blueprint(account.bp)
     app.register_blueprint(twilio.bp)
+    app.register_blueprint(chain.bp)
+    app.register_blueprint(billing.bp)
     if not app.config["SETTINGS"].is_production:
         from app.blueprints import dev
 

@@ -40,12 +40,22 @@ from tests.integration.access_table_booking import BOOKING_EXPECTED, BOOKING_SAM
 
 from tests.integration.access_table_messages import MESSAGES_EXPECTED, MESSAGES_SAMPLE_ARGS  # noqa: E402
 
+from tests.integration.access_table_billing import BILLING_EXPECTED, BILLING_SAMPLE_ARGS  # noqa: E402
+from tests.integration.access_table_cards import CARDS_EXPECTED, CARDS_SAMPLE_ARGS  # noqa: E402
+from tests.integration.access_table_chain import CHAIN_EXPECTED, CHAIN_SAMPLE_ARGS  # noqa: E402
+
 EXPECTED.update(STAFF_EXPECTED)
 SAMPLE_ARGS.update(STAFF_SAMPLE_ARGS)
 EXPECTED.update(BOOKING_EXPECTED)
 SAMPLE_ARGS.update(BOOKING_SAMPLE_ARGS)
 EXPECTED.update(MESSAGES_EXPECTED)
 SAMPLE_ARGS.update(MESSAGES_SAMPLE_ARGS)
+EXPECTED.update(BILLING_EXPECTED)
+SAMPLE_ARGS.update(BILLING_SAMPLE_ARGS)
+EXPECTED.update(CARDS_EXPECTED)
+SAMPLE_ARGS.update(CARDS_SAMPLE_ARGS)
+EXPECTED.update(CHAIN_EXPECTED)
+SAMPLE_ARGS.update(CHAIN_SAMPLE_ARGS)
 
 
 def routes(app):
@@ -71,7 +81,7 @@ def test_not_everything_is_public(app):
                       "webhooks.stripe_webhook", "links.retry", "links.retry_take", "dev.outbox",
                       "account.forgot_password", "account.reset_password", "twilio.inbound", "twilio.status",
                       "checkout.show", "checkout.save_card", "checkout.complete", "checkout.browser_return",
-                      "checkout.done"}
+                      "checkout.done", "checkout.pay_saved"}
 
 
 @pytest.mark.parametrize("role", ROLES)

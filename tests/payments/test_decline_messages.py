@@ -125,3 +125,31 @@ def test_confirmation_and_reminders_then_a_cancel_cancels_them(app, db, held, cl
     assert messages(db, held.id, "reminder")[0].status == "canceled"
     [notice] = messages(db, held.id, "booking_canceled")
     assert notice.status == "delivered" and "canceled by you" in notice.body
+
+
+def test_a_links_checkout_offers_the_patients_saved_card(app, db, held, clock, browser_pay, queue, policy):
+    from app.jobs.payments import gateway
+    from app.services import payments
+
+    first = start(db, held, clock)
+    payments.set_save_card(db, gateway(), first, True)            # "save this card" on the first visit
+    db.commit()
+    browser_pay.pay(first, SUCCESS)
+    assert settle(db, first).state == "confirmed"
+    patient = held.patient
+    second = booking.take_hold(db, now=clock.now(), patient=patient, provider_id=held.provider_id,
+                               type_id=held.type_id, starts_at=held.starts_at + timedelta(hours=2), policy=policy,
+                               actor=Actor("user", patient.user_id, "patient"))
+    db.commit()
+    attempt = start(db, second, clock)
+    browser_pay.pay(attempt, "4000000000000002")
+    settle(db, attempt)
+    run_jobs(app, queue)
+    [sent] = messages(db, second.id, "payment_declined")
+    visitor = app.test_client()
+    link = path_of(sent.body)
+    html = visitor.get(link).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+    assert visitor.post(link, data={"csrf_token": token}).status_code == 303
+    page = visitor.get(f"/checkout/{second.id}").get_data(as_text=True)
+    assert "4242" in page and "Pay with" in page                # pre-selected: one tap away

@@ -73,3 +73,28 @@ def test_late_success_after_another_patient_took_the_slot_cancels_the_authorizat
     # A late webhook or poll changes nothing.
     assert settle(db, attempt, source="poll").state == "slot_lost"
     assert fresh(db, PaymentAttempt, attempt.id).status == "canceled"
+
+
+def test_the_page_of_a_lost_slot_says_so_and_offers_the_nearest_times(app, db, held, clock, browser_pay, policy,
+                                                                      factories):
+    """Hold expired mid-payment, someone else booked the slot: the patient is told, uncharged, with times."""
+    from tests.conftest import login
+
+    attempt = start(db, held, clock)
+    clock.advance(policy.ttl + timedelta(seconds=1))
+    expire_hold(held.id)
+    rival = factories.patient()
+    booking.take_hold(db, now=clock.now(), patient=rival, provider_id=held.provider_id,
+                              type_id=held.type_id, starts_at=held.starts_at, policy=policy,
+                              actor=Actor.system("test"))
+    db.commit()
+    browser_pay.pay(attempt, "4242424242424242")
+    assert settle(db, attempt).state == "slot_lost"
+    client = app.test_client()
+    user = held.patient.user
+    assert login(client, user.email).status_code == 303
+    page = client.get(f"/checkout/{held.id}")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 409
+    assert "Someone else booked this time" in html and "You have not been charged" in html
+    assert "Nearest free times" in html and html.count('class="button"') >= 2

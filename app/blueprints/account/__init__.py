@@ -1,3 +1,4 @@
 from app.blueprints.account.views import bp
+from app.blueprints.account import cards  # noqa: F401,E402  (registers /account/cards on bp)
 
 __all__ = ["bp"]

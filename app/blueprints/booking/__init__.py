@@ -312,3 +312,6 @@ def ics(appointment_id: int):
     response = current_app.response_class(body, mimetype="text/calendar")
     response.headers["Content-Disposition"] = f'attachment; filename="appointment-{found.id}.ics"'
     return response
+
+
+from app.blueprints.booking import receipts  # noqa: E402,F401  (the receipt route, on bp)

@@ -4,13 +4,15 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, g, jsonify, redirect, request, session, url_for
 from flask_login import current_user
 
+import logging
+
 from app.access import AUTHENTICATED, PUBLIC, access
 from app.blueprints.links import GRANTS
 from app.extensions import db
 from app.integrations.stripe_gateway import GatewayError
 from app.jobs.payments import apply_and_settle, gateway, timings
 from app.models import Appointment
-from app.services import audit, payments, visits
+from app.services import audit, cards, payments, visits
 from app.services.audit import Actor
 from app.web import actor as signed_in_actor
 from app.web import now, render
@@ -21,6 +23,7 @@ def actor() -> Actor:
     return g.get("checkout_actor") or signed_in_actor()
 
 bp = Blueprint("checkout", __name__)
+log = logging.getLogger(__name__)
 
 
 def _own(appointment_id: int) -> Appointment:
@@ -57,16 +60,65 @@ def show(appointment_id: int):
         db.session.commit()
     except payments.PaymentRuleError as error:
         db.session.rollback()
-        return render("checkout/ended.html", status=409, appointment=appointment, message=str(error))
+        return _ended(appointment, str(error))
     except GatewayError:
         db.session.rollback()
         return render("checkout/ended.html", status=503, appointment=appointment,
                       message="We could not reach the payment service. Please try again in a moment.")
     settings = current_app.config["SETTINGS"]
     seconds_left = max(0, int((appointment.hold_expires_at - now()).total_seconds()))
+    saved = _saved_cards(appointment)
     return render("checkout/show.html", appointment=appointment, attempt=attempt,
                   stripe_js_url=settings.STRIPE_JS_URL, publishable_key=settings.STRIPE_PUBLISHABLE_KEY,
-                  seconds_left=seconds_left)
+                  seconds_left=seconds_left, saved_cards=saved, preselected=cards.preselected(saved))
+
+
+def _ended(appointment: Appointment, message: str):
+    """The hold is gone: say why in plain words and offer the nearest free times."""
+    from app.services import booking
+
+    last = payments.current_attempt(db.session, appointment)
+    if last is not None and last.outcome == "slot_lost":
+        message = ("Someone else booked this time while you were paying. You have not been charged; "
+                   "your card's hold is released.")
+    nearest = booking.nearest_free(db.session, provider=appointment.provider, appointment_type=appointment.type,
+                                   around=appointment.starts_at, now=now(), count=4)
+    return render("checkout/ended.html", status=409, appointment=appointment, message=message, nearest=nearest)
+
+
+def _signed_in_patient(appointment: Appointment) -> bool:
+    """The patient's saved cards (brand and last 4 only) are offered to the patient: signed in, or
+    arriving through their own one-click link, which is bound to them and this appointment and
+    promises checkout "with the saved card pre-selected" (``_own`` has checked either)."""
+    if g.get("checkout_actor") is not None:
+        return True
+    return (current_user.is_authenticated and current_user.role == "patient"
+            and appointment.patient_id == current_user.patient.id)
+
+
+def _saved_cards(appointment: Appointment) -> list[cards.SavedCard]:
+    if not _signed_in_patient(appointment):
+        return []
+    try:
+        return cards.list_cards(gateway(), appointment.patient)
+    except GatewayError:
+        log.warning("saved cards unavailable for checkout %s", appointment.id)
+        return []                     # the Payment Element still works
+
+
+def _remember_card(appointment: Appointment, result: payments.SyncResult) -> None:
+    """A confirmed payment with a card kept on file makes it the default (best effort: the payment stands)."""
+    if result.state != "confirmed" or not _signed_in_patient(appointment):
+        return
+    attempt = payments.current_attempt(db.session, appointment)
+    try:
+        if attempt is not None and cards.remember_default(db.session, gateway(), attempt,
+                                                          patient=appointment.patient, actor=actor()):
+            db.session.commit()
+            return
+    except GatewayError:
+        log.warning("could not remember the default card for checkout %s", appointment.id)
+    db.session.rollback()
 
 
 @bp.post("/checkout/<int:appointment_id>/save-card")
@@ -114,7 +166,55 @@ def complete(appointment_id: int):
         return jsonify(state="pending", message="We are confirming your payment…"), 202
     if result is None:
         return jsonify(state="pending", message=None), 409
+    _remember_card(appointment, result)
     return jsonify(_result_json(appointment, result))
+
+
+@bp.post("/checkout/<int:appointment_id>/pay-saved")
+@access(PUBLIC)
+def pay_saved(appointment_id: int):
+    """One tap with a saved card: the server confirms on-session; 3-D Secure goes back to the page."""
+    appointment = _own(appointment_id)
+    payment_method = (request.form.get("payment_method") or "").strip()[:255]
+    attempt = payments.current_attempt(db.session, appointment)
+    if attempt is None or not attempt.stripe_payment_intent_id:
+        return jsonify(state="pending", message="No payment is open for this visit. Please reload the page."), 409
+    db.session.rollback()
+    try:
+        # What Stripe says now first: an earlier tap may have paid, or left a decline to record.
+        result = apply_and_settle(db.session, attempt.id, source="browser", actor=actor())
+        if result.state in ("confirmed", "slot_lost", "canceled"):
+            _remember_card(appointment, result)
+            return jsonify(_result_json(appointment, result))
+        attempt = db.session.get(type(attempt), attempt.id, with_for_update=True, populate_existing=True)
+        cards.pay_with_saved_card(
+            db.session, gateway(), attempt, patient=appointment.patient, payment_method=payment_method,
+            return_url=url_for("checkout.browser_return", appointment_id=appointment.id, _external=True),
+            now=now(), actor=actor())
+        db.session.commit()
+    except cards.NotYourCard as error:
+        db.session.rollback()
+        cards.refuse(db.session, patient=appointment.patient, payment_method=payment_method, actor=actor(),
+                     what="pay", appointment_id=appointment.id)
+        db.session.commit()
+        return jsonify(state="declined", message=str(error)), 404
+    except cards.CardRuleError as error:
+        db.session.rollback()
+        return jsonify(state="declined", message=str(error)), 409
+    except GatewayError:
+        db.session.rollback()
+        return jsonify(state="error", message="We could not reach the payment service. "
+                                              "You have not been charged. Please try again."), 503
+    try:
+        result = apply_and_settle(db.session, attempt.id, source="browser", actor=actor())
+    except GatewayError:
+        db.session.rollback()
+        return jsonify(state="pending", message="We are confirming your payment…"), 202
+    body = _result_json(appointment, result)
+    if result.state == "requires_action":
+        body["client_secret"] = attempt.client_secret
+    _remember_card(appointment, result)
+    return jsonify(body)
 
 
 @bp.get("/checkout/<int:appointment_id>/return")
@@ -127,6 +227,8 @@ def browser_return(appointment_id: int):
     except GatewayError:
         db.session.rollback()
         result = None
+    if result is not None:
+        _remember_card(appointment, result)
     if result is not None and result.state == "confirmed":
         return redirect(url_for("checkout.done", appointment_id=appointment.id), code=303)
     return redirect(url_for("checkout.show", appointment_id=appointment.id), code=303)

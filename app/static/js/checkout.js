@@ -10,8 +10,6 @@
   var payment = elements.create("payment");
   payment.mount("#payment-element");
   var button = document.getElementById("pay-button");
-  var label = button.querySelector(".label");
-  var idle = label.textContent;
   var message = document.getElementById("payment-message");
   var ended = document.getElementById("payment-ended");
   var saveCard = document.getElementById("save-card");
@@ -22,18 +20,33 @@
   // the booking, ask again (the webhook and the poll job race us; any may win).
   var PENDING_DELAYS = [500, 1000, 1500, 2000, 3000, 5000, 5000, 10000];
 
-  function show(text) { message.textContent = text || ""; message.hidden = !text; }
-  function setBusy(on) {
+  // Saved cards: one-tap buttons above the Payment Element (only for the signed-in patient).
+  var savedButtons = Array.prototype.slice.call(document.querySelectorAll("#saved-cards button.saved-card"));
+  var savedMessage = document.getElementById("saved-card-message");
+  var shownIn = message;   // where the last message went: under the card form, or under the saved cards
+
+  function show(text, where) {
+    [message, savedMessage].forEach(function (el) { if (el) { el.textContent = ""; el.hidden = true; } });
+    shownIn = where || message;
+    shownIn.textContent = text || ""; shownIn.hidden = !text;
+  }
+  // One payment at a time, whichever button started it: every pay button waits while it runs.
+  function setBusy(on, active) {
     busy = on;
-    button.disabled = on || over;
-    button.setAttribute("aria-busy", on ? "true" : "false");
-    label.textContent = on ? button.dataset.busyLabel : idle;
+    [button].concat(savedButtons).forEach(function (b) {
+      var l = b.querySelector(".label");
+      if (!b.dataset.idleLabel) b.dataset.idleLabel = l.textContent;
+      var mine = on && b === (active || button);
+      b.disabled = on || over;
+      b.setAttribute("aria-busy", mine ? "true" : "false");
+      l.textContent = mine ? b.dataset.busyLabel : b.dataset.idleLabel;
+    });
     if (saveCard) saveCard.disabled = on || over;
   }
   // Nothing more can be paid on this page: say why, and offer the way on.
   function end(text, offerTimes) {
-    over = true; setBusy(false); show(text);
-    button.style.display = "none";
+    over = true; setBusy(false); show(text, shownIn);
+    [button].concat(savedButtons).forEach(function (b) { b.style.display = "none"; });
     if (ended && offerTimes) ended.hidden = false;
   }
   function wait(ms) { return new Promise(function (resolve) { setTimeout(resolve, ms); }); }
@@ -92,32 +105,78 @@
       }
       var authorized = !result.error;
       var data = await complete();
-      for (var i = 0; authorized && i < PENDING_DELAYS.length &&
-           (!data || data.state === "pending" || data.state === "requires_action"); i++) {
-        if (data && data.message) show(data.message);
-        await wait(PENDING_DELAYS[i]);
-        data = await complete();
-      }
-      if (data && data.state === "confirmed" && data.redirect) {
-        window.location.assign(data.redirect); return;
-      }
-      if (data && (data.state === "slot_lost" || data.state === "canceled")) {
-        end(data.message || "This payment was canceled. You have not been charged.", true); return;
-      }
-      if (authorized && (!data || data.state === "pending" || data.state === "requires_action")) {
-        // Stripe took the card; the booking will follow from the webhook or the poll.
-        end("Your payment went through and we are still confirming your booking. Please don't pay again: "
-            + "reload this page in a minute to see it.", false);
-        return;
-      }
-      show((data && data.message) || result.error.message ||
-           "Your card was declined. Please try another card or payment method.");
-      setBusy(false);
-      if (over) end(message.textContent, false);
-      else payment.focus();
+      await verdict(data, authorized, result.error && result.error.message, message, function () {
+        payment.focus();
+      });
     } catch (err) {
       show("Something went wrong. Please check your card details and try again.");
       setBusy(false);
     }
+  });
+
+  // The server's verdict after a confirmation, the same for a typed card and a saved one.
+  // ``authorized``: Stripe accepted the confirmation (it may still be settling on our side).
+  async function verdict(data, authorized, stripeMessage, where, retry) {
+    for (var i = 0; authorized && i < PENDING_DELAYS.length &&
+         (!data || data.state === "pending" || data.state === "requires_action"); i++) {
+      if (data && data.message) show(data.message, where);
+      await wait(PENDING_DELAYS[i]);
+      data = await complete();
+    }
+    if (data && data.state === "confirmed" && data.redirect) {
+      window.location.assign(data.redirect); return;
+    }
+    if (data && (data.state === "slot_lost" || data.state === "canceled")) {
+      show("", where);
+      end(data.message || "This payment was canceled. You have not been charged.", true); return;
+    }
+    if (authorized && (!data || data.state === "pending" || data.state === "requires_action")) {
+      // Stripe took the card; the booking will follow from the webhook or the poll.
+      show("", where);
+      end("Your payment went through and we are still confirming your booking. Please don't pay again: "
+          + "reload this page in a minute to see it.", false);
+      return;
+    }
+    show((data && data.message) || stripeMessage ||
+         "Your card was declined. Please try another card or payment method.", where);
+    setBusy(false);
+    if (over) end(shownIn.textContent, false);
+    else if (retry) retry();
+  }
+
+  // One tap with a saved card: the server confirms on-session; if the bank asks for
+  // 3-D Secure, Stripe.js shows its challenge, then the server re-reads the intent.
+  async function paySaved(chosen) {
+    if (busy || over) return;               // no double submit
+    setBusy(true, chosen); show("", savedMessage);
+    try {
+      var response = await post(d.paySavedUrl,
+        "payment_method=" + encodeURIComponent(chosen.dataset.paymentMethod));
+      if (response.type === "opaqueredirect" || response.status === 401) { window.location.reload(); return; }
+      var type = response.headers.get("Content-Type") || "";
+      var data = type.indexOf("application/json") === -1 ? null : await response.json();
+      var authorized = !!data && (data.state === "confirmed" || data.state === "pending" ||
+                                  data.state === "requires_action");
+      var stripeMessage = null;
+      if (data && data.state === "requires_action" && data.client_secret) {
+        var next = await stripe.handleNextAction({ clientSecret: data.client_secret });
+        authorized = !next.error;
+        stripeMessage = next.error && next.error.message;
+        data = await complete();
+      }
+      if (!data) {
+        show("We could not reach the clinic just now. You have not been charged twice: reload the page "
+             + "to see where your payment stands.", savedMessage);
+        setBusy(false);
+        return;
+      }
+      await verdict(data, authorized, stripeMessage, savedMessage, function () { chosen.focus(); });
+    } catch (err) {
+      show("Something went wrong. Please try again or use another card.", savedMessage);
+      setBusy(false);
+    }
+  }
+  savedButtons.forEach(function (b) {
+    b.addEventListener("click", function (event) { event.preventDefault(); paySaved(b); });
   });
 })();

@@ -1,0 +1,185 @@
+"""Saved cards: the cards a patient keeps on file with Stripe, paying with one, removing one.
+
+A card is saved by a first payment with "save this card" (setup_future_usage
+on the open intent: Stripe attaches the PaymentMethod to the patient's
+Customer once the payment succeeds). Stripe holds the card; we show and keep
+only brand, last 4 and expiry, and remember which one is the patient's
+default (``Patient.default_payment_method_id``) so the next checkout
+pre-selects it.
+
+Paying with a saved card confirms the attempt's one PaymentIntent on-session
+(the patient is present, so 3-D Secure may be asked); the caller then runs
+``apply_and_settle`` like every other completion path, which decides.
+
+Like every service: plain arguments in, no request globals, no commit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.integrations.stripe_gateway import Card, StripeGateway
+from app.models import Appointment, AuditEvent, Patient, PaymentAttempt, PaymentFailure
+from app.services import DomainError, audit
+from app.services.audit import Actor
+
+CONFIRM_ACTION = "payment.saved_card_confirmed"
+CONFIRMABLE = ("requires_payment_method", "requires_confirmation", "requires_action")
+
+
+class NotYourCard(DomainError):
+    """The payment method is not one of this patient's saved cards."""
+
+    def __init__(self, message: str = "That card is not saved on your account."):
+        super().__init__(message)
+
+
+class CardRuleError(DomainError):
+    pass
+
+
+@dataclass(frozen=True)
+class SavedCard:
+    """What a page may show of a card: brand, last 4, expiry (and Stripe's id to act on it)."""
+    id: str
+    brand: str
+    last4: str
+    exp_month: int | None
+    exp_year: int | None
+    is_default: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.brand} •••• {self.last4}"
+
+    @property
+    def expiry(self) -> str:
+        if not self.exp_month or not self.exp_year:
+            return ""
+        return f"{self.exp_month:02d}/{self.exp_year % 100:02d}"
+
+
+BRANDS = {"visa": "Visa", "mastercard": "Mastercard", "amex": "American Express", "discover": "Discover",
+          "diners": "Diners Club", "jcb": "JCB", "unionpay": "UnionPay"}
+
+
+def _saved(card: Card, default_id: str | None) -> SavedCard:
+    brand = BRANDS.get((card.brand or "").lower(), (card.brand or "Card").title())
+    return SavedCard(card.id, brand, card.last4 or "????", card.exp_month, card.exp_year,
+                     is_default=card.id == default_id)
+
+
+def list_cards(gateway: StripeGateway, patient: Patient) -> list[SavedCard]:
+    """The patient's saved cards as Stripe holds them, the default first."""
+    if not patient.stripe_customer_id:
+        return []
+    found = [_saved(card, patient.default_payment_method_id)
+             for card in gateway.list_cards(patient.stripe_customer_id)]
+    return sorted(found, key=lambda c: not c.is_default)          # stable: Stripe's order otherwise
+
+
+def preselected(cards: list[SavedCard]) -> SavedCard | None:
+    """The card checkout offers first: the default, else the first Stripe lists."""
+    return next((c for c in cards if c.is_default), cards[0] if cards else None)
+
+
+def _own_card(gateway: StripeGateway, patient: Patient, payment_method: str) -> SavedCard:
+    card = next((c for c in list_cards(gateway, patient) if c.id == payment_method), None)
+    if card is None:
+        raise NotYourCard()
+    return card
+
+
+def refuse(session: Session, *, patient: Patient, payment_method: str, actor: Actor, what: str,
+           appointment_id: int | None = None) -> None:
+    """Audit a refused card (someone else's, or one that is gone): the caller commits the refusal."""
+    audit.record(session, actor=actor, action="card.refused", outcome="failure", patient_id=patient.id,
+                 appointment_id=appointment_id, reason=f"{what}: not a saved card of this patient",
+                 details={"payment_method": payment_method[:64]})
+
+
+# -- removing ----------------------------------------------------------------------------------
+
+def remove_card(session: Session, gateway: StripeGateway, *, patient: Patient, payment_method: str,
+                actor: Actor) -> SavedCard:
+    """Detach one of the patient's cards in Stripe (audited); clear the default if it was that one."""
+    card = _own_card(gateway, patient, payment_method)
+    # Customer ids are unique across the Stripe account and a detach is safe to replay.
+    gateway.detach_card(card.id, key=f"detach:{patient.stripe_customer_id}:{card.id}")
+    was_default = patient.default_payment_method_id == card.id
+    if was_default:
+        patient.default_payment_method_id = None
+    audit.record(session, actor=actor, action="card.removed", patient_id=patient.id, stripe_object_id=card.id,
+                 details={"brand": card.brand, "last4": card.last4, "was_default": was_default})
+    session.flush()
+    return card
+
+
+# -- paying ------------------------------------------------------------------------------------
+
+def _confirmations(session: Session, attempt: PaymentAttempt) -> int:
+    return session.scalar(select(func.count()).select_from(AuditEvent).where(
+        AuditEvent.payment_attempt_id == attempt.id, AuditEvent.action == CONFIRM_ACTION)) or 0
+
+
+def _failures(session: Session, attempt: PaymentAttempt) -> int:
+    return session.scalar(select(func.count()).select_from(PaymentFailure).where(
+        PaymentFailure.attempt_id == attempt.id)) or 0
+
+
+def confirm_key(session: Session, attempt: PaymentAttempt, payment_method: str) -> str:
+    """One key per confirmation: a retry of the same request replays; a new try after a decline
+    or a failed 3-D Secure (each recorded, each confirmation audited) is a new confirmation."""
+    return attempt.key(f"confirm-saved-{payment_method}-f{_failures(session, attempt)}"
+                       f"-c{_confirmations(session, attempt)}")
+
+
+def pay_with_saved_card(session: Session, gateway: StripeGateway, attempt: PaymentAttempt, *,
+                        patient: Patient, payment_method: str, return_url: str, now: datetime, actor: Actor):
+    """Confirm the open attempt's PaymentIntent on-session with a saved card; returns the Intent.
+
+    The caller holds the attempt's row lock, has applied the intent's current state
+    (so a recorded decline counts), commits, and then runs ``apply_and_settle``."""
+    appointment = session.get(Appointment, attempt.charge.appointment_id)
+    if appointment.patient_id != patient.id:
+        raise CardRuleError("This is not your appointment.")
+    if attempt.is_final or attempt.status not in CONFIRMABLE or not attempt.stripe_payment_intent_id:
+        raise CardRuleError("This payment is already under way. Please reload the page.")
+    if appointment.status != "held" or appointment.hold_expires_at <= now:
+        raise CardRuleError("Your hold on this time has ended. Please pick a time again.")
+    card = _own_card(gateway, patient, payment_method)
+    key = confirm_key(session, attempt, card.id)
+    intent = gateway.confirm_intent(attempt.stripe_payment_intent_id, key=key, payment_method=card.id,
+                                    return_url=return_url)
+    audit.record(session, actor=actor, action=CONFIRM_ACTION, patient_id=patient.id,
+                 appointment_id=appointment.id, payment_attempt_id=attempt.id,
+                 stripe_object_id=attempt.stripe_payment_intent_id,
+                 details={"payment_method": card.id, "brand": card.brand, "last4": card.last4,
+                          "status": intent.status, "key": key.rsplit(":", 1)[-1]})
+    return intent
+
+
+def remember_default(session: Session, gateway: StripeGateway, attempt: PaymentAttempt, *, patient: Patient,
+                     actor: Actor) -> str | None:
+    """After a payment succeeded with a card kept on file, make it the patient's default card."""
+    if attempt.status not in ("requires_capture", "succeeded") or not attempt.stripe_payment_intent_id:
+        return None
+    intent = gateway.retrieve_intent(attempt.stripe_payment_intent_id)
+    pm = intent.payment_method
+    if not pm or pm == patient.default_payment_method_id or not patient.stripe_customer_id:
+        return None
+    if not (attempt.save_card and intent.setup_future_usage):
+        # Not saved by this payment: it must be one of the patient's cards already (paid with a saved card).
+        if pm not in {c.id for c in list_cards(gateway, patient)}:
+            return None
+    previous = patient.default_payment_method_id
+    patient.default_payment_method_id = pm
+    audit.record(session, actor=actor, action="card.default_set", patient_id=patient.id,
+                 payment_attempt_id=attempt.id, stripe_object_id=pm,
+                 appointment_id=attempt.charge.appointment_id,
+                 details={"brand": intent.card_brand, "last4": intent.card_last4, "previous": previous})
+    session.flush()
+    return pm
