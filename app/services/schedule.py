@@ -153,6 +153,13 @@ def specialties(session: Session) -> list[Specialty]:
     return list(session.scalars(select(Specialty).order_by(Specialty.name)))
 
 
+# Payment timings a patient can complete online today. Post-visit and hybrid types are
+# configured, seeded and scheduled, but offered online only once their card-on-file
+# flows exist: a patient must never reach a booking that cannot be finished.
+ONLINE_TIMINGS = ("deposit_to_book",)
+
+
 def bookable_types(session: Session) -> list[AppointmentType]:
-    return list(session.scalars(select(AppointmentType).where(AppointmentType.is_active.is_(True))
-                                .order_by(AppointmentType.name)))
+    return list(session.scalars(select(AppointmentType).where(
+        AppointmentType.is_active.is_(True), AppointmentType.payment_timing.in_(ONLINE_TIMINGS))
+        .order_by(AppointmentType.name)))

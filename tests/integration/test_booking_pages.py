@@ -180,3 +180,16 @@ def test_ics_for_a_confirmed_appointment(patient_client, clinic, clock, factorie
     assert "BEGIN:VEVENT" in body
     assert "DTSTART:20261209T150000Z" in body
     assert "Cardiology" not in body            # no condition-revealing specialty
+
+
+def test_types_without_an_online_payment_flow_are_not_offered(patient_client, clinic, clock, factories, db):
+    later = factories.appointment_type(name="Pay after the visit", payment_timing="post_visit")
+    clinic["alice"].types.append(later)
+    db.commit()
+    search = patient_client.get("/book").get_data(as_text=True)
+    assert "Telehealth follow-up" in search and "Pay after the visit" not in search
+    page = patient_client.get(f"/book/providers/{clinic['alice'].id}?type_id={later.id}").get_data(as_text=True)
+    assert "Pay after the visit" not in page          # falls back to a type that can be finished online
+    refused = hold_via_page(patient_client, clinic["alice"].id, later.id, MON_10_NY.isoformat())
+    assert refused.status_code == 400 and "cannot be booked online yet" in refused.get_data(as_text=True)
+    assert db.query(Appointment).count() == 0

@@ -129,7 +129,12 @@ def _provider_page(provider: Provider, appointment_type: AppointmentType, *, sta
         days.setdefault(slot.starts_at.astimezone(_tz()).date(), []).append(slot)
     return render("booking/provider.html", block="slot_list", status=status, provider=provider,
                   appointment_type=appointment_type, days=days, notice=notice, nearest=nearest or [],
-                  types=[t for t in provider.types if t.is_active and provider.offers(t)])
+                  types=_online_types(provider))
+
+
+def _online_types(provider: Provider) -> list[AppointmentType]:
+    return [t for t in provider.types if t.is_active and provider.offers(t)
+            and t.payment_timing in schedule.ONLINE_TIMINGS]
 
 
 def _tz():
@@ -150,7 +155,7 @@ def provider(provider_id: int):
     except BadInput as error:
         return _bad_request(str(error))
     if appointment_type is None or not found.offers(appointment_type):
-        offered = [t for t in found.types if t.is_active and found.offers(t)]
+        offered = _online_types(found)
         if not offered:
             abort(404)
         appointment_type = offered[0]
@@ -171,6 +176,9 @@ def take_hold(provider_id: int):
         starts_at = _instant_arg("starts_at")
     except BadInput as error:
         return _bad_request(str(error))
+    online = db.session.get(AppointmentType, type_id)
+    if online is None or online.payment_timing not in schedule.ONLINE_TIMINGS:
+        return _bad_request("That kind of visit cannot be booked online yet. Please call the clinic.")
     try:
         hold = booking.take_hold(db.session, now=now(), patient=_patient(), provider_id=provider_id,
                                  type_id=type_id, starts_at=starts_at, policy=_policy(), actor=actor())
