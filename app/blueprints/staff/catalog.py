@@ -98,24 +98,9 @@ def _place(form: ProviderForm, error: staffing.StaffingError) -> None:
 @access("admin")
 def new_provider():
     form = _provider_form(creating=True)
-    status = 200
-    if form.validate_on_submit():
-        try:
-            staffing.create_provider(db.session, actor=actor(), user_id=form.user_id.data,
-                                     specialty_id=form.specialty_id.data, timezone_name=form.timezone.data,
-                                     bio=form.bio.data or "", offers_telehealth=form.offers_telehealth.data,
-                                     offers_in_person=form.offers_in_person.data, type_ids=form.type_ids.data or [])
-        except staffing.StaffingError as error:
-            db.session.rollback()
-            _place(form, error)
-            status = 422
-        else:
-            db.session.commit()
-            flash("Provider profile created.", "success")
-            return redirect_htmx(url_for("staff.providers"))
-    elif form.is_submitted():
-        status = 422
-    return render("staff/provider_form.html", block="form", form=form, provider=None, status=status)
+    return _provider_form_page(form, None, lambda: staffing.create_provider(
+        db.session, actor=actor(), user_id=form.user_id.data, **_provider_values(form)),
+        "Provider profile created.")
 
 
 @bp.route("/providers/<int:provider_id>", methods=["GET", "POST"])
@@ -123,21 +108,30 @@ def new_provider():
 def edit_provider(provider_id: int):
     provider = db.session.get(Provider, provider_id) or abort(404)
     form = _provider_form(obj=provider, creating=False)
+    return _provider_form_page(form, provider, lambda: staffing.update_provider(
+        db.session, provider, actor=actor(), is_active=form.is_active.data, **_provider_values(form)),
+        "Provider profile saved.")
+
+
+def _provider_values(form: ProviderForm) -> dict:
+    return dict(specialty_id=form.specialty_id.data, timezone_name=form.timezone.data, bio=form.bio.data or "",
+                offers_telehealth=form.offers_telehealth.data, offers_in_person=form.offers_in_person.data,
+                type_ids=form.type_ids.data or [])
+
+
+def _provider_form_page(form: ProviderForm, provider: Provider | None, save, done: str):
+    """Validate, save through the service, commit once; errors next to their fields (422)."""
     status = 200
     if form.validate_on_submit():
         try:
-            staffing.update_provider(db.session, provider, actor=actor(), specialty_id=form.specialty_id.data,
-                                     timezone_name=form.timezone.data, bio=form.bio.data or "",
-                                     offers_telehealth=form.offers_telehealth.data,
-                                     offers_in_person=form.offers_in_person.data, type_ids=form.type_ids.data or [],
-                                     is_active=form.is_active.data)
+            save()
         except staffing.StaffingError as error:
             db.session.rollback()
             _place(form, error)
             status = 422
         else:
             db.session.commit()
-            flash("Provider profile saved.", "success")
+            flash(done, "success")
             return redirect_htmx(url_for("staff.providers"))
     elif form.is_submitted():
         status = 422
