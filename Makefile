@@ -10,10 +10,10 @@ STAMP  := $(VENV)/.installed
 
 setup: $(STAMP) node_modules/.package-lock.json
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 node_modules/.package-lock.json: package.json package-lock.json
