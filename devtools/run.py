@@ -45,6 +45,7 @@ def main() -> int:
     env.update(ensure_services(settings.INSTANCE_PATH, need_db=not settings.DATABASE_URL,
                                need_redis=not settings.REDIS_URL))
     port = free_port(int(os.environ.get("PORT", "5000")))
+    env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")     # links in messages point here
     sandbox = None
     if not settings.STRIPE_SECRET_KEY:
         from devtools.stripe_sandbox.process import SandboxProcess
