@@ -153,3 +153,20 @@ def test_a_links_checkout_offers_the_patients_saved_card(app, db, held, clock, b
     assert visitor.post(link, data={"csrf_token": token}).status_code == 303
     page = visitor.get(f"/checkout/{second.id}").get_data(as_text=True)
     assert "4242" in page and "Pay with" in page                # pre-selected: one tap away
+
+
+def test_staff_see_an_appointments_message_log(app, db, held, clock, browser_pay, queue, factories):
+    from tests.conftest import login
+
+    attempt = start(db, held, clock)
+    browser_pay.pay(attempt, "4000000000000002")
+    settle(db, attempt)
+    run_jobs(app, queue)
+    staff = app.test_client()
+    billing = factories.user("billing")
+    assert login(staff, billing.email).status_code == 303
+    page = staff.get(f"/staff/appointments/{held.id}/messages")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "payment declined" in html and "EMAIL" in html and held.patient.user.email in html
+    assert "delivered" in html
