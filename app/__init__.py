@@ -166,6 +166,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     register_cli(app)
     logging.getLogger("app").setLevel(logging.INFO)
+    from app.logging_filters import install as redact_tokens_in_request_logs
+
+    redact_tokens_in_request_logs()
     return app
 
 
