@@ -257,3 +257,31 @@ def test_visit_states(db, factories, setup, clock, policy):
     booking.mark(db, appointment, "complete", actor=Actor.system("test"), now=clock.now())
     db.commit()
     assert appointment.status == "completed"
+
+
+def test_every_slot_the_engine_offers_can_actually_be_held(db, factories, clock, policy):
+    """Rules with buffers, an exception and existing bookings: each offered start is holdable."""
+    from dataclasses import replace
+    from datetime import datetime as dt
+
+    from app.models import AvailabilityException
+    from app.services import schedule
+
+    visit = factories.appointment_type(duration_minutes=45, buffer_before_minutes=5, buffer_after_minutes=10,
+                                       slot_interval_minutes=15, min_notice_minutes=30)
+    provider = factories.provider(types=[visit], hours=[(0, 9, 13), (1, 9, 13)])
+    db.add(AvailabilityException(provider_id=provider.id, starts_local=dt(2026, 12, 8, 10, 0),
+                                 ends_local=dt(2026, 12, 8, 11, 0), reason="other"))
+    db.commit()
+    booked = hold(db, factories.patient(), provider, visit, MON_10_NY + timedelta(minutes=30), clock, policy)
+    booking.confirm(db, booked, actor=Actor.system("test"), now=clock.now())
+    db.commit()
+    offered = schedule.provider_slots(db, provider=provider, appointment_type=visit, now=clock.now(), days=2)
+    assert len(offered) >= 10
+    roomy = replace(policy, holds_per_hour=1000)
+    patient = factories.patient()
+    for slot in offered:
+        taken = hold(db, patient, provider, visit, slot.starts_at, clock, roomy)
+        assert taken.status == "held"
+        booking.release(db, taken, actor=Actor.system("test"), now=clock.now(), reason="next slot")
+        db.commit()
