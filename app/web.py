@@ -47,3 +47,16 @@ def actor():
     from app.services.audit import Actor
 
     return Actor.of(current_user)
+
+
+def not_found_audited(appointment_id: int, actor_=None):
+    """Refuse someone else's appointment as if it did not exist (404), and audit the attempt."""
+    from flask import abort
+
+    from app.extensions import db
+    from app.services import audit
+
+    audit.record(db.session, actor=actor_ or actor(), action="access.denied", outcome="failure",
+                 details={"appointment_id": appointment_id, "path": request.path})
+    db.session.commit()
+    abort(404)

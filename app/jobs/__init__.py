@@ -55,6 +55,11 @@ def job_session():
             db.session.remove()
 
 
+def now() -> datetime:
+    """The app's clock (a FrozenClock in tests), for jobs."""
+    return current_app.extensions["clock"].now()
+
+
 def redis_connection(app: Flask | None = None) -> Redis:
     app = app or current_app
     conn = app.extensions.get("redis")

@@ -3,15 +3,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import current_app
 
 from app.jobs import enqueue_at, job_session
+from app.jobs import now as _now
 from app.models import Appointment
 from app.services import booking
-
-
-def _now() -> datetime:
-    return current_app.extensions["clock"].now()
 
 
 def schedule_hold_expiry(appointment_id: int, when: datetime) -> None:

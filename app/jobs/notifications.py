@@ -14,15 +14,12 @@ from sqlalchemy import select
 
 from app.integrations.messaging import OutboxSender, OutgoingMessage, SendError
 from app.jobs import enqueue, enqueue_at, enqueue_in, job_session
+from app.jobs import now as _now
 from app.models import Appointment, Notification
 from app.services import notifications
 from app.services.clinic import current_clinic
 
 log = logging.getLogger(__name__)
-
-
-def _now() -> datetime:
-    return current_app.extensions["clock"].now()
 
 
 def _settings():

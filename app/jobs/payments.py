@@ -8,13 +8,13 @@ wrappers that load by id, call it, and let errors raise.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
 from flask import current_app
 from sqlalchemy import select
 
 from app.integrations.stripe_gateway import StripeGateway
 from app.jobs import enqueue, enqueue_in, job_session
+from app.jobs import now as _now
 from app.models import Appointment, PaymentAttempt, StripeEvent
 from app.services import audit, payments
 from app.services.audit import Actor
@@ -32,10 +32,6 @@ def gateway() -> StripeGateway:
 
 def timings() -> payments.PaymentTimings:
     return payments.PaymentTimings.from_settings(current_app.config["SETTINGS"])
-
-
-def _now() -> datetime:
-    return current_app.extensions["clock"].now()
 
 
 def _locked(session, attempt_id: int) -> PaymentAttempt | None:

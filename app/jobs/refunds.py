@@ -10,11 +10,10 @@ captured and applies the policy to what was. Both are safe to run twice.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
-
-from flask import current_app
+from datetime import timedelta
 
 from app.jobs import enqueue, job_session
+from app.jobs import now as _now
 from app.jobs.payments import cancel_payment, gateway
 from app.models import Appointment, Charge, Refund, User
 from app.services import payments, refunds
@@ -23,9 +22,6 @@ from app.services.audit import Actor
 log = logging.getLogger(__name__)
 RESUME_AFTER = timedelta(minutes=2)
 
-
-def _now() -> datetime:
-    return current_app.extensions["clock"].now()
 
 
 def send(session, refund_id: int, *, actor: Actor) -> Refund:

@@ -7,18 +7,14 @@ the periodic step for work Redis may have lost.
 """
 from __future__ import annotations
 
-from datetime import datetime
 
 from flask import Flask, current_app
 
 from app.jobs import enqueue, job_session
+from app.jobs import now as _now
 from app.models import Appointment
 from app.services import twindow
 from app.services.audit import Actor
-
-
-def _now() -> datetime:
-    return current_app.extensions["clock"].now()
 
 
 def _policy() -> twindow.TWindow:

@@ -12,7 +12,7 @@ from app.extensions import db
 from app.models import Appointment, AppointmentType, Provider
 from app.services import booking, calendar, schedule
 from app.services.booking import HoldPolicy
-from app.web import actor, now, redirect_htmx, render
+from app.web import actor, not_found_audited, now, redirect_htmx, render
 
 bp = Blueprint("booking", __name__)
 
@@ -62,12 +62,7 @@ def _own_appointment(appointment_id: int) -> Appointment:
     """The patient's own appointment, or 404 (another patient's is not even acknowledged)."""
     appointment = db.session.get(Appointment, appointment_id)
     if appointment is None or appointment.patient_id != _patient().id:
-        from app.services import audit
-
-        audit.record(db.session, actor=actor(), action="access.denied", outcome="failure",
-                     details={"appointment_id": appointment_id, "path": request.path})
-        db.session.commit()
-        abort(404)
+        not_found_audited(appointment_id)
     return appointment
 
 

@@ -15,7 +15,7 @@ from app.models import Appointment
 from app.services import audit, cards, payments, visits
 from app.services.audit import Actor
 from app.web import actor as signed_in_actor
-from app.web import now, render
+from app.web import not_found_audited, now, render
 
 
 def actor() -> Actor:
@@ -36,10 +36,7 @@ def _own(appointment_id: int) -> Appointment:
     if granted:
         g.checkout_actor = Actor("link", appointment.patient.user_id, "patient")
     if not (mine or granted):
-        audit.record(db.session, actor=actor(), action="access.denied", outcome="failure",
-                     details={"appointment_id": appointment_id, "path": request.path})
-        db.session.commit()
-        abort(404)
+        not_found_audited(appointment_id, actor())
     return appointment
 
 
