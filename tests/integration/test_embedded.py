@@ -33,28 +33,40 @@ def test_embedded_postgres_and_redis_start_serve_and_stop(tmp_path):
                         connect_timeout=2)
 
 
-def test_app_in_test_mode_starts_the_embedded_services_when_no_url_is_set(tmp_path):
-    """A separate process, so its exit stops what it started: nothing is left running."""
+def test_the_run_command_starts_the_embedded_services_and_hands_the_app_their_urls(tmp_path):
+    """What make run does when no URL is set (devtools.run.service_env), in a separate
+    process, so its exit stops what it started: nothing is left running."""
     script = (
+        "import pathlib\n"
         "from app import create_app\n"
-        "from app.settings import Settings\n"
+        "from app.settings import ConfigError, Settings\n"
         "from app.extensions import db\n"
+        "from devtools.run import service_env\n"
         "from sqlalchemy import text\n"
         "import redis\n"
-        f"app = create_app(Settings(APP_ENV='test', INSTANCE_PATH=__import__('pathlib').Path({str(tmp_path)!r})).checked())\n"
+        f"instance = pathlib.Path({str(tmp_path)!r})\n"
+        "settings = Settings(APP_ENV='test', INSTANCE_PATH=instance).checked()\n"
+        "try:\n"
+        "    create_app(settings)\n"
+        "except ConfigError as refused:\n"
+        "    print('refused', 'DATABASE_URL' in str(refused) and 'REDIS_URL' in str(refused))\n"
+        "env = service_env(settings)\n"
+        "app = create_app(Settings.from_env({**env, 'APP_ENV': 'test', 'INSTANCE_PATH': str(instance)}))\n"
         "with app.app_context():\n"
-        "    print(db.session.execute(text('select 42')).scalar())\n"
-        "    print(redis.Redis.from_url(app.config['REDIS_URL']).ping())\n"
-        "    print(app.config['REDIS_URL'])\n"
+        "    print('db', db.session.execute(text('select 42')).scalar())\n"
+        "    print('redis', redis.Redis.from_url(app.config['REDIS_URL']).ping())\n"
+        "    print('socket', app.config['REDIS_URL'])\n"
         "    db.session.remove(); db.engine.dispose()\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
                          timeout=120, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     assert out.returncode == 0, out.stderr[-2000:]
-    lines = out.stdout.split()
-    assert lines[0] == "42" and lines[1] == "True"
-    socket_path = lines[2].removeprefix("unix://")
+    said = dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
+    assert said["refused"] == "True", out.stdout        # the app never starts a service itself
+    assert said["db"] == "42" and said["redis"] == "True", out.stdout
+    socket_path = said["socket"].removeprefix("unix://")
+    assert str(tmp_path) in socket_path
     assert not os.path.exists(socket_path), "redis-server outlived the process that started it"
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(tmp_path) not in ps, "an embedded service is still running"
