@@ -19,7 +19,7 @@ from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Integer, String, T
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
-from app.models.state import next_state
+from app.models.state import Machine, next_state
 
 BLOCKING = ("held", "confirmed", "checked_in")
 TRANSITIONS = {
@@ -86,9 +86,18 @@ class Appointment(db.Model):
         return f"<Appointment {self.id} {self.status}>"
 
 
+ALERT_TRANSITIONS = {
+    ("open", "recover"): "recovered",          # the payment came through: booked
+    ("open", "release"): "released",           # the slot was released (deadline) or canceled
+    ("released", "recover"): "recovered",      # a late payment booked the released slot after all
+}
+ALERT_MACHINE = Machine("provider_alert", ALERT_TRANSITIONS)
+
+
 class ProviderAlert(db.Model):
     """The provider is told at once when a payment fails inside the T-window;
-    the alert says what became of it: recovered, or the slot released at the deadline."""
+    the alert says what became of it: recovered, or the slot released at the deadline.
+    ``transition`` (ALERT_TRANSITIONS) is the one writer of ``status``."""
     __tablename__ = "provider_alerts"
     __table_args__ = (
         CheckConstraint("status IN ('open', 'recovered', 'released')", name="status"),
@@ -104,3 +113,13 @@ class ProviderAlert(db.Model):
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     appointment = relationship("Appointment")
+
+    def transition(self, action: str, *, now: datetime) -> str:
+        """Move the alert (ALERT_TRANSITIONS) and stamp ``resolved_at``. Raises InvalidTransition
+        for a move the table does not have, Ignored for a repeat; returns the new status."""
+        self.status = ALERT_MACHINE.next(self.status, action)
+        self.resolved_at = now
+        return self.status
+
+    def can(self, action: str) -> bool:
+        return ALERT_MACHINE.allows(self.status, action)

@@ -3,18 +3,37 @@
 Notification rows are the truth: RQ only carries them. A send claims the row
 with a compare-and-swap on ``sent_at`` (so a second run is a no-op); the
 sweeper re-enqueues anything due and unsent, so a Redis restart loses nothing.
+
+``status`` has one writer, the table below: ``Notification.transition(action)``
+on a loaded row, and ``Notification.transition_where(action, ...)`` for a
+compare-and-swap UPDATE whose ``WHERE status IN (...)`` is the action's source
+states in the same table.
 """
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import (Boolean, CheckConstraint, DateTime, ForeignKey, Integer, String, Text, Uuid, func)
+from sqlalchemy import (Boolean, CheckConstraint, DateTime, ForeignKey, Integer, String, Text, Update, Uuid,
+                        func, update)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
+from app.models.state import Machine
 
 NOTIFICATION_STATUSES = ("queued", "sending", "sent", "delivered", "failed", "canceled")
+TRANSITIONS = {
+    ("queued", "claim"): "sending",          # the CAS: one run sends the row
+    ("sending", "hand_off"): "sent",         # the sender took it (Twilio, SMTP)
+    ("sending", "deliver"): "delivered",     # the sender delivered it at once (the outbox)
+    ("sent", "deliver"): "delivered",        # Twilio's status callback
+    ("sending", "retry"): "queued",          # a failed send releases the claim for the next try
+    ("sending", "fail"): "failed",           # a permanent error, or out of tries
+    ("sent", "fail"): "failed",              # Twilio's callback: failed / undelivered
+    ("queued", "cancel"): "canceled",        # nothing left to say (a canceled booking, a moot message)
+    ("canceled", "requeue"): "queued",       # a reschedule brings back an unsent reminder
+}
+MACHINE = Machine("notification", TRANSITIONS)
 
 
 class Notification(db.Model):
@@ -48,6 +67,23 @@ class Notification(db.Model):
 
     appointment = relationship("Appointment")
     user = relationship("User")
+
+    def transition(self, action: str) -> str:
+        """The one writer of a loaded row's ``status`` (TRANSITIONS). Raises InvalidTransition for a
+        move the table does not have, Ignored for a repeat; returns the new status."""
+        self.status = MACHINE.next(self.status, action)
+        return self.status
+
+    def can(self, action: str) -> bool:
+        return MACHINE.allows(self.status, action)
+
+    @classmethod
+    def transition_where(cls, action: str, *criteria) -> Update:
+        """The compare-and-swap form of ``transition``: ``UPDATE notifications SET status=<target>
+        WHERE status IN (<the action's source states>) AND <criteria>``. Add ``.values(...)`` for
+        other columns and ``.returning(...)`` to see which rows moved."""
+        sources, target = MACHINE.cas(action)
+        return update(cls).where(cls.status.in_(sources), *criteria).values(status=target)
 
 
 class LinkToken(db.Model):

@@ -10,9 +10,16 @@ requires_payment_method and the same intent may be confirmed again, so only
 succeeded and canceled are final; each failed confirmation is a PaymentFailure
 row. Every update re-reads the intent and applies its current status; a final
 state never changes back.
+
+Each status has one writer: ``PaymentAttempt.mirror(stripe_status)`` and
+``Refund.mirror(stripe_status)`` for the mirrors of Stripe objects (Stripe is
+the truth: every status it reports is applied, a repeat or a report after a
+final status is ignored), ``Charge.transition(action)`` for our own charge
+(a table; a backwards move raises InvalidTransition, a repeat Ignored).
 """
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
 
@@ -22,12 +29,36 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
+from app.models.state import Machine, Mirror
+
+log = logging.getLogger(__name__)
 
 OPEN_STATUSES = ("requires_payment_method", "requires_confirmation", "requires_action", "processing",
                  "requires_capture")
 FINAL_STATUSES = ("succeeded", "canceled")
 ATTEMPT_STATUSES = OPEN_STATUSES + FINAL_STATUSES + ("creating",)
 PURPOSES = ("deposit", "visit", "balance", "no_show_fee")
+
+# A PaymentAttempt mirrors its PaymentIntent: from an open status, whatever Stripe
+# now reports is applied (requires_action / processing go back to
+# requires_payment_method on a decline; a poll may skip states); succeeded and
+# canceled are final (a later report is stale: ignored). ``creating`` is ours:
+# the row is stored before Stripe hears of it, and becomes whatever Stripe
+# reports for the new intent, or canceled if it is given up before that.
+INTENT_MIRROR = Mirror("payment_attempt", remote=OPEN_STATUSES + FINAL_STATUSES, final=FINAL_STATUSES,
+                       local={"creating": OPEN_STATUSES + FINAL_STATUSES})
+
+# Our charge: pending until an attempt is authorized, then captured; canceled when the
+# authorization is released before capture. Refunds move amounts, not the status.
+CHARGE_TRANSITIONS = {
+    ("pending", "authorize"): "authorized",
+    ("pending", "capture"): "captured",        # authorized and captured between two reads
+    ("authorized", "capture"): "captured",
+    ("pending", "cancel"): "canceled",
+    ("authorized", "cancel"): "canceled",
+    ("canceled", "reopen"): "pending",         # a new attempt while the hold is still the patient's
+}
+CHARGE_MACHINE = Machine("charge", CHARGE_TRANSITIONS)
 
 
 class Charge(db.Model):
@@ -54,6 +85,15 @@ class Charge(db.Model):
     appointment = relationship("Appointment")
     attempts: Mapped[list["PaymentAttempt"]] = relationship(back_populates="charge",
                                                             order_by="PaymentAttempt.number")
+
+    def transition(self, action: str) -> str:
+        """The one writer of ``status`` (CHARGE_TRANSITIONS). Raises InvalidTransition for a move
+        the table does not have, Ignored for a repeat; returns the new status."""
+        self.status = CHARGE_MACHINE.next(self.status, action)
+        return self.status
+
+    def can(self, action: str) -> bool:
+        return CHARGE_MACHINE.allows(self.status, action)
 
 
 class PaymentAttempt(db.Model):
@@ -99,6 +139,18 @@ class PaymentAttempt(db.Model):
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
 
+    def mirror(self, stripe_status: str) -> bool:
+        """The one writer of ``status`` (INTENT_MIRROR): apply the status Stripe reports for the
+        intent. True when applied; False for a repeat, or a stale report after a final status.
+        A status Stripe never reports (e.g. ``creating``) raises InvalidTransition."""
+        target = INTENT_MIRROR.apply(self.status, stripe_status)
+        if target is None:
+            if stripe_status != self.status:
+                log.info("payment attempt %s: %s reported after %s, ignored", self.id, stripe_status, self.status)
+            return False
+        self.status = target
+        return True
+
     def key(self, operation: str) -> str:
         """The idempotency key of one money-moving call: stored uuid + operation."""
         return f"{self.uuid}:{operation}"
@@ -137,6 +189,15 @@ class StripeEvent(db.Model):
 
 REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")   # the only ones Stripe takes
 
+# A Refund mirrors Stripe's refund: pending, succeeded, failed or canceled as Stripe
+# reports (a succeeded refund can still fail); only failed and canceled are final.
+# ``creating`` is ours (stored before Stripe hears of it; failed when Stripe refuses it).
+# Stripe's requires_action is stored as pending.
+REFUND_STRIPE_STATUSES = ("pending", "succeeded", "failed", "canceled")
+REFUND_MIRROR = Mirror("refund", remote=REFUND_STRIPE_STATUSES, final=("failed", "canceled"),
+                       local={"creating": REFUND_STRIPE_STATUSES})
+REFUND_STATUS_ALIASES = {"requires_action": "pending"}
+
 
 class Refund(db.Model):
     """Money given back. Stripe gets one of its three reasons; the clinical
@@ -166,3 +227,19 @@ class Refund(db.Model):
 
     charge: Mapped[Charge] = relationship()
     attempt: Mapped[PaymentAttempt] = relationship()
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in REFUND_MIRROR.final
+
+    def mirror(self, stripe_status: str) -> bool:
+        """The one writer of ``status`` (REFUND_MIRROR): apply the status Stripe reports for the
+        refund. True when applied; False for a repeat, or a stale report after failed/canceled."""
+        reported = REFUND_STATUS_ALIASES.get(stripe_status, stripe_status)
+        target = REFUND_MIRROR.apply(self.status, reported)
+        if target is None:
+            if reported != self.status:
+                log.info("refund %s: %s reported after %s, ignored", self.id, reported, self.status)
+            return False
+        self.status = target
+        return True

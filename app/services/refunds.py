@@ -44,8 +44,7 @@ log = logging.getLogger(__name__)
 
 POLICIES = ("cancellation_policy", "billing", "staff_cancel", "overpayment")
 LIVE_STATUSES = ("creating", "pending", "succeeded")      # count against what may still be refunded
-STRIPE_STATUS = {"pending": "pending", "requires_action": "pending", "succeeded": "succeeded",
-                 "failed": "failed", "canceled": "canceled"}
+# A Refund's status is written only by ``Refund.mirror`` (app/models/payment.py: REFUND_MIRROR).
 
 
 class RefundError(DomainError):
@@ -165,7 +164,7 @@ def send_refund(session: Session, gateway: StripeGateway, refund: Refund, *, act
         raise
     except GatewayError as error:
         session.get(Charge, charge.id, with_for_update=True, populate_existing=True)
-        refund.status = "failed"
+        refund.mirror("failed")                         # creating -> failed: Stripe refused it
         charge.amount_refunded_cents -= refund.amount_cents
         session.flush()
         _audit(session, refund, charge, appointment, actor=actor, action="refund.failed", outcome="failure",
@@ -174,7 +173,10 @@ def send_refund(session: Session, gateway: StripeGateway, refund: Refund, *, act
     if result.amount != refund.amount_cents:
         log.error("refund %s: Stripe refunded %s, we asked %s", refund.id, result.amount, refund.amount_cents)
     refund.stripe_refund_id = result.id
-    refund.status = STRIPE_STATUS.get(result.status, "pending")
+    refund.mirror(result.status)
+    if refund.is_final:                                 # failed or canceled at once: nothing moves
+        session.get(Charge, charge.id, with_for_update=True, populate_existing=True)
+        charge.amount_refunded_cents -= refund.amount_cents
     session.flush()
     _audit(session, refund, charge, appointment, actor=actor, action="refund.created",
            details={"stripe_status": result.status, "at": now.isoformat()})

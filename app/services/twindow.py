@@ -24,9 +24,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from app.models import Appointment, Charge, PaymentAttempt, PaymentFailure, ProviderAlert
+from app.models.state import Ignored
 from app.services import audit, notifications
 from app.services.audit import Actor
-from app.services.unit_of_work import after_commit
+from app.services.unit_of_work import request
 
 ALERT_TEMPLATE = "provider_payment_alert"
 RECOVERED_TEMPLATE = "provider_payment_recovered"
@@ -130,20 +131,20 @@ def _hold_until_deadline(session: Session, appointment: Appointment, deadline: d
                                                        "release deadline",
                  details={"from": old.isoformat() if old else None, "to": deadline.isoformat(),
                           "at": now.isoformat()})
-    from app.jobs.booking import schedule_hold_expiry
-
-    after_commit(session, schedule_hold_expiry, appointment.id, deadline)
+    request(session, "expire_hold", appointment.id, deadline)
 
 
 def recovered(session: Session, appointment: Appointment, *, now: datetime, policy: TWindow,
               actor: Actor) -> ProviderAlert | None:
     """The booking was confirmed: an open (or already released) alert is recovered; the provider is told."""
     alert = alert_for(session, appointment.id, lock=True)
-    if alert is None or alert.status == "recovered" or appointment.status not in ("confirmed", "checked_in",
-                                                                                  "completed"):
+    if alert is None or appointment.status not in ("confirmed", "checked_in", "completed"):
         return None
     was = alert.status
-    alert.status, alert.resolved_at = "recovered", now
+    try:
+        alert.transition("recover", now=now)
+    except Ignored:
+        return None                        # recovered already
     session.flush()
     _audit(session, alert, appointment, action="provider_alert.recovered", actor=actor, now=now,
            reason="payment received; the booking is confirmed", details={"from": was})
@@ -155,9 +156,11 @@ def released(session: Session, appointment: Appointment, *, now: datetime, polic
              reason: str | None) -> ProviderAlert | None:
     """The hold was released (deadline passed) or canceled: an open alert is released; the provider is told."""
     alert = alert_for(session, appointment.id, lock=True)
-    if alert is None or alert.status != "open" or appointment.status not in ("released", "canceled"):
+    # Only an open alert is released: a recovered one keeps saying the payment came through
+    # (a later cancel of the booking is the cancellation's business).
+    if alert is None or not alert.can("release") or appointment.status not in ("released", "canceled"):
         return None
-    alert.status, alert.resolved_at = "released", now
+    alert.transition("release", now=now)
     session.flush()
     _audit(session, alert, appointment, action="provider_alert.released", actor=actor, now=now,
            reason=f"slot released: {reason or appointment.status}")

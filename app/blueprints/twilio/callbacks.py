@@ -31,14 +31,14 @@ def apply_status(session: Session, *, message_sid: str, status: str, error_code:
     if notification is None:
         return None
     status = (status or "").lower()
-    if status == "delivered" and notification.status != "delivered":
-        notification.status, notification.delivered_at = "delivered", now
-        notification.error = None
-    elif status in ("failed", "undelivered") and notification.status not in ("delivered", "failed"):
-        notification.status = "failed"
-        notification.error = f"twilio {status}" + (f": error {error_code}" if error_code else "")
-    else:
+    action = {"delivered": "deliver", "failed": "fail", "undelivered": "fail"}.get(status)
+    if action is None or not notification.can(action):      # sent/queued/...; or late, or a repeat
         return None
+    notification.transition(action)
+    if action == "deliver":
+        notification.delivered_at, notification.error = now, None
+    else:
+        notification.error = f"twilio {status}" + (f": error {error_code}" if error_code else "")
     audit.record(session, actor=TWILIO, action=f"notification.{notification.status}",
                  appointment_id=notification.appointment_id, subject_user_id=notification.user_id,
                  details={"notification_id": notification.id, "error_code": error_code})
