@@ -22,10 +22,15 @@ def render(template: str, *, block: str | None = None, status: int = 200, **cont
 
 
 def redirect_htmx(location: str):
-    """HX-Location for htmx, 303 See Other for a plain form post."""
+    """After a successful post, go to a whole page: HX-Redirect for htmx, 303 See Other otherwise.
+
+    Not HX-Location: htmx follows that with an htmx GET (HX-Request: true), so ``render(...,
+    block=...)`` answers with the fragment alone and htmx swaps it into <body>, losing the
+    header, the navigation and the flash message. HX-Redirect makes the browser load the page.
+    """
     if is_htmx():
         response = make_response("", 204)
-        response.headers["HX-Location"] = location
+        response.headers["HX-Redirect"] = location
         return response
     return redirect(location, code=303)
 

@@ -152,7 +152,7 @@ def test_htmx_post_with_csrf_header_is_accepted_and_without_is_rejected(client, 
     assert refused.status_code == 400
     accepted = client.post("/logout", headers={"HX-Request": "true", "X-CSRFToken": token})
     assert accepted.status_code == 204
-    assert accepted.headers["HX-Location"] == "/login"
+    assert accepted.headers["HX-Redirect"] == "/login"
 
 
 def test_pages_are_not_cached_and_errors_show_no_trace(client, login_as):

@@ -1,6 +1,7 @@
 """The patient's booking pages: search, slots, holds, cancel, reschedule, .ics."""
 import re
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -193,3 +194,109 @@ def test_types_without_an_online_payment_flow_are_not_offered(patient_client, cl
     refused = hold_via_page(patient_client, clinic["alice"].id, later.id, MON_10_NY.isoformat())
     assert refused.status_code == 400 and "cannot be booked online yet" in refused.get_data(as_text=True)
     assert db.query(Appointment).count() == 0
+
+
+# -- the slot page on a phone's data budget ---------------------------------------------------------------
+
+EVERY_DAY_9_TO_5 = tuple((weekday, 9, 17) for weekday in range(7))
+DAY_FORM_RE = re.compile(r'<form method="post" action="(/book/providers/\d+/holds)"(.*?)</form>', re.S)
+
+
+def test_a_full_week_of_slots_is_under_20_kb_and_a_day_form_books_one(patient_client, factories, clock, db):
+    visit = factories.appointment_type(name="Video consult", duration_minutes=30)
+    busy = factories.provider(types=[visit], full_name="Dr. Every Day", hours=EVERY_DAY_9_TO_5)
+    response = patient_client.get(f"/book/providers/{busy.id}?type_id={visit.id}")
+    html = response.get_data(as_text=True)
+    assert len(slot_times(html)) == 7 * 16                   # seven full days of half-hour slots
+    size = len(response.get_data())
+    assert size < 20 * 1024, f"the slot page is {size} bytes"
+
+    day_forms = DAY_FORM_RE.findall(html)
+    assert len(day_forms) == 7                               # one form (one CSRF token) per day
+    action, tuesday = day_forms[1]
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', tuesday))
+    assert set(fields) == {"csrf_token", "type_id"}
+    # The tapped button is the submitter: its name=starts_at value=... is posted with the form's fields.
+    tapped = re.findall(r'<button class="slot" name="starts_at" value="([^"]+)">([^<]+)</button>', tuesday)[2]
+    assert tapped[1] == "10:00 AM"
+    held = patient_client.post(action, data={**fields, "starts_at": tapped[0]})
+    assert held.status_code == 303
+    hold = db.query(Appointment).one()
+    assert hold.starts_at == datetime.fromisoformat(tapped[0]) == datetime(2026, 12, 8, 15, 0, tzinfo=UTC)
+    assert held.headers["Location"] == f"/book/holds/{hold.id}"
+    again = patient_client.get(f"/book/providers/{busy.id}?type_id={visit.id}").get_data(as_text=True)
+    assert tapped[0] not in slot_times(again) and len(slot_times(again)) == 7 * 16 - 1
+
+
+def test_an_htmx_hold_sends_the_browser_to_the_whole_review_page(patient_client, clinic, clock, db):
+    page = patient_client.get(f"/book/providers/{clinic['alice'].id}?type_id={clinic['visit'].id}")
+    response = patient_client.post(f"/book/providers/{clinic['alice'].id}/holds",
+                                   data={"type_id": clinic["visit"].id, "starts_at": MON_10_NY.isoformat(),
+                                         "csrf_token": csrf_from(page.get_data(as_text=True))},
+                                   headers={"HX-Request": "true"})
+    hold = db.query(Appointment).one()
+    # HX-Redirect: the browser loads the page itself (an HX-Location follow-up would get a fragment).
+    assert response.status_code == 204 and response.headers["HX-Redirect"] == f"/book/holds/{hold.id}"
+    assert "HX-Location" not in response.headers
+
+
+NEAREST_RE = re.compile(r'<ul class="slots slots-dated">(.*?)</ul>', re.S)
+
+
+def test_nearest_free_times_say_which_day_in_the_patients_zone(app, patient_client, clinic, clock, factories):
+    # Bob works 9-17 Los Angeles time; the patient reads New York time.
+    taken = datetime(2026, 12, 8, 18, 0, tzinfo=UTC)             # Tue 10:00 LA = 1:00 PM New York
+    assert hold_via_page(patient_client, clinic["bob"].id, clinic["visit"].id, taken.isoformat()).status_code == 303
+    other = app.test_client()
+    login(other, factories.user("patient", timezone="America/New_York").email)
+    page = other.get(f"/book/providers/{clinic['bob'].id}?type_id={clinic['visit'].id}").get_data(as_text=True)
+    response = other.post(f"/book/providers/{clinic['bob'].id}/holds",
+                          data={"type_id": clinic["visit"].id, "starts_at": taken.isoformat(),
+                                "csrf_token": csrf_from(page)}, headers={"HX-Request": "true"})
+    assert response.status_code == 409
+    [nearest] = NEAREST_RE.findall(response.get_data(as_text=True))
+    labels = re.findall(r'<button class="slot"[^>]*>([^<]+)</button>', nearest)
+    assert labels and all(re.fullmatch(r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun) Dec \d{1,2}, \d{1,2}:\d{2} [AP]M", label)
+                          for label in labels), labels
+    assert "Tue Dec 8, 12:30 PM" in labels and "Tue Dec 8, 1:30 PM" in labels
+
+
+def test_nearest_free_times_on_an_ended_checkout_say_which_day(patient_client, clinic, clock, db, policy):
+    hold = booking.take_hold(db, now=clock.now(), patient=patient_client.user.patient,
+                             provider_id=clinic["alice"].id, type_id=clinic["visit"].id, starts_at=MON_10_NY,
+                             policy=policy, actor=Actor.system("test"))
+    booking.release(db, hold, actor=Actor.system("test"), now=clock.now(), reason="hold expired")
+    db.commit()
+    response = patient_client.get(f"/checkout/{hold.id}")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 409 and "Nearest free times" in html
+    labels = re.findall(r'<a class="button" href="/book/providers/[^"]+">([^<]+)</a>', html)
+    assert "Mon Dec 7, 10:00 AM" in labels or "Mon Dec 7, 10:30 AM" in labels, labels
+    assert all(re.match(r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun) Dec \d{1,2}, ", label) for label in labels), labels
+
+
+# -- static files: fingerprinted and cached for a year; pages never cached -----------------------------------
+
+def test_static_urls_carry_a_content_hash_and_are_cached_for_a_year_pages_never(app, patient_client, clinic,
+                                                                                clock):
+    import hashlib
+
+    page = patient_client.get(f"/book/providers/{clinic['alice'].id}?type_id={clinic['visit'].id}")
+    assert page.headers["Cache-Control"] == "no-store"
+    html = page.get_data(as_text=True)
+    urls = re.findall(r'(?:href|src)="(/(?:static|vendor)/[^"]+)"', html)
+    assert {u.split("?")[0] for u in urls} >= {"/static/css/app.css", "/static/js/app.js", "/vendor/htmx.min.js"}
+    for url in urls:
+        path, _, query = url.partition("?")
+        assert re.fullmatch(r"v=[0-9a-f]{12}", query), url
+        if path.startswith("/static/"):
+            content = (Path(app.static_folder) / path.removeprefix("/static/")).read_bytes()
+            assert query == "v=" + hashlib.sha256(content).hexdigest()[:12], url
+        with patient_client.get(url) as served:
+            assert served.status_code == 200, url
+            assert served.headers["Cache-Control"] == "public, max-age=31536000, immutable", url
+        # Without its fingerprint (or with a stale one) a file is not pinned in the cache.
+        for other in (path, path + "?v=000000000000"):
+            with patient_client.get(other) as unpinned:
+                assert unpinned.headers["Cache-Control"] == "no-cache", other
+    assert patient_client.get("/patient").headers["Cache-Control"] == "no-store"

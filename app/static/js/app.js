@@ -12,6 +12,18 @@ document.addEventListener("submit", function (event) {
     if (busy && label) label.textContent = busy;
   });
 });
+// An htmx form of several submit buttons (a day of slots): the tapped one shows it is working.
+// Capture phase: htmx sends (and disables the buttons) from the form's own submit listener.
+document.addEventListener("submit", function (event) {
+  if (event.target.hasAttribute("hx-post") && event.submitter) event.submitter.setAttribute("aria-busy", "true");
+}, true);
+// The request failed or answered in place: the tapped button stops saying it is busy. (On
+// HX-Redirect htmx keeps the buttons disabled while the next page loads, so the spinner stays.)
+document.addEventListener("htmx:afterRequest", function (event) {
+  var xhr = event.detail.xhr;
+  if (xhr && xhr.getResponseHeader("HX-Redirect")) return;
+  event.detail.elt.querySelectorAll("[aria-busy=true]").forEach(function (el) { el.removeAttribute("aria-busy"); });
+});
 // Fill the timezone field from the device when the form offers one.
 document.addEventListener("DOMContentLoaded", function () {
   var tz = document.querySelector("input[name=timezone]");
