@@ -1,6 +1,8 @@
 """Messages that bring a patient back: a declined payment and a released hold send a
 one-click link; opening it (as a link preview does) uses nothing; the tap takes the
-slot and opens that one checkout — not a sign-in to the portal."""
+slot and opens that one checkout — not a sign-in to the portal. A decline message
+waits DECLINE_MESSAGE_GRACE and is never sent if the patient paid meanwhile; once the
+appointment is booked its links are void and say "You're booked"."""
 import re
 from datetime import timedelta
 
@@ -9,7 +11,8 @@ from sqlalchemy import select
 
 from app.jobs import redis_connection
 from app.jobs.booking import expire_hold
-from app.models import Appointment, LinkToken, Notification
+from app.jobs.notifications import sweep_notifications
+from app.models import Appointment, AuditEvent, LinkToken, Notification
 from app.services import booking
 from app.services.audit import Actor
 from tests.payments.helpers import (SUCCESS, PaymentAttempt, fresh, queue, settle, start,  # noqa: F401
@@ -34,11 +37,33 @@ def path_of(link_url: str) -> str:
     return "/r/" + LINK.search(link_url).group(1)
 
 
+def after_the_grace(app, queue, clock):
+    """The decline message's grace passes; the sweeper hands what is due to the worker."""
+    clock.advance(app.config["SETTINGS"].DECLINE_MESSAGE_GRACE + timedelta(seconds=1))
+    sweep_notifications()
+    run_jobs(app, queue)
+
+
+def csrf(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def attempts_of(db, appointment_id) -> int:
+    from app.models import Charge
+
+    db.expire_all()
+    return len(db.scalars(select(PaymentAttempt.id).join(Charge).where(Charge.appointment_id == appointment_id))
+               .all())
+
+
 def test_decline_sends_a_link_that_previews_safely_and_books(app, db, held, clock, browser_pay, queue):
     attempt = start(db, held, clock)
     browser_pay.pay(attempt, "4000000000009995")
     assert settle(db, attempt).state == "declined"
     run_jobs(app, queue)
+    [waiting] = messages(db, held.id, "payment_declined")
+    assert waiting.status == "queued" and waiting.body is None        # the grace: not sent yet
+    after_the_grace(app, queue, clock)
     [sent] = messages(db, held.id, "payment_declined")
     assert sent.status == "delivered" and sent.provider == "outbox"
     assert sent.channel == "email"             # the number is not verified: never SMS
@@ -88,12 +113,20 @@ def test_released_hold_sends_a_link_that_takes_the_slot_again(app, db, held, clo
     assert new_id != held.id and fresh_hold.status == "held"
     assert fresh_hold.starts_at == held.starts_at and fresh_hold.patient_id == held.patient_id
 
+    again = start(db, fresh_hold, clock)                    # the patient pays on the page the tap opened
+    browser_pay.pay(again, SUCCESS)
+    assert settle(db, again).state == "confirmed"
+    reopened = visitor.get(link).get_data(as_text=True)
+    assert "You're booked" in reopened and f'href="/appointments/{new_id}"' in reopened
+    assert "These times are still free" not in reopened
+
 
 def test_expired_or_forged_links_explain_themselves_and_offer_slots(app, db, held, clock, browser_pay, queue):
     attempt = start(db, held, clock)
     browser_pay.pay(attempt, "4000000000000002")
     settle(db, attempt)
     run_jobs(app, queue)
+    after_the_grace(app, queue, clock)
     [sent] = messages(db, held.id, "payment_declined")
     link = path_of(sent.body)
     clock.advance(app.config["SETTINGS"].RETRY_LINK_TTL + timedelta(seconds=1))
@@ -128,7 +161,7 @@ def test_confirmation_and_reminders_then_a_cancel_cancels_them(app, db, held, cl
 
 
 def test_a_links_checkout_offers_the_patients_saved_card(app, db, held, clock, browser_pay, queue, policy):
-    from app.jobs.payments import gateway
+    from app.services.gateway import gateway
     from app.services import payments
 
     first = start(db, held, clock)
@@ -145,6 +178,7 @@ def test_a_links_checkout_offers_the_patients_saved_card(app, db, held, clock, b
     browser_pay.pay(attempt, "4000000000000002")
     settle(db, attempt)
     run_jobs(app, queue)
+    after_the_grace(app, queue, clock)
     [sent] = messages(db, second.id, "payment_declined")
     visitor = app.test_client()
     link = path_of(sent.body)
@@ -162,6 +196,7 @@ def test_staff_see_an_appointments_message_log(app, db, held, clock, browser_pay
     browser_pay.pay(attempt, "4000000000000002")
     settle(db, attempt)
     run_jobs(app, queue)
+    after_the_grace(app, queue, clock)
     staff = app.test_client()
     billing = factories.user("billing")
     assert login(staff, billing.email).status_code == 303
@@ -170,3 +205,78 @@ def test_staff_see_an_appointments_message_log(app, db, held, clock, browser_pay
     assert page.status_code == 200
     assert "payment declined" in html and "EMAIL" in html and held.patient.user.email in html
     assert "delivered" in html
+
+
+def test_paying_with_another_card_within_the_grace_sends_no_decline_message(app, db, held, clock, browser_pay,
+                                                                             queue):
+    attempt = start(db, held, clock)
+    browser_pay.pay(attempt, "4000000000000002")
+    assert settle(db, attempt).state == "declined"
+    run_jobs(app, queue)
+    [waiting] = messages(db, held.id, "payment_declined")
+    assert waiting.status == "queued"
+    link = path_of(waiting.context["link"])
+
+    clock.advance(timedelta(seconds=30))                    # still on the page: another card
+    sweep_notifications()
+    run_jobs(app, queue)
+    assert messages(db, held.id, "payment_declined")[0].status == "queued"      # nothing sent early
+    browser_pay.pay(fresh(db, PaymentAttempt, attempt.id), SUCCESS)
+    assert settle(db, attempt).state == "confirmed"
+    run_jobs(app, queue)
+    after_the_grace(app, queue, clock)
+
+    [decline] = messages(db, held.id, "payment_declined")
+    assert decline.status == "canceled" and decline.sent_at is None and decline.body is None
+    assert decline.provider is None                          # never reached the outbox
+    assert [m.status for m in messages(db, held.id, "booking_confirmed")] == ["delivered"]
+    db.expire_all()
+    assert db.scalars(select(LinkToken).where(LinkToken.appointment_id == held.id,
+                                              LinkToken.used_at.is_(None))).all() == []     # no working link
+    voided = db.scalars(select(AuditEvent).where(AuditEvent.action == "link.voided",
+                                                 AuditEvent.appointment_id == held.id)).all()
+    assert len(voided) == 1
+    page = app.test_client().get(link).get_data(as_text=True)                # the link, had it gone out
+    assert "You're booked" in page and "Finish booking" not in page
+
+
+def test_a_sent_decline_link_says_booked_once_paid_and_its_tap_books_nothing(app, db, held, clock, browser_pay,
+                                                                             queue):
+    attempt = start(db, held, clock)
+    browser_pay.pay(attempt, "4000000000009995")
+    assert settle(db, attempt).state == "declined"
+    run_jobs(app, queue)
+    after_the_grace(app, queue, clock)
+    [sent] = messages(db, held.id, "payment_declined")
+    assert sent.status == "delivered"
+    link = path_of(sent.body)
+
+    visitor = app.test_client()                              # the patient's phone, not signed in
+    html = visitor.get(link).get_data(as_text=True)          # opened before paying: still the way back
+    assert "Finish booking" in html
+    token = csrf(html)
+
+    browser_pay.pay(fresh(db, PaymentAttempt, attempt.id), SUCCESS)   # another card, on the checkout page
+    assert settle(db, attempt).state == "confirmed"
+    run_jobs(app, queue)
+    appointments_before = db.scalars(select(Appointment.id).where(Appointment.patient_id == held.patient_id)).all()
+    attempts_before = attempts_of(db, held.id)
+
+    opened = visitor.get(link)
+    body = opened.get_data(as_text=True)
+    assert opened.status_code == 200
+    assert "You're booked" in body and "Monday, December 7 at 10:00 AM" in body
+    assert f'href="/appointments/{held.id}"' in body and f'href="/visits/{held.id}/join"' in body
+    assert "Finish booking" not in body and "Book this time and pay" not in body
+    assert "was just taken" not in body and "These times are still free" not in body
+    assert held.patient.user.full_name not in body and held.provider.display_name not in body
+
+    tapped = visitor.post(link, data={"csrf_token": token})  # the tap from the page opened earlier
+    body = tapped.get_data(as_text=True)
+    assert tapped.status_code == 200 and "You're booked" in body and "was just taken" not in body
+    db.expire_all()
+    assert db.scalars(select(Appointment.id).where(Appointment.patient_id == held.patient_id)).all() \
+        == appointments_before                                # no hold taken
+    assert attempts_of(db, held.id) == attempts_before        # no new checkout attempt
+    assert fresh(db, Appointment, held.id).status == "confirmed"
+    assert visitor.get(f"/checkout/{held.id}").status_code == 404     # and no checkout granted

@@ -3,7 +3,9 @@
 GET only shows the page (link previews in SMS and mail apps fetch links);
 the patient's tap (POST) uses the link, takes a fresh hold on the same slot
 (or one of the nearest free ones if it went) and opens checkout. The link
-grants that one checkout — it is not a sign-in to the portal."""
+grants that one checkout — it is not a sign-in to the portal. Once the
+appointment is booked (by any path) its links are void, and opening or
+tapping one says "You're booked" and points to the visit: no hold, no checkout."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -39,9 +41,18 @@ def _nearest(link, count=4):
                                 around=original.starts_at, now=now(), count=count)
 
 
+def _booked(appointment):
+    """The link has nothing left to do: say so, with the time and the way to the visit."""
+    db.session.rollback()
+    return render("links/booked.html", appointment=appointment, tz=appointment.patient.user.timezone)
+
+
 def _invalid(error: links.LinkInvalid):
     db.session.rollback()
     link = error.link
+    booked = links.booked_appointment(db.session, link)
+    if booked is not None:
+        return _booked(booked)
     return render("links/invalid.html", status=410 if error.kind != "tampered" else 404, message=str(error),
                   link=link, nearest=_nearest(link), tz=link.user.timezone if link else "UTC")
 
@@ -53,6 +64,9 @@ def retry(token: str):
         link = links.resolve(db.session, token, secret=_secret(), purpose=PURPOSE, now=now())
     except links.LinkInvalid as error:
         return _invalid(error)
+    booked = links.booked_appointment(db.session, link)
+    if booked is not None:
+        return _booked(booked)
     return render("links/retry.html", link=link, appointment=link.appointment, tz=link.user.timezone,
                   token=token)
 
@@ -64,6 +78,9 @@ def retry_take(token: str):
         link = links.resolve(db.session, token, secret=_secret(), purpose=PURPOSE, now=now())
     except links.LinkInvalid as error:
         return _invalid(error)
+    booked = links.booked_appointment(db.session, link)
+    if booked is not None:
+        return _booked(booked)                   # already booked: no hold, no new checkout
     original = link.appointment
     patient = link.user.patient
     actor = Actor("user", link.user_id, "patient")
@@ -83,7 +100,7 @@ def retry_take(token: str):
                                      type_id=original.type_id, starts_at=starts_at,
                                      policy=HoldPolicy.from_settings(current_app.config["SETTINGS"]),
                                      actor=actor)
-        links.use(db.session, link, now=now())
+        links.use(db.session, link, now=now(), hold=hold)
     except booking.SlotTaken as taken:
         db.session.rollback()
         return render("links/retry.html", status=409, link=link, appointment=original, tz=link.user.timezone,
