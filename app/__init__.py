@@ -27,22 +27,26 @@ def _limiter_storage(url: str) -> str:
     return url
 
 
-def resolve_services(settings: Settings) -> Settings:
-    """Fill DATABASE_URL / REDIS_URL with embedded services outside production."""
-    if settings.is_production or (settings.DATABASE_URL and settings.REDIS_URL):
-        return settings
-    from dataclasses import replace
+def require_services(settings: Settings) -> Settings:
+    """The app is handed its PostgreSQL and Redis; it never starts them.
 
-    from devtools.embedded import ensure_services
-
-    urls = ensure_services(settings.INSTANCE_PATH,
-                           need_db=not settings.DATABASE_URL,
-                           need_redis=not settings.REDIS_URL)
-    return replace(settings, **urls)
+    Production names what is missing in ``Settings.checked``; elsewhere the
+    run command (``devtools/run.py``) and the test fixtures start embedded
+    services and pass their URLs in.
+    """
+    missing = [name for name in ("DATABASE_URL", "REDIS_URL") if not getattr(settings, name)]
+    if missing:
+        verb = "are" if len(missing) > 1 else "is"
+        raise ConfigError(
+            f"{' and '.join(missing)} {verb} not set. Set DATABASE_URL (PostgreSQL) and REDIS_URL "
+            "(Redis), or use `make run` (python -m devtools.run), which starts embedded services "
+            "and passes their URLs in."
+        )
+    return settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    settings = resolve_services(settings or Settings.from_env())
+    settings = require_services(settings or Settings.from_env())
 
     app = Flask(__name__, instance_path=str(settings.INSTANCE_PATH), instance_relative_config=False)
     app.config.update(
@@ -126,7 +130,13 @@ def create_app(settings: Settings | None = None) -> Flask:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
-        if request.endpoint not in ("static", "assets.htmx"):
+        from app.blueprints.assets import cache_control
+
+        asset_policy = cache_control()
+        if asset_policy is not None:
+            # A fingerprinted static/vendor URL (?v=<content hash>) is kept a year; any other asks again.
+            response.headers["Cache-Control"] = asset_policy
+        else:
             # Pages may carry PHI: never cached by the browser or a proxy.
             response.headers["Cache-Control"] = "no-store"
         response.headers["X-Request-Id"] = g.get("request_id", "")
@@ -148,18 +158,10 @@ def create_app(settings: Settings | None = None) -> Flask:
             clinic = default_clinic()
         return {"clinic": clinic, "settings": settings}
 
-    from app.jobs.payments import on_hold_released
-    from app.services import signals
+    # After-commit work: services ask for it by name; app/jobs/subscriptions.py is the one wiring.
+    from app.jobs import subscriptions, twindow as twindow_jobs
 
-    signals.hold_released.connect(on_hold_released, weak=False)
-    from app.jobs.notifications import connect_listeners
-
-    connect_listeners()
-    from app.jobs.refunds import connect_listeners as connect_refund_listeners
-
-    connect_refund_listeners()
-    from app.jobs import twindow as twindow_jobs
-
+    subscriptions.subscribe()
     twindow_jobs.init_app(app)
 
     from app.cli import register_cli

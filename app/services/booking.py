@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session
 
 from app.models import Appointment, AppointmentType, Patient, Provider
 from app.models.state import Ignored, InvalidTransition  # noqa: F401 (re-exported)
-from app.services import DomainError, audit, availability, signals
+from app.services import DomainError, audit, availability, links, signals
 from app.services.audit import Actor
 from app.services.schedule import load_schedules, slot_type
-from app.services.unit_of_work import after_commit
+from app.services.unit_of_work import request
 
 
 class SlotTaken(DomainError):
@@ -181,10 +181,8 @@ def take_hold(session: Session, *, now: datetime, patient: Patient, provider_id:
                                      around=starts_at, now=now)) from None
     _audit(session, appointment, actor=actor, action="slot.selected", at=now,
            details={"starts_at": starts_at.isoformat(), "hold_expires_at": expires.isoformat()})
-    signals.send_after_commit(session, signals.slot_selected, appointment)
-    from app.jobs.booking import schedule_hold_expiry
-
-    after_commit(session, schedule_hold_expiry, appointment.id, expires)
+    signals.emit(session, signals.SLOT_SELECTED, appointment)
+    request(session, "expire_hold", appointment.id, expires)
     return appointment
 
 
@@ -196,7 +194,7 @@ def release(session: Session, appointment: Appointment, *, actor: Actor, now: da
     except Ignored:
         return False
     appointment.hold_expires_at = appointment.hold_expires_at or now
-    signals.send_after_commit(session, signals.hold_released, appointment, reason)
+    signals.emit(session, signals.HOLD_RELEASED, appointment, reason)
     return True
 
 
@@ -237,7 +235,8 @@ def confirm(session: Session, appointment: Appointment, *, actor: Actor, now: da
     appointment.confirmed_at = now
     appointment.telehealth_room = appointment.telehealth_room or (
         secrets.token_urlsafe(16) if appointment.modality == "telehealth" else None)
-    signals.send_after_commit(session, signals.booking_confirmed, appointment)
+    links.void_for_appointment(session, appointment, now=now)     # its one-click links back to checkout
+    signals.emit(session, signals.BOOKING_CONFIRMED, appointment)
 
 
 def _cancel_deadline_ok(appointment: Appointment, now: datetime) -> None:
@@ -257,7 +256,7 @@ def cancel(session: Session, appointment: Appointment, *, actor: Actor, now: dat
     appointment.cancel_reason = reason
     appointment.canceled_by_id = by_user_id
     appointment.canceled_at = now
-    signals.send_after_commit(session, signals.booking_canceled, appointment, reason)
+    signals.emit(session, signals.BOOKING_CANCELED, appointment, reason)
 
 
 def within_cancellation_window(appointment: Appointment, now: datetime) -> bool:
@@ -295,7 +294,7 @@ def reschedule(session: Session, appointment: Appointment, *, actor: Actor, now:
     _audit(session, appointment, actor=actor, action="booking.rescheduled", at=now,
            details={"old_starts_at": old_start.isoformat(), "old_ends_at": old_end.isoformat(),
                     "new_starts_at": new_starts_at.isoformat(), "new_ends_at": ends_at.isoformat()})
-    signals.send_after_commit(session, signals.booking_rescheduled, appointment)
+    signals.emit(session, signals.BOOKING_RESCHEDULED, appointment)
 
 
 def mark(session: Session, appointment: Appointment, action: str, *, actor: Actor, now: datetime) -> None:

@@ -9,7 +9,7 @@ pre-selects it.
 
 Paying with a saved card confirms the attempt's one PaymentIntent on-session
 (the patient is present, so 3-D Secure may be asked); the caller then runs
-``apply_and_settle`` like every other completion path, which decides.
+``settlement.settle`` like every other completion path, which decides.
 
 Like every service: plain arguments in, no request globals, no commit.
 """
@@ -25,6 +25,7 @@ from app.integrations.stripe_gateway import Card, StripeGateway
 from app.models import Appointment, AuditEvent, Patient, PaymentAttempt, PaymentFailure
 from app.services import DomainError, audit
 from app.services.audit import Actor
+from app.services.gateway import domain_errors
 
 CONFIRM_ACTION = "payment.saved_card_confirmed"
 CONFIRMABLE = ("requires_payment_method", "requires_confirmation", "requires_action")
@@ -72,6 +73,7 @@ def _saved(card: Card, default_id: str | None) -> SavedCard:
                      is_default=card.id == default_id)
 
 
+@domain_errors
 def list_cards(gateway: StripeGateway, patient: Patient) -> list[SavedCard]:
     """The patient's saved cards as Stripe holds them, the default first."""
     if not patient.stripe_customer_id:
@@ -103,6 +105,7 @@ def refuse(session: Session, *, patient: Patient, payment_method: str, actor: Ac
 
 # -- removing ----------------------------------------------------------------------------------
 
+@domain_errors
 def remove_card(session: Session, gateway: StripeGateway, *, patient: Patient, payment_method: str,
                 actor: Actor) -> SavedCard:
     """Detach one of the patient's cards in Stripe (audited); clear the default if it was that one."""
@@ -137,12 +140,13 @@ def confirm_key(session: Session, attempt: PaymentAttempt, payment_method: str) 
                        f"-c{_confirmations(session, attempt)}")
 
 
+@domain_errors
 def pay_with_saved_card(session: Session, gateway: StripeGateway, attempt: PaymentAttempt, *,
                         patient: Patient, payment_method: str, return_url: str, now: datetime, actor: Actor):
     """Confirm the open attempt's PaymentIntent on-session with a saved card; returns the Intent.
 
     The caller holds the attempt's row lock, has applied the intent's current state
-    (so a recorded decline counts), commits, and then runs ``apply_and_settle``."""
+    (so a recorded decline counts), commits, and then runs ``settlement.settle``."""
     appointment = session.get(Appointment, attempt.charge.appointment_id)
     if appointment.patient_id != patient.id:
         raise CardRuleError("This is not your appointment.")
@@ -162,6 +166,7 @@ def pay_with_saved_card(session: Session, gateway: StripeGateway, attempt: Payme
     return intent
 
 
+@domain_errors
 def remember_default(session: Session, gateway: StripeGateway, attempt: PaymentAttempt, *, patient: Patient,
                      actor: Actor) -> str | None:
     """After a payment succeeded with a card kept on file, make it the patient's default card."""

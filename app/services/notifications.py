@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import Appointment, Notification, SmsOptOut, User
 from app.services import audit
 from app.services.audit import Actor
-from app.services.unit_of_work import after_commit
+from app.services.unit_of_work import request
 
 REMINDER = "reminder"
 SMS_TEMPLATES = {"reminder", "payment_declined", "hold_released", "provider_payment_alert", "phone_code",
@@ -73,24 +73,22 @@ def queue(session: Session, *, dedupe_key: str, template: str, user: User, sched
 
 
 def _enqueue_after_commit(session: Session, notification: Notification) -> None:
-    from app.jobs.notifications import schedule_send
-
-    after_commit(session, schedule_send, notification.id, notification.scheduled_for)
+    request(session, "send_notification", notification.id, notification.scheduled_for)
 
 
 def claim(session: Session, notification_id: int, *, now: datetime) -> bool:
     """The compare-and-swap: only one run may send a row."""
     claimed = session.execute(
-        update(Notification).where(Notification.id == notification_id, Notification.sent_at.is_(None),
-                                   Notification.status == "queued", Notification.scheduled_for <= now)
-        .values(sent_at=now, status="sending", attempts=Notification.attempts + 1)
+        Notification.transition_where("claim", Notification.id == notification_id, Notification.sent_at.is_(None),
+                                      Notification.scheduled_for <= now)
+        .values(sent_at=now, attempts=Notification.attempts + 1)
         .returning(Notification.id)).first()
     return claimed is not None
 
 
 def record_sent(session: Session, notification: Notification, *, provider: str, message_id: str | None,
                 status: str, subject: str | None, body: str) -> None:
-    notification.status = "delivered" if status == "delivered" else "sent"
+    notification.transition("deliver" if status == "delivered" else "hand_off")
     notification.provider, notification.provider_message_id = provider, message_id
     if notification.template == "phone_code" and provider != "outbox":
         # A verification code is a secret: the log keeps that one was sent, not the code.
@@ -107,19 +105,17 @@ def record_failure(session: Session, notification: Notification, *, error: str, 
     """Back to queued for a retry (True), or failed for good (False)."""
     notification.error = error[:500]
     if permanent or notification.attempts >= max_attempts:
-        notification.status = "failed"
+        notification.transition("fail")
         return False
-    notification.status = "queued"
+    notification.transition("retry")
     notification.sent_at = None                 # released: the retry may claim it again
     return True
 
 
 def cancel_pending(session: Session, appointment_id: int, *, templates: tuple[str, ...] = (REMINDER,)) -> int:
     result = session.execute(
-        update(Notification).where(Notification.appointment_id == appointment_id,
-                                   Notification.template.in_(templates), Notification.status == "queued",
-                                   Notification.sent_at.is_(None))
-        .values(status="canceled"))
+        Notification.transition_where("cancel", Notification.appointment_id == appointment_id,
+                                      Notification.template.in_(templates), Notification.sent_at.is_(None)))
     return result.rowcount
 
 
@@ -151,9 +147,12 @@ def move_reminders(session: Session, appointment: Appointment, *, offsets, now: 
             continue
         if row.status in ("queued", "canceled") and row.sent_at is None:
             if due <= now:
-                row.status = "canceled"
+                if row.can("cancel"):
+                    row.transition("cancel")
                 continue
-            row.scheduled_for, row.status = due, "queued"
+            if row.can("requeue"):
+                row.transition("requeue")
+            row.scheduled_for = due
             _enqueue_after_commit(session, row)
             moved += 1
     return moved
@@ -169,6 +168,56 @@ def due_ids(session: Session, *, now: datetime, limit: int = 500) -> list[int]:
 def log_for_appointment(session: Session, appointment_id: int) -> list[Notification]:
     return list(session.scalars(select(Notification).where(Notification.appointment_id == appointment_id)
                                 .order_by(Notification.scheduled_for, Notification.id)))
+
+
+# -- messages that bring a patient back to checkout (decline, released hold) ---------------------
+
+COMEBACK_TEMPLATES = ("payment_declined", "hold_released")
+BOOKED = ("confirmed", "checked_in", "completed")
+
+
+def moot_reason(session: Session, notification: Notification) -> str | None:
+    """Why a message back to checkout should no longer go: the appointment is booked (or its
+    payment succeeded and the booking is on its way), or a later decline message replaces it."""
+    if notification.template not in COMEBACK_TEMPLATES or notification.appointment_id is None:
+        return None
+    from app.models import Charge, PaymentAttempt
+
+    appointment = session.get(Appointment, notification.appointment_id)
+    if appointment is None:
+        return None
+    if appointment.status in BOOKED:
+        return "booked"
+    paid = session.scalar(select(PaymentAttempt.id).join(Charge, Charge.id == PaymentAttempt.charge_id).where(
+        Charge.appointment_id == appointment.id, PaymentAttempt.status.in_(("requires_capture", "succeeded")))
+        .limit(1))
+    if paid is not None and appointment.status == "held":
+        return "paid"
+    if notification.template == "payment_declined":
+        later = session.scalar(select(Notification.id).where(
+            Notification.appointment_id == appointment.id, Notification.template == "payment_declined",
+            Notification.id > notification.id, Notification.status != "canceled").limit(1))
+        if later is not None:
+            return "superseded"
+    return None
+
+
+def cancel_if_moot(session: Session, notification: Notification, *, now: datetime) -> str | None:
+    """At send time: cancel a message back to checkout that has nothing left to do (audited).
+    Returns the reason when it was canceled, None when it should go."""
+    reason = moot_reason(session, notification)
+    if reason is None:
+        return None
+    canceled = session.execute(
+        Notification.transition_where("cancel", Notification.id == notification.id, Notification.sent_at.is_(None))
+        .values(error=f"not sent: {reason}").returning(Notification.id)).first()
+    if canceled is None:
+        return None
+    audit.record(session, actor=Actor.system("notifications"), action="notification.canceled",
+                 appointment_id=notification.appointment_id, subject_user_id=notification.user_id, at=now,
+                 details={"notification_id": notification.id, "template": notification.template,
+                          "reason": reason})
+    return reason
 
 
 # -- rendering ----------------------------------------------------------------------------------

@@ -175,3 +175,19 @@ def set_opt_out(session: Session, *, phone: str, opted_out: bool, actor: Actor) 
     if not owners:
         audit.record(session, actor=actor, action=action, details={"known_number": False})
     return True
+
+
+# -- Twilio's webhooks: the signature and the reply (the SDK stays in app/integrations) ----------------
+
+def twilio_signed(auth_token: str, url: str, params, signature: str | None) -> bool:
+    """True if Twilio signed this request (HMAC with our auth token over the URL and the form)."""
+    from app.integrations.twilio_sms import valid_signature
+
+    return valid_signature(auth_token, url, params, signature)
+
+
+def sms_reply(text: str | None = None) -> str:
+    """TwiML answering an inbound SMS: one reply message, or none."""
+    from app.integrations.twilio_sms import twiml_reply
+
+    return twiml_reply(text)

@@ -1,25 +1,25 @@
-"""Booking events (blinker): the hooks the payment timings and notifications
-attach to. Sent only after the transaction that made the change commits
-(``unit_of_work.after_commit``), from the service that made it, so every path
-(a page, a job, a webhook) sends them and a rolled-back change never does.
+"""Booking events: what the payment timings, notifications and T-window react to.
 
-Each carries ``sender=None`` and keyword ``event``: a ``BookingEvent``.
+A service that changes an appointment calls ``emit(session, "booking_confirmed",
+appointment)``: the event is snapshotted now and handed, by name, to the unit
+of work (``unit_of_work.request``), which gives it to the subscribed handlers
+only after the transaction committed. Every path (a page, a job, a webhook)
+emits through the service that made the change, and a rolled-back change
+emits nothing. ``app/jobs/subscriptions.py`` says who listens.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
-from blinker import Namespace
-
-_signals = Namespace()
-slot_selected = _signals.signal("slot_selected")
-booking_confirmed = _signals.signal("booking_confirmed")
-booking_canceled = _signals.signal("booking_canceled")
-hold_released = _signals.signal("hold_released")
-booking_rescheduled = _signals.signal("booking_rescheduled")
-# A confirmation of a payment failed (``reason`` carries the failure's key); sent by the payments service.
-payment_declined = _signals.signal("payment_declined")
+SLOT_SELECTED = "slot_selected"
+BOOKING_CONFIRMED = "booking_confirmed"
+BOOKING_CANCELED = "booking_canceled"
+HOLD_RELEASED = "hold_released"
+BOOKING_RESCHEDULED = "booking_rescheduled"
+PAYMENT_DECLINED = "payment_declined"        # ``reason`` carries the failure's key
+EVENTS = (SLOT_SELECTED, BOOKING_CONFIRMED, BOOKING_CANCELED, HOLD_RELEASED, BOOKING_RESCHEDULED,
+          PAYMENT_DECLINED)
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,10 @@ class BookingEvent:
                    appointment.status, reason)
 
 
-def send_after_commit(session, signal, appointment, reason: str | None = None) -> None:
-    """Snapshot the appointment now; send once the commit has succeeded."""
-    from app.services.unit_of_work import after_commit
+def emit(session, name: str, appointment, reason: str | None = None) -> None:
+    """Snapshot the appointment now; hand the event to its subscribers once the commit has succeeded."""
+    from app.services.unit_of_work import request
 
-    event = BookingEvent.of(appointment, reason)
-    after_commit(session, signal.send, None, event=event)
+    if name not in EVENTS:
+        raise ValueError(f"not a booking event: {name}")
+    request(session, name, BookingEvent.of(appointment, reason))

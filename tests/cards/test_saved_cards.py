@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import select
 
-from app.jobs.payments import gateway
+from app.services.gateway import gateway
 from app.models import Appointment, AuditEvent, Patient, PaymentAttempt
 from app.services import audit, booking, cards, payments
 from app.services.audit import Actor

@@ -6,7 +6,7 @@ import json
 
 from sqlalchemy import or_, select
 
-from app.jobs.payments import gateway
+from app.services.gateway import gateway
 from app.models import AuditEvent, Charge, PaymentAttempt, Refund
 from app.services import audit
 from app.services.audit import Actor

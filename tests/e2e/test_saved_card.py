@@ -5,7 +5,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from app.jobs.payments import gateway
+from app.services.gateway import gateway
 from app.models import Appointment, Patient, PaymentAttempt
 from app.services import audit, cards, payments
 from app.services.audit import Actor

@@ -5,7 +5,7 @@ import psycopg
 import pytest
 
 from app.models import Appointment
-from app.services import audit, booking, signals
+from app.services import audit, booking, unit_of_work
 from app.services.audit import Actor
 
 UTC = timezone.utc
@@ -155,10 +155,11 @@ def test_signals_fire_after_commit_only(db, factories, setup, clock, policy):
     provider, visit = setup
     seen = []
 
-    def listener(sender, event):
+    def listener(event):
         seen.append((event.appointment_id, event.status))
 
-    signals.slot_selected.connect(listener)
+    wired = unit_of_work.subscriptions()
+    unit_of_work.subscribe({**wired, "slot_selected": (*wired.get("slot_selected", ()), listener)})
     try:
         appointment = booking.take_hold(db, now=clock.now(), patient=factories.patient(),
                                         provider_id=provider.id, type_id=visit.id, starts_at=MON_10_NY,
@@ -169,7 +170,7 @@ def test_signals_fire_after_commit_only(db, factories, setup, clock, policy):
         appointment = hold(db, factories.patient(), provider, visit, MON_10_NY, clock, policy)
         assert seen == [(appointment.id, "held")]
     finally:
-        signals.slot_selected.disconnect(listener)
+        unit_of_work.subscribe(wired)
 
 
 def test_confirm_cancel_and_reschedule(db, factories, setup, clock, policy):

@@ -19,8 +19,8 @@ def test_worker_runs_the_periodic_sweep_in_a_forked_job(app, db, caplog):
     job.refresh()
     assert job.is_finished, job.latest_result().exc_string if job.latest_result() else job.get_status()
     assert job.return_value() == {"audit_head": 1, "holds_released": 0, "messages": 0, "events": 0,
-                                  "captures": 0, "alerts": {"alerts_raised": 0, "alerts_settled": 0},
-                                  "refunds": 0}
+                                  "captures": 0, "released": 0,
+                                  "alerts": {"alerts_raised": 0, "alerts_settled": 0}, "refunds": 0}
 
 
 def test_scheduled_job_runs_when_due(app, db):

@@ -138,7 +138,7 @@ def test_moving_an_appointment_moves_its_reminders(db, factories, timed_app, wor
     appointment.blocked_start, appointment.blocked_end = new_start, new_start + timedelta(minutes=30)
     from app.services import signals
 
-    signals.send_after_commit(db, signals.booking_rescheduled, appointment)
+    signals.emit(db, signals.BOOKING_RESCHEDULED, appointment)
     db.commit()
     moved = wait_until(lambda: (r := rows(db, appointment.id)) and all(
         r[f"reminder:{s}"].scheduled_for == new_start - timedelta(seconds=s) for s in OFFSETS) and r,

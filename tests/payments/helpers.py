@@ -9,7 +9,9 @@ import stripe
 from sqlalchemy import func, select
 
 from app.jobs import get_queue, set_app
-from app.jobs.payments import apply_and_settle, gateway, timings
+from app.services.gateway import gateway
+from app.services import settlement
+from app.services.settlement import timings
 from app.models import Appointment, AuditEvent, PaymentAttempt, StripeEvent
 from app.services import payments
 from app.services.audit import Actor
@@ -31,7 +33,7 @@ def start(db, held, clock) -> PaymentAttempt:
 
 
 def settle(db, attempt, source="browser"):
-    return apply_and_settle(db, attempt.id, source=source, actor=Actor.system("test"))
+    return settlement.settle(db, attempt.id, source=source, actor=Actor.system("test"))
 
 
 def fresh(db, model, id_):

@@ -46,7 +46,7 @@ def test_five_copies_shuffled_make_one_transition_and_one_capture(app, db, held,
     for event_id in db.scalars(select(StripeEvent.id).where(StripeEvent.processed_at.is_(None))):
         process_stripe_event(event_id)
     assert_captured_once(db, stripe_admin, attempt.id)
-    assert sweep_payments() == {"events": 0, "captures": 0}
+    assert sweep_payments() == {"events": 0, "captures": 0, "released": 0}
 
 
 def test_dropped_webhooks_the_poll_confirms(app, db, held, clock, browser_pay, sandbox, stripe_admin,

@@ -2,7 +2,7 @@
 import pytest
 from sqlalchemy import select
 
-from app.jobs.payments import gateway
+from app.services.gateway import gateway
 from app.jobs.refunds import refund_canceled_booking
 from app.models import AuditEvent, Charge, Refund
 from app.services import refunds

@@ -10,9 +10,8 @@ from flask_wtf import FlaskForm
 from app.access import access
 from app.blueprints.account.views import bp
 from app.extensions import db
-from app.integrations.stripe_gateway import GatewayError
-from app.jobs.payments import gateway
 from app.services import cards
+from app.services.gateway import PaymentServiceError, gateway
 from app.web import actor, redirect_htmx, render
 
 log = logging.getLogger(__name__)
@@ -27,7 +26,7 @@ def _cards_page(status: int = 200, *, error: str | None = None):
     unavailable = False
     try:
         found = cards.list_cards(gateway(), patient)
-    except GatewayError:
+    except PaymentServiceError:
         log.warning("saved cards unavailable for patient %s", patient.id)
         found, unavailable = [], True
     return render("account/cards.html", status=status, cards=found, form=RemoveCardForm(formdata=None),
@@ -55,7 +54,7 @@ def remove_card(payment_method: str):
         cards.refuse(db.session, patient=patient, payment_method=payment_method, actor=actor(), what="remove")
         db.session.commit()
         abort(404)
-    except GatewayError:
+    except PaymentServiceError:
         db.session.rollback()
         return _cards_page(503, error="We could not reach the payment service. Your card was not removed; "
                                       "please try again in a moment.")

@@ -16,9 +16,9 @@ from wtforms.validators import DataRequired, Length
 
 from app.access import access
 from app.extensions import db
-from app.integrations.stripe_gateway import GatewayUnavailable
 from app.models import Appointment, Charge, Patient, Refund, User
-from app.services import refunds
+from app.services import refunds, settlement
+from app.services.gateway import PaymentServiceUnavailable
 from app.web import actor, redirect_htmx, render
 
 bp = Blueprint("billing", __name__, url_prefix="/billing/payments")
@@ -97,8 +97,6 @@ def payment(charge_id: int):
 @bp.post("/<int:charge_id>/refunds")
 @access("billing", "admin")
 def refund(charge_id: int):
-    from app.jobs.refunds import issue
-
     charge = _charge_or_404(charge_id)
     form = RefundForm()
     if not form.validate_on_submit():
@@ -106,7 +104,7 @@ def refund(charge_id: int):
                       **_payment_context(charge))
     authorizer = db.session.get(User, current_user.id)
     try:
-        done = issue(db.session, charge=charge, amount_cents=form.cents, stripe_reason=form.stripe_reason.data,
+        done = settlement.issue_refund(db.session, charge=charge, amount_cents=form.cents, stripe_reason=form.stripe_reason.data,
                      clinical_reason=form.clinical_reason.data, policy="billing", authorized_by=authorizer,
                      actor=actor())
     except refunds.RefundError as error:
@@ -114,7 +112,7 @@ def refund(charge_id: int):
         charge = _charge_or_404(charge_id)
         return render("billing/payment.html", block="refund_form", status=422, form=form, notice=str(error),
                       **_payment_context(charge))
-    except GatewayUnavailable:
+    except PaymentServiceUnavailable:
         flash("Stripe could not be reached. The refund is saved and will be sent automatically.", "info")
         return redirect_htmx(url_for("billing.payment", charge_id=charge_id))
     flash(f"Refunded {refunds.money(done.amount_cents)}.", "success")

@@ -9,10 +9,9 @@ import logging
 from app.access import AUTHENTICATED, PUBLIC, access
 from app.blueprints.links import GRANTS
 from app.extensions import db
-from app.integrations.stripe_gateway import GatewayError
-from app.jobs.payments import apply_and_settle, gateway, timings
 from app.models import Appointment
-from app.services import audit, cards, payments, visits
+from app.services import audit, cards, payments, settlement, visits
+from app.services.gateway import PaymentServiceError, gateway
 from app.services.audit import Actor
 from app.web import actor as signed_in_actor
 from app.web import not_found_audited, now, render
@@ -53,12 +52,12 @@ def show(appointment_id: int):
                                         now=now())
         db.session.commit()                       # the attempt's UUID is stored before Stripe hears of it
         payments.create_intent(db.session, gateway(), attempt, patient=appointment.patient,
-                               appointment=appointment, actor=actor(), now=now(), timings=timings())
+                               appointment=appointment, actor=actor(), now=now(), timings=settlement.timings())
         db.session.commit()
     except payments.PaymentRuleError as error:
         db.session.rollback()
         return _ended(appointment, str(error))
-    except GatewayError:
+    except PaymentServiceError:
         db.session.rollback()
         return render("checkout/ended.html", status=503, appointment=appointment,
                       message="We could not reach the payment service. Please try again in a moment.")
@@ -98,12 +97,12 @@ def _saved_cards(appointment: Appointment) -> list[cards.SavedCard]:
         return []
     try:
         return cards.list_cards(gateway(), appointment.patient)
-    except GatewayError:
+    except PaymentServiceError:
         log.warning("saved cards unavailable for checkout %s", appointment.id)
         return []                     # the Payment Element still works
 
 
-def _remember_card(appointment: Appointment, result: payments.SyncResult) -> None:
+def _remember_card(appointment: Appointment, result: settlement.SyncResult) -> None:
     """A confirmed payment with a card kept on file makes it the default (best effort: the payment stands)."""
     if result.state != "confirmed" or not _signed_in_patient(appointment):
         return
@@ -113,7 +112,7 @@ def _remember_card(appointment: Appointment, result: payments.SyncResult) -> Non
                                                           patient=appointment.patient, actor=actor()):
             db.session.commit()
             return
-    except GatewayError:
+    except PaymentServiceError:
         log.warning("could not remember the default card for checkout %s", appointment.id)
     db.session.rollback()
 
@@ -127,14 +126,14 @@ def save_card(appointment_id: int):
         return jsonify(error="No payment is open for this visit."), 409
     try:
         payments.set_save_card(db.session, gateway(), attempt, request.form.get("save") == "1")
-    except GatewayError:
+    except PaymentServiceError:
         db.session.rollback()
         return jsonify(error="We could not update the payment. Please try again."), 503
     db.session.commit()
     return jsonify(save_card=attempt.save_card)
 
 
-def _result_json(appointment: Appointment, result: payments.SyncResult):
+def _result_json(appointment: Appointment, result: settlement.SyncResult):
     body = {"state": result.state, "message": result.message}
     if result.state == "confirmed":
         body["redirect"] = url_for("checkout.done", appointment_id=appointment.id)
@@ -143,12 +142,12 @@ def _result_json(appointment: Appointment, result: payments.SyncResult):
     return body
 
 
-def _complete(appointment: Appointment) -> payments.SyncResult | None:
+def _complete(appointment: Appointment) -> settlement.SyncResult | None:
     attempt = payments.current_attempt(db.session, appointment)
     if attempt is None:
         return None
-    db.session.rollback()          # apply_and_settle takes its own locks
-    return apply_and_settle(db.session, attempt.id, source="browser", actor=actor())
+    db.session.rollback()          # settle takes its own locks
+    return settlement.settle(db.session, attempt.id, source="browser", actor=actor())
 
 
 @bp.post("/checkout/<int:appointment_id>/complete")
@@ -158,7 +157,7 @@ def complete(appointment_id: int):
     appointment = _own(appointment_id)
     try:
         result = _complete(appointment)
-    except GatewayError:
+    except PaymentServiceError:
         db.session.rollback()
         return jsonify(state="pending", message="We are confirming your payment…"), 202
     if result is None:
@@ -179,7 +178,7 @@ def pay_saved(appointment_id: int):
     db.session.rollback()
     try:
         # What Stripe says now first: an earlier tap may have paid, or left a decline to record.
-        result = apply_and_settle(db.session, attempt.id, source="browser", actor=actor())
+        result = settlement.settle(db.session, attempt.id, source="browser", actor=actor())
         if result.state in ("confirmed", "slot_lost", "canceled"):
             _remember_card(appointment, result)
             return jsonify(_result_json(appointment, result))
@@ -198,13 +197,13 @@ def pay_saved(appointment_id: int):
     except cards.CardRuleError as error:
         db.session.rollback()
         return jsonify(state="declined", message=str(error)), 409
-    except GatewayError:
+    except PaymentServiceError:
         db.session.rollback()
         return jsonify(state="error", message="We could not reach the payment service. "
                                               "You have not been charged. Please try again."), 503
     try:
-        result = apply_and_settle(db.session, attempt.id, source="browser", actor=actor())
-    except GatewayError:
+        result = settlement.settle(db.session, attempt.id, source="browser", actor=actor())
+    except PaymentServiceError:
         db.session.rollback()
         return jsonify(state="pending", message="We are confirming your payment…"), 202
     body = _result_json(appointment, result)
@@ -221,7 +220,7 @@ def browser_return(appointment_id: int):
     appointment = _own(appointment_id)
     try:
         result = _complete(appointment)
-    except GatewayError:
+    except PaymentServiceError:
         db.session.rollback()
         result = None
     if result is not None:

@@ -11,7 +11,6 @@ from flask import Blueprint, abort, current_app, request
 from app.access import PUBLIC, access
 from app.blueprints.twilio import callbacks
 from app.extensions import csrf, db
-from app.integrations.twilio_sms import twiml_reply, valid_signature
 from app.services import accounts, phone
 from app.services.clinic import current_clinic
 from app.web import now
@@ -26,14 +25,14 @@ def _verified_or_abort() -> None:
     url = settings.PUBLIC_BASE_URL.rstrip("/") + request.path
     if request.query_string:
         url += "?" + request.query_string.decode("latin-1")
-    if not valid_signature(settings.TWILIO_AUTH_TOKEN, url, request.form,
+    if not phone.twilio_signed(settings.TWILIO_AUTH_TOKEN, url, request.form,
                            request.headers.get("X-Twilio-Signature")):
         current_app.logger.warning("rejected a Twilio request to %s: bad signature", request.path)
         abort(403)
 
 
 def _twiml(text: str | None = None):
-    return current_app.response_class(twiml_reply(text), mimetype="application/xml")
+    return current_app.response_class(phone.sms_reply(text), mimetype="application/xml")
 
 
 def _number(raw: str) -> str:

@@ -3,10 +3,7 @@ from flask import Blueprint, current_app, request
 
 from app.access import PUBLIC, access
 from app.extensions import csrf, db
-from app.integrations.stripe_gateway import verify_webhook
-from app.jobs import enqueue
-from app.jobs.payments import process_stripe_event, record_event
-from app.services.unit_of_work import after_commit
+from app.services import settlement
 
 bp = Blueprint("webhooks", __name__)
 
@@ -19,14 +16,13 @@ def stripe_webhook():
     if not secret:
         return {"error": "webhooks are not configured"}, 503
     try:
-        event = verify_webhook(request.get_data(), request.headers.get("Stripe-Signature"), secret)
-    except ValueError as error:
+        event = settlement.verify_webhook(request.get_data(), request.headers.get("Stripe-Signature"), secret)
+    except settlement.InvalidWebhook as error:
         current_app.logger.warning("rejected a Stripe webhook: %s", error)
         return {"error": "invalid signature"}, 400
     if not event.get("id"):
         return {"error": "not an event"}, 400
-    if record_event(db.session, event):
-        after_commit(db.session, enqueue, process_stripe_event, event["id"])
+    if settlement.record_event(db.session, event):     # asks for its processing after the commit
         db.session.commit()
         return {"received": True}, 200
     db.session.rollback()

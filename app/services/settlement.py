@@ -1,0 +1,460 @@
+"""Settlement: bring our mirror of a PaymentIntent in line with Stripe, and act on it.
+
+This is the payment spine. Every path that learns something about a payment —
+the browser's return, a one-tap saved card, the webhook, the poll, the sweep,
+a released hold or a canceled booking asking for the authorization back — runs
+``settle``, and nothing else changes a PaymentAttempt's status:
+
+1. lock the attempt row; re-read the PaymentIntent from Stripe (never trusting
+   the browser or a webhook's copy); check amount, currency and our ids;
+   apply its status through the attempt's transition table; record a failed
+   confirmation once; confirm the booking when authorized (``_lock_in``);
+   store the paying card's brand, last 4 and expiry; **commit**;
+2. then move the money the committed state calls for, under the row lock
+   again: capture an authorized attempt whose booking is confirmed, or cancel
+   the authorization of one that must not become a charge (slot lost,
+   appointment canceled, hold released, or the caller asked); **commit**.
+
+The two commits are the one exception to "services never commit": a Stripe
+call that moves money is made only from a committed state, so a crash between
+the steps leaves the database able to finish the work (the sweep runs
+``settle`` again; every call carries the attempt's idempotency key). Whoever
+comes second finds the work done.
+
+Webhook events are stored by id (``record_event``) and processed by
+``process_event``, which only finds the attempt and runs ``settle``.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from app.integrations import stripe_gateway
+from app.integrations.stripe_gateway import Intent, StripeGateway
+from app.models import Appointment, Charge, PaymentAttempt, PaymentFailure, StripeEvent
+from app.models.payment import FINAL_STATUSES
+from app.models.state import Ignored
+from app.services import DomainError, audit, booking, signals
+from app.services.audit import Actor
+from app.services.gateway import domain_errors, gateway
+from app.services.payments import (IntentMismatch, PaymentTimings, check_intent, decline_message, record)
+from app.services.unit_of_work import request
+
+log = logging.getLogger(__name__)
+BOOKED = ("confirmed", "checked_in", "completed")
+SLOT_LOST = ("Someone else booked this time while you were paying. You have not been charged; "
+             "your card's hold will be released.")
+
+
+@dataclass
+class SyncResult:
+    state: str                         # pending | requires_action | declined | confirmed | slot_lost | canceled
+    message: str | None = None
+    capture_ready: bool = False
+    nearest: list = field(default_factory=list)
+
+
+def timings() -> PaymentTimings:
+    return PaymentTimings.from_settings(current_app.config["SETTINGS"])
+
+
+def _now() -> datetime:
+    return current_app.extensions["clock"].now()
+
+
+def _locked(session: Session, attempt_id: int) -> PaymentAttempt | None:
+    return session.get(PaymentAttempt, attempt_id, with_for_update=True, populate_existing=True)
+
+
+# -- the one routine ------------------------------------------------------------------------------
+
+@domain_errors
+def settle(session: Session, attempt_id: int, *, source: str, actor: Actor,
+           cancel_reason: str | None = None) -> SyncResult:
+    """Apply the intent's current state (commit), then capture or cancel as the committed state says (commit).
+
+    ``cancel_reason``: the caller wants the authorization released (a released hold, a canceled
+    booking). A late success is still applied first: it may take a free slot back, and is then
+    captured rather than canceled."""
+    attempt = _locked(session, attempt_id)
+    if attempt is None:
+        session.rollback()
+        return SyncResult("pending")
+    gw, now = gateway(), _now()
+    result = _apply(session, gw, attempt, now=now, actor=actor, timings=timings(), source=source,
+                    cancel_requested=cancel_reason is not None)
+    step, reason = _next_step(attempt, result, cancel_reason)
+    session.commit()
+    if step is None:
+        return result
+    attempt = _locked(session, attempt_id)
+    if step == "capture":
+        _capture(session, gw, attempt, now=_now(), actor=actor)
+    else:
+        _cancel(session, gw, attempt, now=_now(), actor=actor, reason=reason)
+    session.commit()
+    if step == "cancel" and attempt.status == "canceled" and result.state not in ("slot_lost", "canceled"):
+        result = SyncResult("canceled", message="This payment was canceled.")
+    return result
+
+
+def _next_step(attempt: PaymentAttempt, result: SyncResult, cancel_reason: str | None
+               ) -> tuple[str | None, str | None]:
+    if result.capture_ready and attempt.status == "requires_capture":
+        return "capture", None
+    if attempt.is_final:
+        return None, None
+    if attempt.outcome is not None:
+        return "cancel", "slot no longer held"
+    if cancel_reason is not None:
+        return "cancel", cancel_reason
+    return None, None
+
+
+def _apply(session: Session, gw: StripeGateway, attempt: PaymentAttempt, *, now: datetime, actor: Actor,
+           timings: PaymentTimings, source: str, cancel_requested: bool) -> SyncResult:
+    """Re-read the PaymentIntent and apply its current status. The caller holds the attempt's row lock."""
+    appointment = session.get(Appointment, attempt.charge.appointment_id, with_for_update=True)
+    if not attempt.stripe_payment_intent_id:
+        return SyncResult("pending")
+    intent = gw.retrieve_intent(attempt.stripe_payment_intent_id)
+    try:
+        check_intent(intent, attempt, appointment)
+    except IntentMismatch as error:
+        record(session, attempt, appointment, actor=actor, action="payment.mismatch", outcome="failure",
+               reason=str(error), details={"source": source})
+        raise
+
+    if intent.status == "succeeded":              # captured, perhaps by a step a crash interrupted
+        _mark_captured(session, attempt, appointment, intent, now=now, actor=actor)
+        return SyncResult("confirmed")
+    if attempt.is_final:                           # a final state never changes back
+        return _final_result(attempt)
+
+    previous = attempt.status
+    message = None
+    if intent.last_error is not None and intent.status == "requires_payment_method":
+        message = decline_message(intent.last_error.code, intent.last_error.decline_code)
+        _record_failure(session, attempt, appointment, intent, now=now, actor=actor, source=source)
+    attempt.mirror(intent.status)
+    _keep_card(attempt, intent)
+    session.flush()
+
+    if intent.status in ("requires_action", "processing"):
+        if previous != intent.status and intent.status == "requires_action":
+            record(session, attempt, appointment, actor=actor, action="payment.requires_action",
+                   details={"source": source})
+        if not cancel_requested:
+            _extend_hold(session, appointment, now=now, timings=timings, actor=actor)
+        return SyncResult("requires_action" if intent.status == "requires_action" else "pending")
+
+    if intent.status == "requires_capture":
+        if previous != "requires_capture":
+            record(session, attempt, appointment, actor=actor, action="payment.succeeded",
+                   details={"source": source, "stage": "authorized"})
+            _charge(attempt.charge, "authorize")
+        if attempt.outcome is not None:            # already lost its slot: only the cancel remains
+            return _final_result(attempt)
+        return _lock_in(session, attempt, appointment, now=now, actor=actor)
+
+    if intent.status == "canceled":
+        _mark_canceled(session, attempt, appointment, now=now, actor=actor, reason="canceled at Stripe")
+        return SyncResult("canceled", message="This payment was canceled.")
+
+    if message:
+        return SyncResult("declined", message=message)
+    return SyncResult("pending")
+
+
+def _charge(charge: Charge, action: str) -> None:
+    """Move our charge (its table refuses a backwards move); a repeat is nothing to do."""
+    try:
+        charge.transition(action)
+    except Ignored:
+        pass
+
+
+def _record_failure(session, attempt, appointment, intent: Intent, *, now, actor, source) -> None:
+    """One PaymentFailure (and one audit row, one declined event) per failed confirmation."""
+    error = intent.last_error
+    key = error.charge or f"{error.code}:{error.decline_code}:{error.payment_method}"
+    exists = session.scalar(select(PaymentFailure.id).where(PaymentFailure.attempt_id == attempt.id,
+                                                            PaymentFailure.dedupe_key == key))
+    if exists is not None:
+        return
+    session.add(PaymentFailure(attempt_id=attempt.id, dedupe_key=key, code=error.code,
+                               decline_code=error.decline_code, stripe_charge_id=error.charge, occurred_at=now))
+    record(session, attempt, appointment, actor=actor, action="payment.declined", outcome="failure",
+           details={"code": error.code, "decline_code": error.decline_code, "source": source})
+    signals.emit(session, signals.PAYMENT_DECLINED, appointment, key)
+
+
+def _keep_card(attempt: PaymentAttempt, intent: Intent) -> None:
+    """The card that paid, kept on our row so receipts and dashboards never call Stripe."""
+    if intent.status in ("requires_capture", "succeeded") and intent.card_last4:
+        attempt.card_brand = intent.card_brand
+        attempt.card_last4 = intent.card_last4
+        attempt.card_exp_month = intent.card_exp_month
+        attempt.card_exp_year = intent.card_exp_year
+
+
+def _final_result(attempt: PaymentAttempt) -> SyncResult:
+    if attempt.status == "succeeded":
+        return SyncResult("confirmed")
+    if attempt.outcome == "slot_lost":
+        return SyncResult("slot_lost", message=SLOT_LOST)
+    return SyncResult("canceled", message="This payment was canceled.")
+
+
+def _extend_hold(session: Session, appointment: Appointment, *, now: datetime, timings: PaymentTimings,
+                 actor: Actor) -> None:
+    """Once, while 3-D Secure or processing is under way; never past start - RELEASE_BEFORE_START."""
+    if appointment.status != "held" or appointment.hold_extended:
+        return
+    limit = appointment.starts_at - timings.release_before_start
+    new_expiry = min(appointment.hold_expires_at + timings.hold_extension, limit)
+    appointment.hold_extended = True
+    if new_expiry <= appointment.hold_expires_at:
+        return
+    old = appointment.hold_expires_at
+    appointment.hold_expires_at = new_expiry
+    audit.record(session, actor=actor, action="hold.extended", patient_id=appointment.patient_id,
+                 appointment_id=appointment.id,
+                 details={"from": old.isoformat(), "to": new_expiry.isoformat()})
+    request(session, "expire_hold", appointment.id, new_expiry)
+
+
+def _lock_in(session: Session, attempt: PaymentAttempt, appointment: Appointment, *, now: datetime,
+             actor: Actor) -> SyncResult:
+    """Authorized: confirm the booking (taking the slot again if it was released), or give the money back."""
+    if appointment.status in BOOKED:
+        return SyncResult("confirmed", capture_ready=True)
+    if appointment.status in ("held", "released"):
+        try:
+            booking.confirm(session, appointment, actor=actor, now=now,
+                            reason=f"deposit authorized (attempt {attempt.id})")
+        except booking.SlotTaken as taken:
+            attempt.outcome = "slot_lost"
+            record(session, attempt, appointment, actor=actor, action="payment.slot_lost", outcome="failure",
+                   reason="the slot was booked by someone else before the payment succeeded")
+            return SyncResult("slot_lost", nearest=taken.nearest, message=SLOT_LOST)
+        return SyncResult("confirmed", capture_ready=True)
+    # canceled / no_show: never capture for a slot the patient does not have.
+    attempt.outcome = "appointment_" + appointment.status
+    return SyncResult("canceled", message="This appointment was canceled; you have not been charged.")
+
+
+# -- money moves, from a committed state ----------------------------------------------------------
+
+def _capture(session: Session, gw: StripeGateway, attempt: PaymentAttempt, *, now: datetime,
+             actor: Actor) -> None:
+    """Capture an authorized attempt whose booking is confirmed (else release it). Row lock held."""
+    if attempt.status != "requires_capture":
+        return
+    appointment = session.get(Appointment, attempt.charge.appointment_id)
+    if appointment.status not in BOOKED:
+        _cancel(session, gw, attempt, now=now, actor=actor, reason="slot no longer held")
+        return
+    intent = gw.capture(attempt.stripe_payment_intent_id, key=attempt.key("capture"))
+    _mark_captured(session, attempt, appointment, intent, now=now, actor=actor)
+
+
+def _cancel(session: Session, gw: StripeGateway, attempt: PaymentAttempt, *, now: datetime, actor: Actor,
+            reason: str) -> None:
+    """Release an open attempt's authorization (cancel its intent). Row lock held."""
+    if attempt.is_final:
+        return
+    appointment = session.get(Appointment, attempt.charge.appointment_id)
+    if attempt.stripe_payment_intent_id:
+        intent = gw.cancel(attempt.stripe_payment_intent_id, key=attempt.key("cancel"), reason="abandoned")
+        if intent.status == "succeeded":        # captured after all: keep the truth
+            _mark_captured(session, attempt, appointment, intent, now=now, actor=actor)
+            return
+    _mark_canceled(session, attempt, appointment, now=now, actor=actor, reason=reason)
+
+
+def _mark_captured(session, attempt: PaymentAttempt, appointment: Appointment, intent: Intent, *, now,
+                   actor) -> None:
+    """Record the capture once — even when the attempt already mirrors ``succeeded`` (a crash after
+    Stripe captured): the money on the rows and the ``payment.captured`` row come from here."""
+    if attempt.status == "canceled":             # Stripe never captures a canceled intent
+        log.error("attempt %s: captured at Stripe but canceled here", attempt.id)
+        return
+    attempt.mirror("succeeded")
+    _keep_card(attempt, intent)
+    if attempt.captured_at is not None:
+        return
+    attempt.amount_captured_cents = intent.amount_received
+    attempt.captured_at = now
+    _charge(attempt.charge, "capture")
+    attempt.charge.amount_captured_cents = intent.amount_received
+    session.flush()
+    record(session, attempt, appointment, actor=actor, action="payment.captured",
+           details={"amount_received": intent.amount_received})
+
+
+def _mark_canceled(session, attempt: PaymentAttempt, appointment: Appointment, *, now, actor, reason) -> None:
+    if not attempt.mirror("canceled"):
+        return
+    attempt.canceled_at = now
+    attempt.cancellation_reason = reason[:64]
+    if attempt.charge.can("cancel"):
+        _charge(attempt.charge, "cancel")
+    session.flush()
+    record(session, attempt, appointment, actor=actor, action="payment.canceled", reason=reason)
+
+
+# -- webhooks and the sweep -----------------------------------------------------------------------
+
+class InvalidWebhook(DomainError):
+    """Not signed by Stripe with our webhook secret (or too old)."""
+
+
+def verify_webhook(payload: bytes, signature: str | None, secret: str) -> dict:
+    """The event if Stripe signed it; ``InvalidWebhook`` otherwise."""
+    try:
+        return stripe_gateway.verify_webhook(payload, signature, secret)
+    except ValueError as error:
+        raise InvalidWebhook(str(error)) from error
+
+
+def record_event(session: Session, payload: dict) -> bool:
+    """Store a verified webhook event by its id; False if it was already stored (a duplicate).
+    A new event's processing is asked for after the commit (``process_stripe_event``)."""
+    obj = (payload.get("data") or {}).get("object") or {}
+    inserted = session.execute(
+        insert(StripeEvent).values(id=payload["id"], type=payload.get("type", ""),
+                                   created=int(payload.get("created") or 0), object_id=obj.get("id"),
+                                   payload=payload, attempts=0)
+        .on_conflict_do_nothing(index_elements=["id"]).returning(StripeEvent.id)).first()
+    if inserted:
+        audit.record(session, actor=Actor.system("webhook"), action="stripe.event_received",
+                     stripe_object_id=obj.get("id"), details={"event_id": payload["id"],
+                                                             "type": payload.get("type")})
+        request(session, "process_stripe_event", payload["id"])
+    return inserted is not None
+
+
+def process_event(session: Session, event_id: str) -> str:
+    """Apply one stored webhook event: find its attempt and settle it (the object is re-read, so
+    order and duplicates do not matter); then mark the event processed."""
+    event = session.get(StripeEvent, event_id, with_for_update=True)
+    if event is None or event.processed_at is not None:
+        session.rollback()
+        return "done"
+    attempt = None
+    if event.type.startswith("payment_intent.") and event.object_id:
+        attempt = session.scalar(select(PaymentAttempt).where(
+            PaymentAttempt.stripe_payment_intent_id == event.object_id))
+    event.attempts += 1
+    session.commit()
+    state = "ignored"
+    if attempt is not None:
+        state = settle(session, attempt.id, source=f"webhook:{event.type}", actor=Actor.system("webhook")).state
+    event = session.get(StripeEvent, event_id, with_for_update=True, populate_existing=True)
+    event.processed_at = _now()
+    session.commit()
+    return state
+
+
+@dataclass(frozen=True)
+class DueWork:
+    events: list[str]
+    to_capture: list[int]
+    to_release: list[int]
+
+
+def due_work(session: Session) -> DueWork:
+    """What the database says is unfinished: stored events not processed; confirmed bookings whose
+    authorization is not captured; open attempts whose slot is gone (lost, released, canceled) —
+    their authorization must be released even if the job that should have done it was lost."""
+    events = list(session.scalars(select(StripeEvent.id).where(StripeEvent.processed_at.is_(None))
+                                  .order_by(StripeEvent.received_at).limit(200)))
+    to_capture = list(session.scalars(
+        select(PaymentAttempt.id).join(PaymentAttempt.charge).join(Appointment)
+        .where(PaymentAttempt.status == "requires_capture", Appointment.status.in_(BOOKED))))
+    to_release = list(session.scalars(
+        select(PaymentAttempt.id).join(PaymentAttempt.charge).join(Appointment)
+        .where(PaymentAttempt.status.not_in(FINAL_STATUSES),
+               (PaymentAttempt.outcome.is_not(None)) | Appointment.status.in_(("released", "canceled", "no_show")))
+        .limit(200)))
+    return DueWork(events, to_capture, to_release)
+
+
+def open_attempt_ids(session: Session, appointment_id: int) -> list[int]:
+    return list(session.scalars(
+        select(PaymentAttempt.id).join(Charge).where(Charge.appointment_id == appointment_id,
+                                                     PaymentAttempt.status.not_in(FINAL_STATUSES))))
+
+
+# -- refunds: stored (commit), then sent (commit) ---------------------------------------------------
+
+def send_refund(session: Session, refund_id: int, *, actor: Actor):
+    """Step 2 for a stored refund: call Stripe with its key, record, commit. Stripe unreachable:
+    ``PaymentServiceUnavailable`` (the refund stays resumable); refused: ``RefundNotSent``, committed."""
+    from app.integrations.stripe_gateway import GatewayUnavailable
+    from app.models import Refund
+    from app.services import refunds
+    from app.services.gateway import PaymentServiceUnavailable
+
+    refund = session.get(Refund, refund_id)
+    try:
+        refund = refunds.send_refund(session, gateway(), refund, actor=actor, now=_now())
+    except refunds.RefundNotSent:
+        session.commit()                 # the failure, its audit row and the released amount
+        raise
+    except GatewayUnavailable as error:
+        session.rollback()
+        raise PaymentServiceUnavailable(str(error)) from error
+    except Exception:
+        session.rollback()
+        raise
+    session.commit()
+    return refund
+
+
+def issue_refund(session: Session, *, charge: Charge, amount_cents: int, stripe_reason: str, clinical_reason: str,
+                 policy: str, authorized_by, actor: Actor):
+    """Store the refund (its UUID is the key's root) and commit, then send it and commit.
+    An over-refund is audited and committed, then raised."""
+    from app.services import refunds
+
+    try:
+        refund = refunds.open_refund(session, charge=charge, amount_cents=amount_cents, stripe_reason=stripe_reason,
+                                     clinical_reason=clinical_reason, policy=policy, authorized_by=authorized_by,
+                                     actor=actor, now=_now())
+    except refunds.OverRefund:
+        session.commit()                 # only the refused row: nothing else changed
+        raise
+    except Exception:
+        session.rollback()
+        raise
+    session.commit()                     # the refund's UUID is stored before Stripe hears of it
+    return send_refund(session, refund.id, actor=actor)
+
+
+def refund_canceled_booking(session: Session, appointment_id: int) -> list[int]:
+    """After a cancel: release uncaptured authorizations (through ``settle``), then refund what the
+    cancellation policy gives back."""
+    from app.services import refunds
+
+    appointment = session.get(Appointment, appointment_id)
+    if appointment is None or appointment.status != "canceled":
+        session.rollback()
+        return []
+    for attempt_id in open_attempt_ids(session, appointment_id):
+        session.rollback()
+        settle(session, attempt_id, source="cancel", actor=Actor.system("job"), cancel_reason="appointment canceled")
+    appointment = session.get(Appointment, appointment_id, populate_existing=True)
+    to_send = refunds.policy_refund(session, appointment, actor=Actor.system("job"), now=_now())
+    ids = [r.id for r in to_send]
+    session.commit()
+    for refund_id in ids:
+        send_refund(session, refund_id, actor=Actor.system("job"))
+    return ids
