@@ -19,7 +19,6 @@ final status is ignored), ``Charge.transition(action)`` for our own charge
 """
 from __future__ import annotations
 
-import logging
 import uuid
 from datetime import datetime
 
@@ -31,7 +30,6 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.extensions import db
 from app.models.state import Machine, Mirror
 
-log = logging.getLogger(__name__)
 
 OPEN_STATUSES = ("requires_payment_method", "requires_confirmation", "requires_action", "processing",
                  "requires_capture")
@@ -143,13 +141,7 @@ class PaymentAttempt(db.Model):
         """The one writer of ``status`` (INTENT_MIRROR): apply the status Stripe reports for the
         intent. True when applied; False for a repeat, or a stale report after a final status.
         A status Stripe never reports (e.g. ``creating``) raises InvalidTransition."""
-        target = INTENT_MIRROR.apply(self.status, stripe_status)
-        if target is None:
-            if stripe_status != self.status:
-                log.info("payment attempt %s: %s reported after %s, ignored", self.id, stripe_status, self.status)
-            return False
-        self.status = target
-        return True
+        return INTENT_MIRROR.write(self, stripe_status)
 
     def key(self, operation: str) -> str:
         """The idempotency key of one money-moving call: stored uuid + operation."""
@@ -235,11 +227,4 @@ class Refund(db.Model):
     def mirror(self, stripe_status: str) -> bool:
         """The one writer of ``status`` (REFUND_MIRROR): apply the status Stripe reports for the
         refund. True when applied; False for a repeat, or a stale report after failed/canceled."""
-        reported = REFUND_STATUS_ALIASES.get(stripe_status, stripe_status)
-        target = REFUND_MIRROR.apply(self.status, reported)
-        if target is None:
-            if reported != self.status:
-                log.info("refund %s: %s reported after %s, ignored", self.id, reported, self.status)
-            return False
-        self.status = target
-        return True
+        return REFUND_MIRROR.write(self, REFUND_STATUS_ALIASES.get(stripe_status, stripe_status))

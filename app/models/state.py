@@ -3,6 +3,8 @@ kinds of "no" — invalid (a bug: raise), ignored (a late or duplicate event:
 log and do nothing), and the edge itself."""
 from __future__ import annotations
 
+import logging
+
 
 class InvalidTransition(Exception):
     def __init__(self, machine: str, state: str, action: str):
@@ -94,3 +96,15 @@ class Mirror:
         if reported not in table[state]:
             raise InvalidTransition(self.name, state, f"mirror {reported}")
         return reported
+
+    def write(self, obj, reported: str) -> bool:
+        """Apply a report to ``obj.status`` (the model's one writer calls this): True when applied;
+        False for a repeat or a stale report (logged with ids only)."""
+        target = self.apply(obj.status, reported)
+        if target is None:
+            if reported != obj.status:
+                logging.getLogger(__name__).info("%s %s: %s reported after %s, ignored", self.name,
+                                                 getattr(obj, "id", None), reported, obj.status)
+            return False
+        obj.status = target
+        return True
