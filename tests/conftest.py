@@ -10,20 +10,21 @@ so runs never see each other's data.
 from __future__ import annotations
 
 import os
-import re
 import socket
 import threading
-import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
-from flask import has_app_context
-from flask.testing import FlaskClient
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-RUN_ID = uuid.uuid4().hex[:10]
+pytest.register_assert_rewrite("tests.helpers")     # before the first import of a helper
+
+from tests.helpers.web import RUN_ID, IsolatedClient, csrf_from, login  # noqa: E402
+
+# Fixtures used by more than one folder; a folder's conftest.py keeps only its own.
+pytest_plugins = ["tests.helpers.fixtures_payments", "tests.helpers.fixtures_messages"]
 
 
 # -- no test reaches the outside world ------------------------------------------------
@@ -206,36 +207,13 @@ def raw_conn(app):
         yield conn
 
 
-class IsolatedClient(FlaskClient):
-    """Each request in its own app context (own ``g``, own session), as in production,
-    even while the test holds an app context for its ``db`` session."""
-
-    def open(self, *args, **kwargs):
-        from app.extensions import db as sqla
-
-        with self.application.app_context():
-            response = super().open(*args, **kwargs)
-        if has_app_context():
-            sqla.session.expire_all()      # the test sees what the request committed
-        return response
-
-
 @pytest.fixture
 def client(app, db):
     app.test_client_class = IsolatedClient
     return app.test_client()
 
 
-# -- helpers -----------------------------------------------------------------------------
-
-CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"')
-
-
-def csrf_from(html: str) -> str:
-    match = CSRF_RE.search(html)
-    assert match, "page has no CSRF token"
-    return match.group(1) or match.group(2)
-
+# -- helpers (csrf_from, login and IsolatedClient live in tests/helpers/web.py) ------------------
 
 class Forms:
     """Fill a form as a browser would: GET the page, take its CSRF token, POST."""
@@ -352,14 +330,6 @@ def policy(app):
     return HoldPolicy.from_settings(app.config["SETTINGS"])
 
 
-def login(client, email, password="correct-horse-battery"):
-    html = client.get("/login").get_data(as_text=True)
-    data = {"email": email, "password": password}
-    if CSRF_RE.search(html):          # absent only where a test turned CSRF off
-        data["csrf_token"] = csrf_from(html)
-    return client.post("/login", data=data)
-
-
 @pytest.fixture
 def login_as(client, factories):
     def _login(role):
@@ -409,3 +379,16 @@ def phone(browser):
     page = context.new_page()
     yield page
     context.close()
+
+
+# -- every browser test says so --------------------------------------------------------------
+
+@pytest.hookimpl(tryfirst=True)      # before -m/-k deselect anything
+def pytest_collection_modifyitems(config, items):
+    """A test that uses Chromium (the ``browser`` fixture, directly or through ``phone`` or any
+    other fixture) must carry ``@pytest.mark.e2e``, so ``-m "not e2e"`` really runs without it."""
+    unmarked = [item.nodeid for item in items
+                if "browser" in getattr(item, "fixturenames", ()) and item.get_closest_marker("e2e") is None]
+    if unmarked:
+        raise pytest.UsageError("these tests use the browser fixture but are not marked e2e "
+                                "(add pytestmark = pytest.mark.e2e):\n  " + "\n  ".join(unmarked))

@@ -1,7 +1,7 @@
 """The admin creates staff accounts and edits the clinic's settings."""
 from app.models import ClinicSettings, User
 from app.services import audit
-from tests.conftest import login
+from tests.helpers.web import login
 
 
 def test_admin_creates_a_provider_who_can_sign_in(client, forms, login_as, db, app):

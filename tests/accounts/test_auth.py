@@ -3,7 +3,7 @@ import time
 
 from app.models import User
 from app.services import audit
-from tests.conftest import csrf_from, login
+from tests.helpers.web import csrf_from, login
 
 GOOD = dict(full_name="Jamie Rivera", email="Jamie@Example.com", phone="(555) 555-0199",
             timezone="America/Chicago", password="a-long-password", confirm="a-long-password")

@@ -7,7 +7,7 @@ import pytest
 from app.jobs.notifications import send_notification
 from app.models import LinkToken, Notification
 from app.services import audit
-from tests.conftest import login
+from tests.helpers.web import login
 
 pytestmark = pytest.mark.usefixtures("private_limits")
 N = itertools.count(1)

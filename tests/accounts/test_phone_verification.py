@@ -6,7 +6,7 @@ import pytest
 from app.jobs.notifications import send_notification
 from app.models import Notification, PhoneVerification, User
 from app.services import audit, notifications
-from tests.conftest import login
+from tests.helpers.web import login
 
 PAGE = "/account/phone"
 pytestmark = pytest.mark.usefixtures("private_limits")

@@ -9,10 +9,8 @@ from app.services.gateway import gateway
 from app.models import Appointment, Patient, PaymentAttempt
 from app.services import audit, cards, payments
 from app.services.audit import Actor
-from tests.e2e.test_booking import sign_in
-from tests.payments.conftest import browser_pay, held, sandbox  # noqa: F401
-from tests.cards.conftest import drain
-from tests.payments.helpers import SUCCESS, settle, start
+from tests.helpers.payments import SUCCESS, drain, settle, start
+from tests.helpers.phone import sign_in
 
 pytestmark = pytest.mark.e2e
 

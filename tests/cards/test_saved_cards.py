@@ -12,7 +12,7 @@ from app.services.gateway import gateway
 from app.models import Appointment, AuditEvent, Patient, PaymentAttempt
 from app.services import audit, booking, cards, payments
 from app.services.audit import Actor
-from tests.payments.helpers import SUCCESS, count_action, fresh, settle, sign_in, start
+from tests.helpers.payments import SUCCESS, count_action, fresh, settle, sign_in, start
 
 UTC = timezone.utc
 TUE_10_NY = datetime(2026, 12, 8, 15, 0, tzinfo=UTC)
@@ -184,7 +184,7 @@ def test_a_saved_card_declined_says_why_and_the_patient_picks_another(app, db, c
 
 def test_removing_a_card_detaches_it_in_stripe_and_it_leaves_the_page(app, db, client, held, clock, policy,
                                                                       browser_pay, stripe_admin):
-    from tests.conftest import csrf_from
+    from tests.helpers.web import csrf_from
 
     first_payment_saving(db, held, clock, browser_pay)
     patient = fresh(db, Patient, held.patient_id)
@@ -238,7 +238,7 @@ def test_another_patients_card_is_refused_for_paying_and_removing(app, db, clien
     assert db.get(Appointment, mine.id).status == "held"
 
     page = client.get("/account/cards").get_data(as_text=True)
-    from tests.conftest import csrf_from
+    from tests.helpers.web import csrf_from
     assert client.post(f"/account/cards/{theirs.id}/remove",
                        data={"csrf_token": csrf_from(page)}).status_code == 404
     assert attached(stripe_admin, owner.stripe_customer_id) == [theirs.id]      # still the owner's

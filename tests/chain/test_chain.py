@@ -10,14 +10,13 @@ from app.services.gateway import gateway
 from app.models import AuditEvent, Charge, PaymentAttempt, Refund
 from app.services import audit
 from app.services.audit import Actor
-from tests.conftest import login
-from tests.payments.conftest import browser_pay, held, sandbox  # noqa: F401
-from tests.payments.helpers import SUCCESS, fresh, queue, settle, start  # noqa: F401
+from tests.helpers.payments import SUCCESS, fresh, settle, start
+from tests.helpers.web import login
 
 REASON = "Visit shortened: clinician ended early for a technical fault"
 
 
-def paid_and_partly_refunded(db, held, clock, browser_pay, billing_user):  # noqa: F811
+def paid_and_partly_refunded(db, held, clock, browser_pay, billing_user):
     attempt = start(db, held, clock)
     browser_pay.pay(attempt, "4000000000009995")                      # a failed confirmation first
     assert settle(db, attempt).state == "declined"
@@ -59,7 +58,7 @@ def expected_from_database(db, appointment_id):
 
 
 def test_chain_page_and_exports_list_every_step_of_a_paid_partly_refunded_appointment(
-        app, db, client, held, clock, browser_pay, factories, queue):  # noqa: F811
+        app, db, client, held, clock, browser_pay, factories, queue):
     billing_user = factories.user("billing", full_name="Bea Biller")
     attempt, refund = paid_and_partly_refunded(db, held, clock, browser_pay, billing_user)
     intent = attempt.stripe_payment_intent_id
@@ -126,7 +125,7 @@ def test_chain_page_and_exports_list_every_step_of_a_paid_partly_refunded_appoin
         ("audit.chain_exported", "json", billing_user.id)]
 
 
-def test_only_billing_and_admin_open_the_chain(app, db, client, held, factories):  # noqa: F811
+def test_only_billing_and_admin_open_the_chain(app, db, client, held, factories):
     for role, status in (("patient", 403), ("provider", 403), ("admin", 200)):
         browser = app.test_client()                 # a fresh browser per role (same isolated client class)
         user = factories.user(role)

@@ -34,15 +34,15 @@ EXPECTED = {
 
 SAMPLE_ARGS = {"static": {"filename": "css/app.css"}}
 
-from tests.integration.access_table_staff import STAFF_EXPECTED, STAFF_SAMPLE_ARGS  # noqa: E402
+from tests.helpers.access_tables.access_table_staff import STAFF_EXPECTED, STAFF_SAMPLE_ARGS  # noqa: E402
 
-from tests.integration.access_table_booking import BOOKING_EXPECTED, BOOKING_SAMPLE_ARGS  # noqa: E402
+from tests.helpers.access_tables.access_table_booking import BOOKING_EXPECTED, BOOKING_SAMPLE_ARGS  # noqa: E402
 
-from tests.integration.access_table_messages import MESSAGES_EXPECTED, MESSAGES_SAMPLE_ARGS  # noqa: E402
+from tests.helpers.access_tables.access_table_messages import MESSAGES_EXPECTED, MESSAGES_SAMPLE_ARGS  # noqa: E402
 
-from tests.integration.access_table_billing import BILLING_EXPECTED, BILLING_SAMPLE_ARGS  # noqa: E402
-from tests.integration.access_table_cards import CARDS_EXPECTED, CARDS_SAMPLE_ARGS  # noqa: E402
-from tests.integration.access_table_chain import CHAIN_EXPECTED, CHAIN_SAMPLE_ARGS  # noqa: E402
+from tests.helpers.access_tables.access_table_billing import BILLING_EXPECTED, BILLING_SAMPLE_ARGS  # noqa: E402
+from tests.helpers.access_tables.access_table_cards import CARDS_EXPECTED, CARDS_SAMPLE_ARGS  # noqa: E402
+from tests.helpers.access_tables.access_table_chain import CHAIN_EXPECTED, CHAIN_SAMPLE_ARGS  # noqa: E402
 
 EXPECTED.update(STAFF_EXPECTED)
 SAMPLE_ARGS.update(STAFF_SAMPLE_ARGS)

@@ -11,7 +11,7 @@ import pytest
 
 from app import create_app
 from app.settings import ConfigError, Settings
-from tests.conftest import RUN_ID
+from tests.helpers.web import RUN_ID
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTROLLED = ("APP_ENV", "DATABASE_URL", "REDIS_URL", "SECRET_KEY", "AUDIT_HMAC_KEY", "INSTANCE_PATH",

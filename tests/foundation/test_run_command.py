@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from devtools.run import banner, seeded_logins
-from tests.conftest import login
+from tests.helpers.web import login
 
 ROOT = Path(__file__).resolve().parents[2]
 PORTAL = "http://127.0.0.1:5000/"

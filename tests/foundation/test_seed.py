@@ -1,7 +1,7 @@
 from app.models import (AppointmentType, AvailabilityException, AvailabilityRule, ClinicSettings, Provider,
                         User)
 from app.services.seed import seed_demo
-from tests.conftest import login
+from tests.helpers.web import login
 
 
 def test_seed_creates_the_demo_clinic_once_and_its_logins_work(app, db, client):

@@ -1,13 +1,157 @@
-"""A deposit paid and captured through the Stripe sandbox, for tests that need a real payment."""
+"""Shared steps for the deposit-to-book tests: open and settle an attempt, read what the audit
+trail and Stripe hold, a 'browser' that pays the way Stripe.js does, and a deposit paid and
+captured through the Stripe sandbox for tests that need a real payment. (The fixtures built on
+these live in tests/helpers/fixtures_payments.py.)"""
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import datetime, timedelta, timezone
 
 import stripe
+from rq.exceptions import NoSuchJobError
+from sqlalchemy import func, select
 
-from app.services import booking
+from app.jobs import get_queue, set_app
+from app.services.gateway import gateway
+from app.services import booking, settlement
+from app.services.settlement import timings
+from app.models import Appointment, AuditEvent, PaymentAttempt, StripeEvent
+from app.services import payments
 from app.services.audit import Actor
-from tests.payments.helpers import SUCCESS, settle, start
+from tests.helpers.web import csrf_from, login
+
+UTC = timezone.utc
+MON_10_NY = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)
+SUCCESS = "4242424242424242"
+PAYMENT_ACTIONS = ("payment.attempted", "payment.requires_action", "payment.declined", "payment.succeeded",
+                   "payment.captured", "payment.canceled")
+
+
+def start(db, held, clock) -> PaymentAttempt:
+    """What the checkout page does: open the attempt (UUID stored first), then create its intent."""
+    attempt = payments.open_attempt(db, appointment=held, patient=held.patient, now=clock.now())
+    db.commit()
+    payments.create_intent(db, gateway(), attempt, patient=held.patient, appointment=held,
+                           actor=Actor.system("test"), now=clock.now(), timings=timings())
+    db.commit()
+    return attempt
+
+
+def settle(db, attempt, source="browser"):
+    return settlement.settle(db, attempt.id, source=source, actor=Actor.system("test"))
+
+
+def fresh(db, model, id_):
+    db.expire_all()
+    return db.get(model, id_)
+
+
+def audit_rows(db, appointment_id, action=None):
+    query = select(AuditEvent).where(AuditEvent.appointment_id == appointment_id).order_by(AuditEvent.seq)
+    if action:
+        query = query.where(AuditEvent.action == action)
+    return list(db.scalars(query))
+
+
+def count_action(db, appointment_id, action) -> int:
+    return len(audit_rows(db, appointment_id, action))
+
+
+def stored_events(db) -> int:
+    return db.scalar(select(func.count()).select_from(StripeEvent))
+
+
+class Browser:
+    """Does what the sandbox's Stripe.js does for confirmPayment, with the publishable key."""
+
+    def __init__(self, sandbox):
+        self.http = stripe.RequestsClient()
+        self.pk = stripe.StripeClient(sandbox.publishable_key, base_addresses={"api": sandbox.api_base},
+                                      http_client=self.http)
+        self.sandbox = sandbox
+
+    def pay(self, attempt, number: str):
+        """Confirm the attempt's intent with a test card; returns the intent (or the card error)."""
+        pm = self.pk.v1.payment_methods.create(params={"type": "card", "card": {
+            "number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"}})
+        try:
+            return self.pk.v1.payment_intents.confirm(attempt.stripe_payment_intent_id, params={
+                "payment_method": pm.id, "client_secret": attempt.client_secret,
+                "return_url": "http://127.0.0.1/return"})
+        except stripe.CardError as error:
+            return error
+
+    def authenticate(self, attempt, success=True):
+        return self.sandbox.complete_3ds(attempt.stripe_payment_intent_id, success=success)
+
+
+class StripeAdmin:
+    """The secret-key view of the sandbox: what Stripe itself holds."""
+
+    def __init__(self, sandbox):
+        self.http = stripe.RequestsClient()
+        self.client = stripe.StripeClient(sandbox.secret_key, base_addresses={"api": sandbox.api_base},
+                                          http_client=self.http, max_network_retries=0)
+
+    def intent(self, intent_id):
+        return self.client.v1.payment_intents.retrieve(intent_id)
+
+    def intents_of(self, customer_id) -> list:
+        return list(self.client.v1.payment_intents.list(params={"customer": customer_id, "limit": 100})
+                    .auto_paging_iter())
+
+    def charges_of(self, intent_id) -> list:
+        return [c for c in self.client.v1.charges.list(params={"limit": 100}).auto_paging_iter()
+                if c.to_dict().get("payment_intent") == intent_id]
+
+    def customers(self) -> list:
+        return list(self.client.v1.customers.list(params={"limit": 100}).auto_paging_iter())
+
+
+def assert_captured_once(db, stripe_admin, attempt_id, amount=12500):
+    attempt = fresh(db, PaymentAttempt, attempt_id)
+    assert attempt.status == "succeeded"
+    assert attempt.amount_captured_cents == amount
+    intent = stripe_admin.intent(attempt.stripe_payment_intent_id)
+    assert intent.status == "succeeded" and intent.amount_received == amount
+    customer = attempt.charge.appointment.patient.stripe_customer_id
+    assert [pi.id for pi in stripe_admin.intents_of(customer)] == [attempt.stripe_payment_intent_id]
+    captured = [c for c in stripe_admin.charges_of(attempt.stripe_payment_intent_id) if c.to_dict().get("captured")]
+    assert len(captured) == 1 and captured[0].amount_captured == amount
+    assert count_action(db, attempt.charge.appointment_id, "payment.captured") == 1
+    return attempt
+
+
+def sign_in(client, user):
+    """Sign ``user`` in on a Flask test client (pages in a browser: tests.helpers.phone.sign_in)."""
+    response = login(client, user.email)
+    assert response.status_code == 303, response.get_data(as_text=True)
+
+
+def checkout_page(client, appointment_id):
+    """GET the checkout page; returns (response, client_secret, csrf)."""
+    response = client.get(f"/checkout/{appointment_id}")
+    html = response.get_data(as_text=True)
+    secret = re.search(r'data-client-secret="([^"]*)"', html)
+    csrf = re.search(r'data-csrf="([^"]*)"', html)
+    return response, secret and secret.group(1), csrf and csrf.group(1)
+
+
+def complete(client, appointment_id, csrf):
+    return client.post(f"/checkout/{appointment_id}/complete", headers={"X-CSRFToken": csrf})
+
+
+def drain(app) -> None:
+    """Empty this run's queue and its scheduled jobs (hold expiry, polls), tolerating entries whose job is gone."""
+    set_app(app)
+    q = get_queue("default", app)
+    q.empty()
+    registry = q.scheduled_job_registry
+    for job_id in registry.get_job_ids():
+        try:
+            registry.remove(job_id, delete_job=True)
+        except NoSuchJobError:
+            registry.remove(job_id)
 
 
 def paid_appointment(db, factories, clock, policy, sandbox, *, starts_at: datetime, price_cents: int = 12500):
@@ -35,3 +179,9 @@ def paid_appointment(db, factories, clock, policy, sandbox, *, starts_at: dateti
     assert settle(db, attempt).state == "confirmed"
     db.expire_all()
     return appointment
+
+
+__all__ = ["SUCCESS", "PAYMENT_ACTIONS", "MON_10_NY", "start", "settle", "fresh", "audit_rows", "count_action",
+           "stored_events", "Browser", "StripeAdmin", "assert_captured_once", "sign_in", "checkout_page",
+           "complete", "drain", "paid_appointment", "Appointment", "PaymentAttempt", "StripeEvent", "timedelta",
+           "csrf_from"]

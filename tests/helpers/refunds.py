@@ -1,4 +1,5 @@
-"""Shared checks for the refund tests: the jobs the cancel queued, and what Stripe holds."""
+"""Shared steps and checks for the refund tests: the billing refund form, the jobs the cancel
+queued, and what Stripe holds."""
 from __future__ import annotations
 
 import re
@@ -9,6 +10,14 @@ from app.models import AuditEvent, Charge, Notification, Refund
 
 REFUND_JOB = "app.jobs.refunds.refund_canceled_booking"
 OPAQUE = re.compile(r"^(\d+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
+CLINICAL = "Visit ended early: telehealth connection failed after 10 minutes"
+
+
+def refund_page(forms, charge_id, **data):
+    page = f"/billing/payments/{charge_id}"
+    values = {"amount": "25.00", "stripe_reason": "requested_by_customer", "clinical_reason": CLINICAL}
+    values.update(data)
+    return forms.post(f"{page}/refunds", values, page=page)
 
 
 def run_refund_jobs(queue) -> int:

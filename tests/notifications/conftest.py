@@ -1,5 +1,6 @@
 """Local stand-ins for the world we don't run: Twilio's Messages API (http.server)
-and an SMTP server (socketserver), each in a thread on 127.0.0.1."""
+and an SMTP server (socketserver), each in a thread on 127.0.0.1; and ``configure`` for settings.
+(clinic, jobs_app and private_limits, which the accounts tests use too: tests/helpers/fixtures_messages.py.)"""
 from __future__ import annotations
 
 import email
@@ -14,10 +15,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-ACCOUNT_SID = "AC" + "0" * 32
-AUTH_TOKEN = "test-twilio-auth-token"
-FROM_NUMBER = "+15005550006"
-PUBLIC_BASE_URL = "https://portal.clinic.example"
+from tests.helpers.messages import ACCOUNT_SID
 
 
 # -- Twilio's Messages API ----------------------------------------------------------------------------
@@ -179,34 +177,3 @@ def configure(app, monkeypatch):
         return app.config["SETTINGS"]
     monkeypatch.setitem(app.extensions, "senders", {})
     return _configure
-
-
-@pytest.fixture
-def jobs_app(app):
-    """Jobs run in this test's app (as the worker's do in its own)."""
-    from app.jobs import set_app
-
-    set_app(app)
-    return app
-
-
-@pytest.fixture
-def clinic(db):
-    from app.services.audit import Actor
-    from app.services.clinic import update_clinic
-
-    settings = update_clinic(db, actor=Actor.system("test"), name="Riverside Clinic", phone="+15550100000",
-                             address="1 River Rd", timezone="America/New_York")
-    db.commit()
-    return settings
-
-
-@pytest.fixture
-def private_limits(app, monkeypatch):
-    """Rate-limit counters of this test's own: ``limiter.reset()`` in any other test run on the same
-    Redis (every ``db`` fixture calls it) deletes every ``LIMITS:*`` key, whatever the namespace."""
-    import uuid
-
-    from app.extensions import limiter
-
-    monkeypatch.setattr(limiter.storage, "key_prefix", f"LIMITS-test-{uuid.uuid4().hex}")

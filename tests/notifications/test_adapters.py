@@ -6,7 +6,7 @@ import pytest
 from app.integrations.messaging import OutgoingMessage, SendError
 from app.integrations.smtp_email import SmtpEmail
 from app.integrations.twilio_sms import TwilioSms
-from tests.messages.conftest import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER
+from tests.helpers.messages import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER
 
 ICS = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nSUMMARY:Visit\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
 

@@ -3,7 +3,7 @@ from app.jobs import get_queue
 from app.jobs.notifications import send_notification
 from app.models import Notification
 from app.services import notifications
-from tests.messages.conftest import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, PUBLIC_BASE_URL
+from tests.helpers.messages import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, PUBLIC_BASE_URL
 
 
 def twilio_settings(configure, fake):

@@ -4,7 +4,7 @@ from twilio.request_validator import RequestValidator
 
 from app.models import Notification, SmsOptOut
 from app.services import audit, notifications
-from tests.messages.conftest import AUTH_TOKEN, PUBLIC_BASE_URL
+from tests.helpers.messages import AUTH_TOKEN, PUBLIC_BASE_URL
 
 PHONE = "+15555550142"
 

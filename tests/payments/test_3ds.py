@@ -5,8 +5,8 @@ import pytest
 
 from app.services import booking
 from app.services.audit import Actor
-from tests.payments.helpers import (SUCCESS, Appointment, PaymentAttempt, assert_captured_once,  # noqa: F401
-                                    audit_rows, count_action, fresh, settle, start, stripe_admin, timedelta)
+from tests.helpers.payments import (SUCCESS, Appointment, PaymentAttempt, assert_captured_once, audit_rows,
+                                    count_action, fresh, settle, start, timedelta)
 
 UTC = timezone.utc
 HOLD_START = datetime(2026, 12, 7, 13, 10, tzinfo=UTC)      # the fixture's hold: clock 13:00 + 10 min

@@ -1,8 +1,7 @@
 """The payment-to-booking audit trail: every step, with patient, appointment, attempt and Stripe ids."""
 from app.jobs.booking import expire_hold
 from app.jobs.payments import cancel_for_released_hold
-from tests.payments.helpers import (SUCCESS, PaymentAttempt, audit_rows, fresh, queue, settle,  # noqa: F401
-                                    start, timedelta)
+from tests.helpers.payments import PaymentAttempt, audit_rows, fresh, settle, start, timedelta
 
 
 def _check_payment_rows(db, held, attempt, actions):

@@ -6,7 +6,7 @@ import pytest
 import stripe
 from playwright.sync_api import expect
 
-from tests.e2e.test_booking import sign_in
+from tests.helpers.phone import sign_in
 
 pytestmark = pytest.mark.e2e
 

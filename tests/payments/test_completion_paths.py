@@ -7,10 +7,9 @@ from sqlalchemy import select
 from app.jobs import redis_connection
 from app.jobs.payments import poll_payment, process_stripe_event
 from app.services import payments
-from tests.conftest import IsolatedClient, login
-from tests.payments.helpers import (SUCCESS, Appointment, PaymentAttempt, StripeEvent,  # noqa: F401
-                                    assert_captured_once, checkout_page, complete, count_action, fresh, queue,
-                                    sign_in, start, stripe_admin)
+from tests.helpers.payments import (SUCCESS, Appointment, StripeEvent, assert_captured_once, checkout_page, complete,
+                                    count_action, fresh, sign_in, start)
+from tests.helpers.web import IsolatedClient, login
 
 
 def _attempt_of(db, appointment):
@@ -66,7 +65,7 @@ def test_webhook_alone_through_a_real_worker(app, db, held, clock, browser_pay, 
 
 
 def _rows(db, appointment_id, action):
-    from tests.payments.helpers import audit_rows
+    from tests.helpers.payments import audit_rows
 
     return audit_rows(db, appointment_id, action)
 

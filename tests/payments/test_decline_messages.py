@@ -15,8 +15,7 @@ from app.jobs.notifications import sweep_notifications
 from app.models import Appointment, AuditEvent, LinkToken, Notification
 from app.services import booking
 from app.services.audit import Actor
-from tests.payments.helpers import (SUCCESS, PaymentAttempt, fresh, queue, settle, start,  # noqa: F401
-                                    stripe_admin)
+from tests.helpers.payments import SUCCESS, PaymentAttempt, fresh, settle, start
 
 LINK = re.compile(r"https?://[^\s]+/r/([A-Za-z0-9_.\-]+)")
 
@@ -190,7 +189,7 @@ def test_a_links_checkout_offers_the_patients_saved_card(app, db, held, clock, b
 
 
 def test_staff_see_an_appointments_message_log(app, db, held, clock, browser_pay, queue, factories):
-    from tests.conftest import login
+    from tests.helpers.web import login
 
     attempt = start(db, held, clock)
     browser_pay.pay(attempt, "4000000000000002")

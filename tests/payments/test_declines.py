@@ -6,9 +6,8 @@ from app.jobs.payments import cancel_for_released_hold
 from app.models import Charge
 from app.services import booking, payments
 from app.services.audit import Actor
-from tests.payments.conftest import MON_10_NY
-from tests.payments.helpers import (SUCCESS, Appointment, PaymentAttempt, assert_captured_once,  # noqa: F401
-                                    count_action, fresh, queue, settle, start, stripe_admin, timedelta)
+from tests.helpers.payments import (MON_10_NY, SUCCESS, Appointment, PaymentAttempt, assert_captured_once,
+                                    count_action, fresh, settle, start, timedelta)
 
 GENERIC = "Your card was declined. Please try another card or payment method."
 DECLINES = [

@@ -1,6 +1,6 @@
 """Stripe answers 500 after doing the work, more times than the SDK retries: still one intent, one capture."""
-from tests.payments.helpers import (SUCCESS, Appointment, PaymentAttempt, assert_captured_once,  # noqa: F401
-                                    count_action, fresh, settle, start, stripe_admin)
+from tests.helpers.payments import (SUCCESS, Appointment, PaymentAttempt, assert_captured_once, count_action, fresh,
+                                    settle, start)
 
 SDK_TRIES = 3            # the gateway's StripeClient: max_network_retries=2
 

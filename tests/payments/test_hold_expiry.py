@@ -3,10 +3,8 @@ from app.jobs.booking import expire_hold
 from app.jobs.payments import cancel_for_released_hold, cancel_payment
 from app.services import booking
 from app.services.audit import Actor
-from tests.payments.conftest import MON_10_NY
-from tests.payments.helpers import (SUCCESS, Appointment, PaymentAttempt, assert_captured_once,  # noqa: F401
-                                    audit_rows, count_action, fresh, queue, settle, start, stripe_admin,
-                                    timedelta)
+from tests.helpers.payments import (MON_10_NY, SUCCESS, Appointment, PaymentAttempt, assert_captured_once, audit_rows,
+                                    count_action, fresh, settle, start, timedelta)
 
 
 def test_late_success_with_the_slot_still_free_confirms_it(app, db, held, clock, browser_pay, stripe_admin,
@@ -76,7 +74,7 @@ def test_late_success_after_another_patient_took_the_slot_cancels_the_authorizat
 def test_the_page_of_a_lost_slot_says_so_and_offers_the_nearest_times(app, db, held, clock, browser_pay, policy,
                                                                       factories):
     """Hold expired mid-payment, someone else booked the slot: the patient is told, uncharged, with times."""
-    from tests.conftest import login
+    from tests.helpers.web import login
 
     attempt = start(db, held, clock)
     clock.advance(policy.ttl + timedelta(seconds=1))

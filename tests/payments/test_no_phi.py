@@ -7,8 +7,7 @@ from app.integrations.stripe_gateway import StripeGateway
 from app.models import Appointment
 from app.services import booking
 from app.services.audit import Actor
-from tests.payments.conftest import MON_10_NY
-from tests.payments.helpers import SUCCESS, checkout_page, complete, fresh, sign_in
+from tests.helpers.payments import MON_10_NY, SUCCESS, checkout_page, complete, fresh, sign_in
 
 
 class Recording(stripe.RequestsClient):

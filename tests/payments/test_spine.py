@@ -15,9 +15,7 @@ from app.models import Appointment, Charge, PaymentAttempt
 from app.services import booking
 from app.services.audit import Actor
 from app.services.gateway import gateway
-from tests.payments.conftest import MON_10_NY
-from tests.payments.helpers import (SUCCESS, assert_captured_once, count_action, fresh, queue, settle,  # noqa: F401
-                                    start, stripe_admin)
+from tests.helpers.payments import MON_10_NY, SUCCESS, assert_captured_once, count_action, fresh, settle, start
 
 APP = Path(__file__).resolve().parents[2] / "app"
 

@@ -1,8 +1,8 @@
 """The visit link: says when it opens, opens for the patient and the provider only."""
 from datetime import datetime, timezone
 
-from tests.conftest import IsolatedClient, login
-from tests.payments.helpers import SUCCESS, Appointment, fresh, settle, start
+from tests.helpers.payments import SUCCESS, Appointment, fresh, settle, start
+from tests.helpers.web import IsolatedClient, login
 
 UTC = timezone.utc
 

@@ -6,9 +6,8 @@ from sqlalchemy import select
 
 from app.jobs.payments import poll_payment, process_stripe_event, sweep_payments
 from devtools.stripe_sandbox.webhooks import sign
-from tests.payments.helpers import (SUCCESS, Appointment, PaymentAttempt, StripeEvent,  # noqa: F401
-                                    assert_captured_once, count_action, fresh, queue, start, stored_events,
-                                    stripe_admin)
+from tests.helpers.payments import (SUCCESS, Appointment, PaymentAttempt, StripeEvent, assert_captured_once,
+                                    count_action, fresh, start, stored_events)
 
 
 def _deliveries_by_event(sandbox):

@@ -1,20 +1,20 @@
 """Fixtures for refund tests: a deposit paid and captured through the sandbox, with the
-appointment type's cancellation policy chosen by the test."""
+appointment type's cancellation policy chosen by the test. (sandbox, browser_pay, queue and
+stripe_admin are the shared payment fixtures: tests/helpers/fixtures_payments.py.)"""
 from datetime import datetime, timezone
 
 import pytest
 
 from app.services import booking
 from app.services.audit import Actor
-from tests.payments.conftest import browser_pay, sandbox  # noqa: F401  (fixtures)
-from tests.payments.helpers import SUCCESS, queue, settle, start, stripe_admin  # noqa: F401  (fixtures)
+from tests.helpers.payments import SUCCESS, settle, start
 
 UTC = timezone.utc
 MON_10_NY = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)     # two hours after the test clock's 08:00 New York
 
 
 @pytest.fixture
-def book(db, factories, clock, policy, sandbox, browser_pay):  # noqa: F811
+def book(db, factories, clock, policy, sandbox, browser_pay):
     """book(pay=True, **type_fields) -> a confirmed appointment, its deposit captured ($125.00)."""
 
     def _book(pay: bool = True, **type_fields):

@@ -7,18 +7,9 @@ from app.jobs.refunds import refund_canceled_booking
 from app.models import AuditEvent, Charge, Refund
 from app.services import refunds
 from app.services.audit import Actor
-from tests.payments.helpers import sign_in
-from tests.refunds.helpers import (assert_opaque_metadata, audits, charge_of, refund_messages, refunds_of,
-                                   run_refund_jobs, stripe_refunds)
-
-CLINICAL = "Visit ended early: telehealth connection failed after 10 minutes"
-
-
-def refund_page(forms, charge_id, **data):
-    page = f"/billing/payments/{charge_id}"
-    values = {"amount": "25.00", "stripe_reason": "requested_by_customer", "clinical_reason": CLINICAL}
-    values.update(data)
-    return forms.post(f"{page}/refunds", values, page=page)
+from tests.helpers.payments import sign_in
+from tests.helpers.refunds import (CLINICAL, assert_opaque_metadata, audits, charge_of, refund_messages, refund_page,
+                                   refunds_of, run_refund_jobs, stripe_refunds)
 
 
 def test_billing_refunds_part_with_a_reason_and_their_name(db, app, client, forms, book, login_as, stripe_admin):

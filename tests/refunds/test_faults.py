@@ -2,8 +2,7 @@
 from datetime import timedelta
 
 from app.jobs.refunds import resume_unsent
-from tests.refunds.helpers import audits, charge_of, refunds_of, stripe_refunds
-from tests.refunds.test_billing_and_staff import refund_page
+from tests.helpers.refunds import audits, charge_of, refund_page, refunds_of, stripe_refunds
 
 SDK_TRIES = 3            # the gateway's StripeClient: max_network_retries=2
 ROUNDS = 3               # the gateway's reconcile rounds

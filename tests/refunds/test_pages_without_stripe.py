@@ -6,7 +6,7 @@ import pytest
 
 from app.integrations.stripe_gateway import StripeGateway
 from app.models import PaymentAttempt
-from tests.payments.helpers import sign_in
+from tests.helpers.payments import sign_in
 
 
 @pytest.fixture

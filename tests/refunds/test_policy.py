@@ -2,8 +2,8 @@
 from app.jobs.notifications import render
 from app.jobs.refunds import refund_canceled_booking
 from app.models import Appointment, PaymentAttempt
-from tests.payments.helpers import sign_in
-from tests.refunds.helpers import (assert_opaque_metadata, audits, charge_of, refund_messages, refunds_of,
+from tests.helpers.payments import sign_in
+from tests.helpers.refunds import (assert_opaque_metadata, audits, charge_of, refund_messages, refunds_of,
                                    run_refund_jobs, stripe_refunds)
 
 

@@ -3,15 +3,9 @@ see the hold's countdown; another patient's browser no longer sees that slot."""
 import pytest
 from playwright.sync_api import expect
 
+from tests.helpers.phone import sign_in
+
 pytestmark = pytest.mark.e2e
-
-
-def sign_in(page, base, email, password="correct-horse-battery"):
-    page.goto(base + "/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_role("heading", name="Hello").wait_for()
 
 
 def test_patient_searches_picks_a_slot_and_the_slot_disappears_for_others(live_server, browser, phone, factories,

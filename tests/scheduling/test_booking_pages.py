@@ -8,7 +8,7 @@ import pytest
 from app.models import Appointment
 from app.services import audit, booking
 from app.services.audit import Actor
-from tests.conftest import csrf_from, login
+from tests.helpers.web import csrf_from, login
 
 UTC = timezone.utc
 MON_10_NY = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)

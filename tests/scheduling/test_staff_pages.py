@@ -8,7 +8,7 @@ from app.models import Appointment, AppointmentType, AvailabilityException, Avai
 from app.services import audit, booking
 from app.services.audit import Actor
 from app.services.schedule import provider_slots
-from tests.conftest import login
+from tests.helpers.web import login
 
 UTC = timezone.utc
 MON_10_NY = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)       # Monday 10:00 New York (clock: 08:00)
@@ -280,7 +280,7 @@ def test_another_providers_appointments_stay_hidden(db, client, factories, clock
     assert "Not Yours" not in client.get("/staff/day?date=2026-12-07").get_data(as_text=True)
     assert client.get(f"/staff/day?provider_id={theirs.id}").status_code == 404
     page = client.get("/staff/day?date=2026-12-07").get_data(as_text=True)
-    from tests.conftest import csrf_from
+    from tests.helpers.web import csrf_from
 
     response = client.post(f"/staff/appointments/{other.id}/check_in", data={"csrf_token": csrf_from(page)})
     assert response.status_code == 404

@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 import stripe
 
-from stripe_shapes import NESTED, NULLABLE, SHAPES
+from tests.helpers.stripe_shapes import NESTED, NULLABLE, SHAPES
 
 JSON_TYPES = {"object": dict, "array": list, "string": str, "integer": int, "boolean": bool}
 

@@ -8,6 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import expect
 
+pytestmark = pytest.mark.e2e
+
 PAGE = """<!doctype html>
 <html><head><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Checkout</title><script src="%(js_url)s"></script></head>

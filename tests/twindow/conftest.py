@@ -1,19 +1,12 @@
-"""T-window fixtures: second-scale timings, a visit a minute away, and running the queued T-window jobs."""
+"""T-window fixtures: second-scale timings and a visit a minute (or two hours) away. The payment
+fixtures (sandbox, browser_pay, queue, stripe_admin) are the shared ones; plain helpers
+(hold_at, run_twindow_jobs, alert_of, messages_to) are in tests/helpers/twindow.py."""
 from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
 
-from app.models import Notification, ProviderAlert
-from app.services import booking
-from app.services.audit import Actor
-from tests.payments.conftest import MON_10_NY, browser_pay, sandbox  # noqa: F401
-from tests.payments.helpers import queue, stripe_admin  # noqa: F401
-
-T_WINDOW = timedelta(seconds=90)
-RELEASE_BEFORE_START = timedelta(seconds=20)
-HOLD_TTL = timedelta(seconds=30)
+from tests.helpers.twindow import HOLD_TTL, RELEASE_BEFORE_START, T_WINDOW, hold_at
 
 
 @pytest.fixture
@@ -25,48 +18,13 @@ def seconds(app, monkeypatch):
     return settings
 
 
-def hold_at(db, factories, clock, settings, *, starts_in: timedelta):
-    """A deposit-to-book hold on Monday 10:00 New York, taken ``starts_in`` before the start."""
-    visit = factories.appointment_type(name="Video consult", price_cents=12500, payment_timing="deposit_to_book",
-                                       min_notice_minutes=0)
-    provider = factories.provider(types=[visit], full_name="Dr Quinn Alertson")
-    patient = factories.patient(full_name="Pat Ghostly")
-    clock.set(MON_10_NY - starts_in)
-    appointment = booking.take_hold(db, now=clock.now(), patient=patient, provider_id=provider.id,
-                                    type_id=visit.id, starts_at=MON_10_NY,
-                                    policy=booking.HoldPolicy.from_settings(settings),
-                                    actor=Actor("user", patient.user_id, "patient"))
-    db.commit()
-    return appointment
-
-
 @pytest.fixture
-def imminent(db, factories, clock, seconds, sandbox):  # noqa: F811
+def imminent(db, factories, clock, seconds, sandbox):
     """Held a minute before the start: inside the 90 s window; the hold ends 30 s before the start."""
     return hold_at(db, factories, clock, seconds, starts_in=timedelta(seconds=60))
 
 
 @pytest.fixture
-def distant(db, factories, clock, seconds, sandbox):  # noqa: F811
+def distant(db, factories, clock, seconds, sandbox):
     """Held two hours before the start: outside the window."""
     return hold_at(db, factories, clock, seconds, starts_in=timedelta(hours=2))
-
-
-def run_twindow_jobs(queue) -> list:  # noqa: F811
-    """Run the T-window jobs the listeners queued, as the worker would; returns their results."""
-    results = []
-    for job in queue.get_jobs():
-        if job.func_name.startswith("app.jobs.twindow."):
-            queue.remove(job)
-            results.append(job.func(*job.args, **job.kwargs))
-    return results
-
-
-def alert_of(db, appointment_id):
-    db.expire_all()
-    return db.scalar(select(ProviderAlert).where(ProviderAlert.appointment_id == appointment_id))
-
-
-def messages_to(db, user_id) -> list[Notification]:
-    db.expire_all()
-    return list(db.scalars(select(Notification).where(Notification.user_id == user_id).order_by(Notification.id)))

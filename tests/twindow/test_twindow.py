@@ -7,10 +7,9 @@ from app.jobs.notifications import send_notification
 from app.jobs.twindow import sweep_alerts
 from app.models import Appointment, PaymentAttempt
 from app.services import booking
-from tests.conftest import login
-from tests.payments.conftest import MON_10_NY
-from tests.payments.helpers import SUCCESS, audit_rows, count_action, fresh, settle, start
-from tests.twindow.conftest import RELEASE_BEFORE_START, alert_of, messages_to, run_twindow_jobs
+from tests.helpers.payments import MON_10_NY, SUCCESS, audit_rows, count_action, fresh, settle, start
+from tests.helpers.twindow import RELEASE_BEFORE_START, alert_of, messages_to, run_twindow_jobs
+from tests.helpers.web import login
 
 DECLINE = "4000000000000002"
 DEADLINE = MON_10_NY - RELEASE_BEFORE_START

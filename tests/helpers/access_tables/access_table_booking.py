@@ -62,7 +62,7 @@ BOOKING_SAMPLE_ARGS = {
 
 
 def _staff_messages_args():
-    from tests.integration.access_table_staff import STAFF_SAMPLE_ARGS
+    from tests.helpers.access_tables.access_table_staff import STAFF_SAMPLE_ARGS
 
     return STAFF_SAMPLE_ARGS["staff.cancel"]
 

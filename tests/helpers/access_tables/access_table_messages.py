@@ -2,7 +2,7 @@
 
 Twilio's endpoints answer 404 to everyone here: the test app has no TWILIO_AUTH_TOKEN
 (no Twilio configured); with one, a request without Twilio's signature gets 403
-(tests/messages/test_twilio_webhooks.py)."""
+(tests/notifications/test_twilio_webhooks.py)."""
 P_ONLY = dict(anonymous=302, provider=403, billing=403, admin=403)
 EVERYONE = ("anonymous", "patient", "provider", "billing", "admin")
 
