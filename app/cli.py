@@ -1,4 +1,4 @@
-"""Command-line tools: ``flask audit verify|anchor`` and ``flask seed``."""
+"""Command-line tools: ``flask audit verify|link|anchor`` and ``flask seed``."""
 import sys
 
 import click
@@ -13,20 +13,28 @@ def register_cli(app: Flask) -> None:
 
     @audit_cli.command("verify")
     def verify():
-        """Walk the hash chain; exit 1 and name the first broken link if any."""
+        """Walk the links, then check the rows not yet linked; exit 1 and name the first break if any."""
         from app.services import audit
 
         result = audit.verify(db.session, key=current_app.config["SETTINGS"].AUDIT_HMAC_KEY)
         click.echo(str(result))
+        click.echo(f"linked: {result.linked} rows; not yet linked: {result.lag}")
         sys.exit(0 if result.ok else 1)
+
+    @audit_cli.command("link")
+    def link():
+        """Run the sequencer once: link every committed, unlinked row."""
+        from app.services import audit
+
+        click.echo(f"linked {audit.link_all(db.session)} rows")
 
     @audit_cli.command("anchor")
     def anchor():
-        """Write the chain head to the log (an anchor outside the database)."""
+        """Write the chain head (the last link) to the log (an anchor outside the database)."""
         from app.services import audit
 
         head = audit.anchor(db.session)
-        click.echo(f"head seq={head[0]} hash={head[1]}" if head else "audit trail is empty")
+        click.echo(f"head position={head[0]} hash={head[1]}" if head else "no links yet")
 
     app.cli.add_command(audit_cli)
 

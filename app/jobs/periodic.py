@@ -9,10 +9,18 @@ own step; every step is safe to run twice:
 - re-enqueue due, unsent notifications;
 - send refunds stored but never confirmed by Stripe (same idempotency key);
 - raise T-window alerts a lost job never raised, settle ones left open;
-- write the audit chain's head to the log (an anchor outside the database).
+- link committed audit rows into the chain (the sequencer; app.jobs.audit.link
+  also runs it every AUDIT_LINK_INTERVAL), log the lag, and write the chain's
+  head (the last link) to the log: an anchor outside the database.
 """
+import logging
+
+from flask import current_app
+
 from app.jobs import job_session
 from app.services import audit
+
+log = logging.getLogger("app.audit")
 
 
 def sweep() -> dict:
@@ -28,7 +36,22 @@ def sweep() -> dict:
     alerts = sweep_alerts()
     refunds = resume_unsent()
     with job_session() as session:
+        _link_and_report(session)
         head = audit.anchor(session)
         session.commit()
     return {"audit_head": head[0] if head else None, "holds_released": released, "messages": messages,
             "alerts": alerts, "refunds": refunds, **paid}
+
+
+def _link_and_report(session) -> None:
+    """Link what is committed; warn when the chain was further behind than its bound."""
+    settings = current_app.config["SETTINGS"]
+    before = audit.lag(session)
+    linked = audit.link_all(session)
+    after = audit.lag(session)
+    log.info("audit linked %s rows; before: %s; after: %s", linked, before, after)
+    bound = (settings.SWEEP_INTERVAL + settings.AUDIT_LINK_INTERVAL).total_seconds()
+    if before.oldest_age is not None and before.oldest_age > bound:
+        log.warning("audit chain lag %.1fs exceeded its bound of %.0fs (%s)", before.oldest_age, bound, before)
+    if after.oldest_age is not None and after.oldest_age > settings.AUDIT_LINK_INTERVAL.total_seconds():
+        log.warning("audit rows left unlinked (%s): run `flask audit verify`", after)

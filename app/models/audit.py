@@ -1,22 +1,30 @@
-"""The append-only, hash-chained audit trail (HIPAA audit controls).
+"""The append-only audit trail (HIPAA audit controls): rows, and the chain that links them.
 
-Rows are written only by ``app.services.audit`` just before a commit; the
-database itself refuses UPDATE, DELETE and TRUNCATE (see the migration).
-``seq`` is the chain position, assigned under an advisory lock at write time.
+``AuditEvent`` rows are written only by ``app.services.audit``, in the transaction
+of the change they describe, each with its own HMAC (``hash``) over its content;
+``seq`` comes from a sequence (a unique id, ascending in allocation order; not
+commit order, and not gap-free: a rolled-back transaction leaves a gap).
+
+``AuditLink`` is the chain: one sequencer (``audit.link_pending``) appends a link
+for every committed row, gap-free ``position`` 1, 2, 3..., with
+``hash = HMAC(key, prev_hash : row HMAC : position)``. The database refuses
+UPDATE, DELETE and TRUNCATE on both tables (see the migrations).
 """
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Integer, String, Text
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, Sequence, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
 
+SEQ_SEQUENCE = "audit_events_seq_seq"
+
 
 class AuditEvent(db.Model):
     __tablename__ = "audit_events"
 
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger, Sequence(SEQ_SEQUENCE), primary_key=True)
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     actor_type: Mapped[str] = mapped_column(String(16))    # user | system | job | webhook
     actor_id: Mapped[int | None] = mapped_column(Integer)
@@ -34,13 +42,25 @@ class AuditEvent(db.Model):
     request_id: Mapped[str | None] = mapped_column(String(64))
     ip: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict] = mapped_column(JSONB, default=dict)
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
+    # Rows written before migration 0007 were chained row to row: their previous row's hash.
+    # NULL for rows written since (the chain lives in audit_links); covered by the HMAC either way.
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))           # the row's HMAC over HASHED
 
-    # The columns covered by the HMAC, in a fixed order.
+    # The columns covered by the row HMAC, in a fixed order.
     HASHED = (
         "seq", "occurred_at", "actor_type", "actor_id", "actor_role", "action",
         "patient_id", "appointment_id", "payment_attempt_id", "stripe_object_id",
         "encounter_id", "subject_user_id", "outcome", "reason", "authorized_by",
         "request_id", "ip", "details", "prev_hash",
     )
+
+
+class AuditLink(db.Model):
+    __tablename__ = "audit_links"
+
+    position: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    event_seq: Mapped[int] = mapped_column(BigInteger, ForeignKey("audit_events.seq", ondelete="RESTRICT"),
+                                           unique=True)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))

@@ -1,14 +1,19 @@
 """The audit core: one function every state change calls, in its transaction.
 
 ``record()`` only collects the row on the session. Just before the commit
-(``before_commit``) the collected rows are written together, under a
-transaction-scoped advisory lock taken at that moment, each with its chain
-position (seq) assigned under the lock and an HMAC over its content and the
-previous row's hash. Taking the lock only at commit time keeps it out of the
-way of other locks the transaction waits for (the booking exclusion
-constraint), which could otherwise deadlock. The database refuses UPDATE,
-DELETE and TRUNCATE on the table (triggers in the migration); ``verify()``
-walks the chain and reports the first broken link.
+(``before_commit``) the collected rows are written together, in the change's own
+transaction, each with an id from a sequence (``seq``) and its own HMAC over its
+content (key ``AUDIT_HMAC_KEY``). No lock is taken and the chain is not read: audited
+writes commit in parallel. The database refuses UPDATE, DELETE and TRUNCATE on
+the table (triggers in the migrations).
+
+The chain is appended afterwards, off the commit path: ``link_pending()`` (the
+sequencer, run by the worker's sweep and ``app.jobs.audit.link``) takes its own
+advisory lock, finds committed rows that have no link yet by an anti-join
+(never by an id high-water mark: in PostgreSQL id order is not commit order),
+checks each row's HMAC and appends links to ``audit_links``: gap-free positions,
+each ``HMAC(key, prev_hash : row HMAC : position)``. ``verify()`` walks the links,
+then checks every row not yet linked by its own HMAC and reports the lag.
 """
 from __future__ import annotations
 
@@ -20,14 +25,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import event, insert, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import event, func, insert, select, text
+from sqlalchemy.orm import Session, scoped_session
 
-from app.models.audit import AuditEvent
+from app.models.audit import SEQ_SEQUENCE, AuditEvent, AuditLink
 
 log = logging.getLogger("app.audit")
 GENESIS = "0" * 64
-LOCK_KEY = 0x4155_4449_54  # "AUDIT"
+LINK_LOCK_KEY = 0x4155_4449_544C  # "AUDITL": taken by the sequencer only, never by a request
 _PENDING = "audit_pending"
 _CONTEXT = "audit_context"
 _KEY = "audit_hmac_key"
@@ -99,25 +104,32 @@ def compute_hash(key: str, row: dict[str, Any]) -> str:
     return hmac.new(key.encode(), _canonical(row), hashlib.sha256).hexdigest()
 
 
+def link_hash(key: str, prev_hash: str, row_hmac: str, position: int) -> str:
+    """A link's hash: HMAC(key, prev_hash : row HMAC : position)."""
+    return hmac.new(key.encode(), f"{prev_hash}:{row_hmac}:{position}".encode(), hashlib.sha256).hexdigest()
+
+
+def _key(session: Session, key: str | None = None) -> str:
+    key = key or session.info.get(_KEY) or _process_key
+    if not key:
+        raise RuntimeError("audit: the session has no HMAC key (create_app configures it)")
+    return key
+
+
 @event.listens_for(Session, "before_commit")
 def _write_pending(session: Session) -> None:
     pending = session.info.pop(_PENDING, None)
     if not pending:
         return
-    key = session.info.get(_KEY) or _process_key
-    if not key:
-        raise RuntimeError("audit: the session has no HMAC key (create_app configures it)")
+    key = _key(session)
     conn = session.connection()
-    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
-    head = conn.execute(
-        select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
-    ).first()
-    seq, prev = (head.seq, head.hash) if head else (0, GENESIS)
+    # Ids first (one round trip), so each row's HMAC covers its own seq. No lock, no chain read.
+    seqs = sorted(conn.execute(text(f"SELECT nextval('{SEQ_SEQUENCE}') FROM generate_series(1, :n)"),
+                               {"n": len(pending)}).scalars())
     rows = []
-    for row in pending:
-        seq += 1
-        row = dict(row, seq=seq, prev_hash=prev)
-        row["hash"] = prev = compute_hash(key, row)
+    for seq, row in zip(seqs, pending):
+        row = dict(row, seq=seq, prev_hash=None)
+        row["hash"] = compute_hash(key, row)
         rows.append(row)
     conn.execute(insert(AuditEvent.__table__), rows)
 
@@ -127,60 +139,195 @@ def _drop_pending(session: Session) -> None:
     session.info.pop(_PENDING, None)
 
 
+# -- the sequencer: links committed rows, off the commit path ------------------------------------
+
+_events = AuditEvent.__table__
+_links = AuditLink.__table__
+
+
+def _unlinked():
+    """Rows with no link yet: an anti-join (LEFT JOIN audit_links ... IS NULL), in seq order."""
+    return (select(_events).select_from(_events.outerjoin(_links, _links.c.event_seq == _events.c.seq))
+            .where(_links.c.event_seq.is_(None)).order_by(_events.c.seq))
+
+
+def _last_link(conn):
+    return conn.execute(select(_links.c.position, _links.c.hash, _links.c.event_seq)
+                        .order_by(_links.c.position.desc()).limit(1)).first()
+
+
+@dataclass(frozen=True)
+class Linked:
+    linked: int          # links appended
+    refused: int         # rows whose own HMAC did not match (never linked; verify reports them)
+    seen: int            # unlinked rows read (linked + refused)
+
+
+def link_pending(session: Session, *, limit: int = 500, key: str | None = None) -> Linked:
+    """Append links for up to ``limit`` committed, unlinked rows, in seq order; commit.
+
+    Only the sequencer takes LINK_LOCK_KEY (a transaction-scoped advisory lock), so
+    positions are gap-free and each link names the previous one. The anti-join runs
+    after the lock is held, at READ COMMITTED: it sees only committed rows, so an
+    uncommitted row is never linked, and a row that commits later with a lower seq
+    than rows already linked is found by the next run. A row whose own HMAC does
+    not match (altered, or inserted without the key) is not linked: it is logged,
+    and ``verify()`` reports it.
+    """
+    key = _key(session, key)
+    conn = session.connection()
+    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LINK_LOCK_KEY})
+    last = _last_link(conn)
+    position, prev = (last.position, last.hash) if last else (0, GENESIS)
+    rows = conn.execute(_unlinked().limit(limit)).mappings().all()
+    links, refused = [], 0
+    for row in rows:
+        if not hmac.compare_digest(compute_hash(key, row), row["hash"] or ""):
+            refused += 1
+            log.error("audit: row seq=%s does not match its HMAC; not linked", row["seq"])
+            continue
+        position += 1
+        link = link_hash(key, prev, row["hash"], position)
+        links.append({"position": position, "event_seq": row["seq"], "prev_hash": prev, "hash": link})
+        prev = link
+    if links:
+        conn.execute(insert(_links), links)
+    session.commit()
+    return Linked(len(links), refused, len(rows))
+
+
+def link_all(session: Session, *, limit: int = 500, key: str | None = None) -> int:
+    """Run the sequencer in batches of ``limit`` until nothing committed is left unlinked."""
+    total = 0
+    while True:
+        batch = link_pending(session, limit=limit, key=key)
+        total += batch.linked
+        if batch.seen < limit or batch.linked == 0:
+            return total
+
+
+@dataclass(frozen=True)
+class Lag:
+    unlinked: int
+    oldest_seq: int | None = None
+    oldest_age: float | None = None     # seconds since the oldest unlinked row occurred
+
+    def __str__(self) -> str:
+        if not self.unlinked:
+            return "0 rows not yet linked"
+        return (f"{self.unlinked} rows not yet linked, the oldest seq {self.oldest_seq} "
+                f"{self.oldest_age:.1f}s old")
+
+
+def lag(session: Session) -> Lag:
+    """How far the chain is behind: committed rows with no link yet, and the oldest one's age."""
+    sub = _unlinked().subquery()
+    count, oldest_at = session.execute(select(func.count(), func.min(sub.c.occurred_at))).one()
+    if not count:
+        return Lag(0)
+    oldest_seq = session.scalar(select(func.min(sub.c.seq)))
+    age = max(0.0, (datetime.now(timezone.utc) - oldest_at).total_seconds())
+    return Lag(count, oldest_seq, age)
+
+
+# -- verification -----------------------------------------------------------------------------
+
 @dataclass(frozen=True)
 class Verification:
     ok: bool
     checked: int
     broken_seq: int | None = None
     problem: str | None = None
-    head_seq: int | None = None
+    head_position: int | None = None
     head_hash: str | None = None
+    linked: int = 0
+    lag: Lag = Lag(0)
+
+    @property
+    def head_seq(self) -> int | None:      # the head is a link; its position (kept for old callers)
+        return self.head_position
 
     def __str__(self) -> str:
         if self.ok:
-            return f"audit chain intact: {self.checked} rows, head {self.head_seq} {self.head_hash}"
-        return f"audit chain BROKEN at seq {self.broken_seq}: {self.problem} ({self.checked} rows checked before it)"
+            head = (f"head position {self.head_position} {self.head_hash}" if self.head_position
+                    else "no links yet")
+            return (f"audit chain intact: {self.checked} rows ({self.linked} linked, {head}; "
+                    f"{self.lag}, each matching its own HMAC)")
+        return (f"audit chain BROKEN at seq {self.broken_seq}: {self.problem} "
+                f"({self.checked} rows checked before it; {self.lag})")
 
 
 def verify(session: Session, *, key: str, batch: int = 5000) -> Verification:
-    """Walk the chain in order; report the first row whose link or content is wrong."""
-    prev, expected_seq, checked = GENESIS, 1, 0
-    last_seq = 0
+    """Walk the links in position order (each link's hash, its row's HMAC, no gap), then check
+    every row not yet linked by its own HMAC; report the first break, and the lag."""
+    if isinstance(session, scoped_session):
+        session = session()
+    if session.in_transaction():
+        return _verify(session, key, batch)
+    session.connection(execution_options={"isolation_level": "REPEATABLE READ"})   # one snapshot
+    try:
+        return _verify(session, key, batch)
+    finally:
+        session.rollback()          # read only; and the next verify sees a fresh snapshot
+
+
+def _verify(session: Session, key: str, batch: int) -> Verification:
+    prev, position, checked = GENESIS, 0, 0
+    columns = [_links.c.position, _links.c.event_seq.label("link_seq"), _links.c.prev_hash.label("link_prev"),
+               _links.c.hash.label("link_hash"), *_events.c]
     while True:
         rows = session.execute(
-            select(AuditEvent.__table__).where(AuditEvent.seq > last_seq)
-            .order_by(AuditEvent.seq).limit(batch)
+            select(*columns).select_from(_links.outerjoin(_events, _events.c.seq == _links.c.event_seq))
+            .where(_links.c.position > position).order_by(_links.c.position).limit(batch)
         ).mappings().all()
         if not rows:
             break
         for row in rows:
-            row = dict(row)
-            if row["seq"] != expected_seq:
-                return Verification(False, checked, expected_seq,
-                                    f"row {expected_seq} is missing (next row is {row['seq']})")
-            if row["prev_hash"] != prev:
-                return Verification(False, checked, row["seq"],
-                                    "does not link to the previous row's hash")
-            if not hmac.compare_digest(compute_hash(key, row), row["hash"]):
-                return Verification(False, checked, row["seq"], "content does not match its hash")
-            prev, expected_seq, checked = row["hash"], expected_seq + 1, checked + 1
-            last_seq = row["seq"]
-    return Verification(True, checked, head_seq=last_seq or None, head_hash=prev)
+            seq = row["link_seq"]
+            if row["position"] != position + 1:
+                return _broken(session, checked, seq, f"link {position + 1} is missing "
+                                                      f"(next link is {row['position']})")
+            if row["seq"] is None:
+                return _broken(session, checked, seq, f"row {seq} is missing (linked at position "
+                                                      f"{row['position']})")
+            if row["link_prev"] != prev:
+                return _broken(session, checked, seq, f"link {row['position']} does not name the previous "
+                                                      "link's hash")
+            if not hmac.compare_digest(compute_hash(key, row), row["hash"] or ""):
+                return _broken(session, checked, seq, "content does not match its hash")
+            if not hmac.compare_digest(link_hash(key, prev, row["hash"], row["position"]), row["link_hash"]):
+                return _broken(session, checked, seq, f"link {row['position']} does not match its hash")
+            prev, position, checked = row["link_hash"], row["position"], checked + 1
+    linked, last_seq = checked, 0
+    while True:
+        rows = session.execute(_unlinked().where(_events.c.seq > last_seq).limit(batch)).mappings().all()
+        if not rows:
+            break
+        for row in rows:
+            if not hmac.compare_digest(compute_hash(key, row), row["hash"] or ""):
+                return _broken(session, checked, row["seq"], "content does not match its hash (not yet linked)")
+            checked, last_seq = checked + 1, row["seq"]
+    return Verification(True, checked, head_position=position or None, head_hash=prev if position else None,
+                        linked=linked, lag=lag(session))
+
+
+def _broken(session: Session, checked: int, seq: int | None, problem: str) -> Verification:
+    return Verification(False, checked, seq, problem, lag=lag(session))
 
 
 def head(session: Session) -> tuple[int, str] | None:
-    row = session.execute(
-        select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
-    ).first()
-    return (row.seq, row.hash) if row else None
+    """The chain head: the last link's (position, hash)."""
+    row = _last_link(session.connection())
+    return (row.position, row.hash) if row else None
 
 
 def anchor(session: Session) -> tuple[int, str] | None:
-    """Write the chain head to the application log: an anchor outside the database."""
-    current = head(session)
-    if current:
-        log.info("audit anchor seq=%s hash=%s", *current)
-    return current
+    """Write the chain head (the last link) to the application log: an anchor outside the database."""
+    row = _last_link(session.connection())
+    if row is None:
+        return None
+    log.info("audit anchor position=%s hash=%s seq=%s", row.position, row.hash, row.event_seq)
+    return row.position, row.hash
 
 
 def actions_for(session: Session, **filters) -> list[str]:
