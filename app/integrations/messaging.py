@@ -3,7 +3,9 @@ dev outbox (used whenever Twilio or SMTP settings are absent).
 
 A sender gets a rendered ``OutgoingMessage`` and returns a ``SendResult`` or
 raises ``SendError`` (``permanent`` when retrying cannot help, e.g. an
-invalid number). Senders never log message bodies: only ids.
+invalid number), or ``SendOutcomeUnknown`` when the message was handed over
+but no answer came (not retried: it may have gone). Senders never log
+message bodies: only ids.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ class OutgoingMessage:
     html: str | None = None
     attachments: tuple = field(default_factory=tuple)   # (filename, mimetype, bytes)
     reference: str | None = None    # our notification id, for logs and callbacks
+    key: str | None = None          # stable across retries of one message (the email's Message-ID)
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,12 @@ class SendError(Exception):
     def __init__(self, message: str, *, permanent: bool = False):
         super().__init__(message)
         self.permanent = permanent
+
+
+class SendOutcomeUnknown(SendError):
+    """The message was handed over, but no answer came (e.g. a timeout after the end of SMTP DATA):
+    it may well have gone. Retrying at once risks sending it twice, so the caller records it as
+    handed over, unconfirmed, instead of retrying."""
 
 
 class Sender(Protocol):

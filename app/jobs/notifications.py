@@ -2,18 +2,29 @@
 listeners' work after a booking change, and the sweeper's step.
 
 ``app/jobs/subscriptions.py`` enqueues these after the commit that made the
-change; each opens its own unit of work."""
+change; each opens its own unit of work.
+
+Every send job of a row is named by the row's state — ``send_job_id``:
+``<namespace>-notify-<id>-<attempts>-<due epoch>`` — and ``enqueue_once``
+does not add a job whose id is already waiting (queued, scheduled or running),
+so the after-commit hook, the retry and the sweeper, however often they run,
+leave at most one job per row and try."""
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
+import time
 from datetime import datetime, timedelta
 
 from flask import current_app, render_template
 from jinja2 import TemplateNotFound
+from rq.exceptions import DuplicateJobError
+from rq.job import JobStatus
 from sqlalchemy import select
 
-from app.integrations.messaging import OutboxSender, OutgoingMessage, SendError
-from app.jobs import enqueue, enqueue_at, enqueue_in, job_session
+from app.integrations.messaging import OutboxSender, OutgoingMessage, SendError, SendOutcomeUnknown
+from app.jobs import enqueue, enqueue_at, get_queue, job_session
 from app.jobs import now as _now
 from app.models import Appointment, Notification
 from app.services import notifications
@@ -43,7 +54,8 @@ def sender_for(channel: str):
 
             senders[channel] = SmtpEmail(host=s.SMTP_HOST, port=s.SMTP_PORT, from_addr=s.SMTP_FROM,
                                          username=s.SMTP_USERNAME, password=s.SMTP_PASSWORD,
-                                         starttls=s.SMTP_STARTTLS)
+                                         starttls=s.SMTP_STARTTLS, timeout=s.SMTP_TIMEOUT,
+                                         data_timeout=s.SMTP_DATA_TIMEOUT)
         else:
             senders[channel] = OutboxSender()
     return senders[channel]
@@ -70,64 +82,207 @@ def render(session, notification: Notification) -> OutgoingMessage:
                                   url=context["appointment_url"])
             attachments = (("appointment.ics", "text/calendar", ics),)
     return OutgoingMessage(channel=notification.channel, to=notification.recipient, text=text, subject=subject,
-                           html=html, attachments=attachments, reference=str(notification.id))
+                           html=html, attachments=attachments, reference=str(notification.id),
+                           key=message_key(notification))
 
 
-def schedule_send(notification_id: int, when: datetime) -> None:
-    """After-commit hook of notifications.queue."""
-    job_id = f"notify-{notification_id}-{int(when.timestamp())}"
-    if when <= _now():
-        enqueue(send_notification, notification_id, job_id=job_id)
-    else:
-        enqueue_at(when, send_notification, notification_id, job_id=job_id)
+def message_key(notification: Notification) -> str:
+    """The message's identity across its tries (the email's Message-ID): the row's id and a digest of
+    what makes it unique beyond one database (no PHI: ids and a time)."""
+    created = notification.created_at.isoformat() if notification.created_at else ""
+    digest = hashlib.sha256(f"{notification.id}|{notification.dedupe_key}|{created}".encode()).hexdigest()[:16]
+    return f"notification.{notification.id}.{digest}"
+
+
+# -- enqueueing: one job per row and try -----------------------------------------------------------------
+
+# Longer than a send can take (SMTP: connect and commands at SMTP_TIMEOUT each, then SMTP_DATA_TIMEOUT),
+# shorter than SEND_LEASE: a lease runs out only once the job that held it is surely gone.
+SEND_JOB_TIMEOUT = 300
+WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED)
+
+
+def send_job_id(notification_id: int, attempts: int, when: datetime) -> str:
+    """The deterministic RQ job id of a row's next try: named by its id, the tries it has had, and
+    when it is due (a reschedule or a backoff is a new job; a repeat of the same one is not)."""
+    namespace = re.sub(r"[^A-Za-z0-9_-]", "_", _settings().REDIS_NAMESPACE)
+    return f"{namespace}-notify-{notification_id}-{attempts}-{int(when.timestamp())}"
+
+
+def _still_waiting(queue, job) -> bool:
+    """The job will run: its status says it waits and it is where that status says (a queued job in
+    the queue, a scheduled one in the scheduler's registry) — not a leftover hash."""
+    status = job.get_status(refresh=False)
+    if status == JobStatus.QUEUED:
+        return job.id in queue.get_job_ids()
+    if status == JobStatus.SCHEDULED:
+        return job.id in queue.scheduled_job_registry
+    return status in WAITING
+
+
+def enqueue_once(fn, *args, job_id: str, when: datetime | None = None, **kwargs) -> bool:
+    """Enqueue ``fn(*args)`` as ``job_id`` — at ``when`` if that is still ahead — unless a job with
+    that id is already waiting. A waiting job scheduled for later is handed to the queue when
+    ``when`` says it is due (the scheduler may lag; the sweep must not wait on it). A finished or
+    failed job of that id is replaced. True when this call queued or scheduled something."""
+    queue = get_queue()
+    due_now = when is None or when <= _now()
+    existing = queue.fetch_job(job_id)
+    if existing is not None:
+        if _still_waiting(queue, existing):
+            if due_now and existing.get_status(refresh=False) == JobStatus.SCHEDULED \
+                    and queue.connection.zrem(queue.scheduled_job_registry.key, job_id):
+                queue.enqueue_job(existing)            # ZREM won: we move it, the scheduler will not
+                return True
+            return False
+        existing.delete()
+    kwargs.setdefault("job_timeout", SEND_JOB_TIMEOUT)
+    try:
+        if due_now:
+            enqueue(fn, *args, job_id=job_id, unique=True, **kwargs)
+        else:
+            enqueue_at(when, fn, *args, job_id=job_id, unique=True, **kwargs)
+    except DuplicateJobError:
+        return False                                   # another enqueuer got there first: one job
+    return True
+
+
+def batch_job_id(tag: str, chain: int) -> str:
+    namespace = re.sub(r"[^A-Za-z0-9_-]", "_", _settings().REDIS_NAMESPACE)
+    return f"{namespace}-notify-batch-{tag}-{chain}"
+
+
+def schedule_send(notification_id: int, when: datetime, attempts: int = 0, batch: bool = False) -> None:
+    """After-commit hook of notifications.queue (and of a reschedule). A row due later with
+    ``batch`` (reminders) shares one job with every row due at that second."""
+    if batch and when > _now():
+        tag = str(int(when.timestamp()))
+        enqueue_once(send_due_batch, tag, 0, job_id=batch_job_id(tag, 0), when=when)
+        return
+    enqueue_once(send_notification, notification_id, job_id=send_job_id(notification_id, attempts, when), when=when)
+
+
+# -- sending ------------------------------------------------------------------------------------------------
+
+def send_due_batch(tag: str = "sweep", chain: int = 0) -> int:
+    """Send up to SEND_BATCH_SIZE due rows, each taken with SKIP LOCKED and claimed by its own CAS,
+    so batches running side by side never contend. When more are due than one batch sends, the
+    next batch is queued first (a free worker takes it meanwhile). Returns how many rows it tried."""
+    size = _settings().SEND_BATCH_SIZE
+    deadline = time.monotonic() + SEND_JOB_TIMEOUT / 2    # never killed mid-send: what is left, the next takes
+    tried: set[int] = set()
+    with job_session() as session:
+        more = notifications.count_due(session, now=_now()) > size
+        session.rollback()
+        if more:
+            enqueue_once(send_due_batch, tag, chain + 1, job_id=batch_job_id(tag, chain + 1))
+        while len(tried) < size and time.monotonic() < deadline:
+            notification_id = notifications.lock_next_due(session, now=_now(), skip=tried)
+            if notification_id is None:
+                session.rollback()
+                break
+            tried.add(notification_id)
+            try:
+                _send(session, notification_id)
+            except Exception:             # one row's trouble is not the batch's: its own job/sweep retries it
+                log.exception("notification %s: send failed in a batch", notification_id)
+            finally:
+                session.rollback()
+    return len(tried)
 
 
 def send_notification(notification_id: int) -> str:
     with job_session() as session:
-        notification = session.get(Notification, notification_id)
-        if notification is None or notification.status != "queued":
-            return "not-queued"
-        now = _now()
-        if notification.scheduled_for > now + timedelta(seconds=1):
-            return "not-due"          # a stale job from before a reschedule; the new one is queued
-        if notifications.cancel_if_moot(session, notification, now=now):
-            session.commit()
-            return "canceled"         # e.g. a decline message, but the patient has since booked
-        message = render(session, notification)
-        if not notifications.claim(session, notification_id, now=now):
-            session.rollback()
-            return "claimed-elsewhere"
+        return _send(session, notification_id)
+
+
+def _send(session, notification_id: int) -> str:
+    """One row: check it is still to go, render, claim (CAS), commit, send, record under the lease."""
+    notification = session.get(Notification, notification_id)
+    if notification is None or notification.status != "queued":
+        return "not-queued"
+    now = _now()
+    if notification.scheduled_for > now + timedelta(seconds=1):
+        return "not-due"          # a stale job (before a reschedule or a backoff); the row's own job waits
+    if notifications.cancel_if_moot(session, notification, now=now):
         session.commit()
-        sender = sender_for(notification.channel)
-        try:
-            result = sender.send(message)
-        except SendError as error:
-            session.refresh(notification)
-            delays = _settings().SEND_RETRY_DELAYS
-            retry = notifications.record_failure(session, notification, error=str(error),
-                                                 permanent=error.permanent, max_attempts=len(delays) + 1)
-            session.commit()
-            if retry:
-                enqueue_in(timedelta(seconds=delays[min(notification.attempts - 1, len(delays) - 1)]),
-                           send_notification, notification_id)
-                return "retry"
-            return "failed"
-        session.refresh(notification)
-        notifications.record_sent(session, notification, provider=result.provider,
-                                  message_id=result.provider_message_id, status=result.status,
-                                  subject=message.subject, body=message.text)
+        return "canceled"         # e.g. a decline message, but the patient has since booked
+    message = render(session, notification)
+    attempt = notifications.claim_attempt(session, notification_id, now=now)
+    if attempt is None:
+        session.rollback()
+        return "claimed-elsewhere"
+    session.commit()
+    sender = sender_for(notification.channel)
+    try:
+        result = sender.send(message)
+    except SendOutcomeUnknown as error:
+        # Handed over, no answer: it may well have gone. Recorded as handed off (with the note),
+        # never retried on a guess — a definite state, and at most one copy.
+        if not notifications.holds_lease(session, notification, attempt, claimed_at=now):
+            return _lease_lost(session, notification_id)
+        notifications.record_sent(session, notification, provider=sender.name,
+                                  message_id=_email_message_id(sender, message), status="sent",
+                                  subject=message.subject, body=message.text, unconfirmed=str(error))
         session.commit()
+        log.warning("notification %s: handed over, unconfirmed; not retried", notification_id)
         return notification.status
+    except SendError as error:
+        if not notifications.holds_lease(session, notification, attempt, claimed_at=now):
+            return _lease_lost(session, notification_id)
+        delays = _settings().SEND_RETRY_DELAYS
+        delay = timedelta(seconds=delays[min(notification.attempts - 1, len(delays) - 1)])
+        retry = notifications.record_failure(session, notification, error=str(error),
+                                             permanent=error.permanent, max_attempts=len(delays) + 1,
+                                             retry_at=_now() + delay)
+        session.commit()
+        if retry:
+            schedule_send(notification_id, notification.scheduled_for, notification.attempts)
+            return "retry"
+        return "failed"
+    if not notifications.holds_lease(session, notification, attempt, claimed_at=now):
+        return _lease_lost(session, notification_id)
+    notifications.record_sent(session, notification, provider=result.provider,
+                              message_id=result.provider_message_id, status=result.status,
+                              subject=message.subject, body=message.text)
+    session.commit()
+    return notification.status
+
+
+def _lease_lost(session, notification_id: int) -> str:
+    session.rollback()
+    log.warning("notification %s: lease lost to another run; its result is not recorded", notification_id)
+    return "lease-lost"
+
+
+def _email_message_id(sender, message: OutgoingMessage) -> str | None:
+    return sender.message_id(message) if hasattr(sender, "message_id") else None
 
 
 def sweep_notifications() -> int:
-    """Re-enqueue what is due and unsent (Redis may have lost it); the CAS keeps it to one send."""
+    """The sweeper's step: take back claims whose lease ran out (their process died), then enqueue
+    what is due and unsent (Redis may have lost it) under the job id its row names, so a job
+    already waiting is not queued again — or, when more are due than a batch sends, one batch
+    job (``send_due_batch``, itself deduplicated). The CAS keeps each row to one send."""
+    settings = _settings()
     with job_session() as session:
-        ids = notifications.due_ids(session, now=_now())
+        now = _now()
+        requeued, failed = notifications.expire_leases(session, now=now, lease=settings.SEND_LEASE,
+                                                       max_attempts=len(settings.SEND_RETRY_DELAYS) + 1)
+        session.commit()
+        for notification_id in requeued:
+            log.warning("notification %s: lease expired; queued again", notification_id)
+        for notification_id in failed:
+            log.warning("notification %s: lease expired on its last attempt; failed", notification_id)
+        rows = notifications.due(session, now=now, limit=settings.SEND_BATCH_SIZE + 1)
         session.rollback()
-        for notification_id in ids:
-            enqueue(send_notification, notification_id)
-    return len(ids)
+    if len(rows) > settings.SEND_BATCH_SIZE:
+        enqueue_once(send_due_batch, "sweep", 0, job_id=batch_job_id("sweep", 0))
+        return len(rows)
+    for notification_id, attempts, scheduled_for in rows:
+        enqueue_once(send_notification, notification_id, job_id=send_job_id(notification_id, attempts, scheduled_for),
+                     when=scheduled_for)
+    return len(rows)
 
 
 # -- after booking changes (enqueued by app/jobs/subscriptions.py) ------------------------------------

@@ -1,8 +1,11 @@
 """Messages to patients and providers, one-use links, phone verification.
 
 Notification rows are the truth: RQ only carries them. A send claims the row
-with a compare-and-swap on ``sent_at`` (so a second run is a no-op); the
-sweeper re-enqueues anything due and unsent, so a Redis restart loses nothing.
+with a compare-and-swap on ``sent_at`` (so a second run is a no-op). The claim
+is a lease: ``sent_at`` is when it began and ``attempts`` numbers it, and the
+sweeper takes back a row still ``sending`` after SEND_LEASE (its process died)
+with the ``expire`` edge. The sweeper also re-enqueues anything due and unsent,
+so a Redis restart loses nothing.
 
 ``status`` has one writer, the table below: ``Notification.transition(action)``
 on a loaded row, and ``Notification.transition_where(action, ...)`` for a
@@ -28,6 +31,7 @@ TRANSITIONS = {
     ("sending", "deliver"): "delivered",     # the sender delivered it at once (the outbox)
     ("sent", "deliver"): "delivered",        # Twilio's status callback
     ("sending", "retry"): "queued",          # a failed send releases the claim for the next try
+    ("sending", "expire"): "queued",         # the sweep takes back a claim whose lease ran out (a dead process)
     ("sending", "fail"): "failed",           # a permanent error, or out of tries
     ("sent", "fail"): "failed",              # Twilio's callback: failed / undelivered
     ("queued", "cancel"): "canceled",        # nothing left to say (a canceled booking, a moot message)

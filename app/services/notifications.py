@@ -2,8 +2,10 @@
 
 Rows are the truth. ``queue`` stores a row (one per ``dedupe_key``) and, after
 the commit, hands its id to RQ for ``scheduled_for``; ``claim`` is the
-compare-and-swap on ``sent_at`` that makes a second run a no-op; the sweeper
-re-enqueues anything due and unsent. Messages say the minimum necessary: the
+compare-and-swap on ``sent_at`` that makes a second run a no-op, and a lease:
+``expire_leases`` takes back a row whose sender died. A failed send waits out
+its backoff in ``scheduled_for``; the sweeper re-enqueues anything due and
+unsent. Messages say the minimum necessary: the
 clinic's name and call-back number, the date and time in the recipient's
 timezone, and a link into the portal — never a diagnosis, a reason for the
 visit, a provider's name or a specialty.
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.models import Appointment, Notification, SmsOptOut, User
@@ -73,21 +75,64 @@ def queue(session: Session, *, dedupe_key: str, template: str, user: User, sched
 
 
 def _enqueue_after_commit(session: Session, notification: Notification) -> None:
-    request(session, "send_notification", notification.id, notification.scheduled_for)
+    # Reminders go in batches: one job for every row due at that second (many visits share a start).
+    request(session, "send_notification", notification.id, notification.scheduled_for, notification.attempts or 0,
+            batch=notification.template == REMINDER)
 
 
-def claim(session: Session, notification_id: int, *, now: datetime) -> bool:
-    """The compare-and-swap: only one run may send a row."""
-    claimed = session.execute(
+def claim_attempt(session: Session, notification_id: int, *, now: datetime) -> int | None:
+    """The compare-and-swap: only one run may send a row. The claim is a lease that starts at
+    ``sent_at`` (see ``expire_leases``); returns its attempt number (the lease's token), or None
+    when the row was not there to take."""
+    return session.execute(
         Notification.transition_where("claim", Notification.id == notification_id, Notification.sent_at.is_(None),
                                       Notification.scheduled_for <= now)
         .values(sent_at=now, attempts=Notification.attempts + 1)
-        .returning(Notification.id)).first()
-    return claimed is not None
+        .returning(Notification.attempts)).scalar()
+
+
+def claim(session: Session, notification_id: int, *, now: datetime) -> bool:
+    return claim_attempt(session, notification_id, now=now) is not None
+
+
+def holds_lease(session: Session, notification: Notification, attempt: int, *, claimed_at: datetime) -> bool:
+    """Before recording a result: lock the row and check the claim ``attempt`` is still its owner.
+    A row the sweep took back (lease ran out) that no one has claimed since is claimed again here,
+    so a late result is kept rather than sent a second time. False: another run owns the row now."""
+    session.refresh(notification, with_for_update=True)
+    if notification.attempts != attempt:
+        return False
+    if notification.status == "sending":
+        return True
+    if notification.status == "queued" and notification.sent_at is None:
+        notification.transition("claim")
+        notification.sent_at = claimed_at
+        return True
+    return False
+
+
+def expire_leases(session: Session, *, now: datetime, lease, max_attempts: int) -> tuple[list[int], list[int]]:
+    """The sweep's step for claims whose process died: a row still ``sending`` ``lease`` after its
+    claim goes back to queued (due at once) — or, on its last attempt, to failed. Whether that
+    claim's message left is unknown; a stable Message-ID marks a second email as the same one.
+    Returns (requeued ids, failed ids)."""
+    cutoff = now - lease
+    stale = (Notification.status == "sending", Notification.sent_at < cutoff)
+    failed = session.execute(
+        Notification.transition_where("fail", *stale, Notification.attempts >= max_attempts)
+        .values(error="lease expired: the send was interrupted, outcome unknown")
+        .returning(Notification.id)).scalars().all()
+    requeued = session.execute(
+        Notification.transition_where("expire", *stale)
+        .values(sent_at=None, error="lease expired: the send was interrupted; sending again")
+        .returning(Notification.id)).scalars().all()
+    return list(requeued), list(failed)
 
 
 def record_sent(session: Session, notification: Notification, *, provider: str, message_id: str | None,
-                status: str, subject: str | None, body: str) -> None:
+                status: str, subject: str | None, body: str, unconfirmed: str | None = None) -> None:
+    """The sender took the message (``unconfirmed``: it was handed over but no answer came; it is
+    recorded as handed off, with that note, and not retried)."""
     notification.transition("deliver" if status == "delivered" else "hand_off")
     notification.provider, notification.provider_message_id = provider, message_id
     if notification.template == "phone_code" and provider != "outbox":
@@ -95,20 +140,22 @@ def record_sent(session: Session, notification: Notification, *, provider: str, 
         code = (notification.context or {}).get("code")
         body = body.replace(code, "••••••") if code else body
         notification.context = {k: v for k, v in (notification.context or {}).items() if k != "code"}
-    notification.subject, notification.body, notification.error = subject, body, None
+    notification.subject, notification.body, notification.error = subject, body, unconfirmed
     if notification.status == "delivered":
         notification.delivered_at = notification.sent_at
 
 
 def record_failure(session: Session, notification: Notification, *, error: str, permanent: bool,
-                   max_attempts: int) -> bool:
-    """Back to queued for a retry (True), or failed for good (False)."""
+                   max_attempts: int, retry_at: datetime | None = None) -> bool:
+    """Back to queued for a retry (True), due at ``retry_at`` (its backoff), or failed for good (False)."""
     notification.error = error[:500]
     if permanent or notification.attempts >= max_attempts:
         notification.transition("fail")
         return False
     notification.transition("retry")
     notification.sent_at = None                 # released: the retry may claim it again
+    if retry_at is not None:
+        notification.scheduled_for = retry_at   # not due (for the sweeper either) before its backoff
     return True
 
 
@@ -158,11 +205,35 @@ def move_reminders(session: Session, appointment: Appointment, *, offsets, now: 
     return moved
 
 
+def due(session: Session, *, now: datetime, limit: int = 500) -> list[tuple[int, int, datetime]]:
+    """What the sweeper re-enqueues: due, queued, not claimed — (id, attempts, scheduled_for), which
+    name the row's send job."""
+    return [tuple(row) for row in session.execute(
+        select(Notification.id, Notification.attempts, Notification.scheduled_for).where(
+            Notification.status == "queued", Notification.sent_at.is_(None), Notification.scheduled_for <= now)
+        .order_by(Notification.scheduled_for, Notification.id).limit(limit))]
+
+
 def due_ids(session: Session, *, now: datetime, limit: int = 500) -> list[int]:
-    """What the sweeper re-enqueues: due, queued, never claimed."""
-    return list(session.scalars(select(Notification.id).where(
-        Notification.status == "queued", Notification.sent_at.is_(None), Notification.scheduled_for <= now)
-        .order_by(Notification.scheduled_for).limit(limit)))
+    return [row[0] for row in due(session, now=now, limit=limit)]
+
+
+def _due_clause(now: datetime):
+    return (Notification.status == "queued", Notification.sent_at.is_(None), Notification.scheduled_for <= now)
+
+
+def count_due(session: Session, *, now: datetime) -> int:
+    return session.scalar(select(func.count()).select_from(Notification).where(*_due_clause(now)))
+
+
+def lock_next_due(session: Session, *, now: datetime, skip: set[int] = frozenset()) -> int | None:
+    """A batch's next row: the earliest due one no other batch holds (FOR UPDATE SKIP LOCKED, kept
+    until this transaction ends — the row's own claim CAS commits it), or None."""
+    query = select(Notification.id).where(*_due_clause(now))
+    if skip:
+        query = query.where(Notification.id.notin_(skip))
+    return session.scalar(query.order_by(Notification.scheduled_for, Notification.id).limit(1)
+                          .with_for_update(skip_locked=True))
 
 
 def log_for_appointment(session: Session, appointment_id: int) -> list[Notification]:

@@ -32,7 +32,7 @@ INTENTS = {
     "poll_payment": "poll this attempt's PaymentIntent (attempt_id)",
     "process_stripe_event": "apply this stored webhook event (event_id)",
     "expire_hold": "release this hold at its expiry (appointment_id, when)",
-    "send_notification": "send this notification when due (notification_id, when)",
+    "send_notification": "send this notification when due (notification_id, when, attempts, batch=)",
 }
 
 _subscribers: dict[str, tuple[Callable, ...]] = {}

@@ -9,6 +9,7 @@ import itertools
 import json
 import socketserver
 import threading
+import time
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
@@ -90,6 +91,9 @@ class FakeSmtp:
     def __init__(self, refuse: set[str] | None = None):
         self.messages: list[dict] = []
         self.refuse = {r.lower() for r in (refuse or set())}
+        # A slow server: it keeps the message, then waits this long before its reply to the end of DATA.
+        self.data_reply_delay = 0.0
+        self.late_replies: list[str] = []        # replies a client had stopped waiting for
         fake = self
 
         class Handler(socketserver.StreamRequestHandler):
@@ -134,6 +138,14 @@ class FakeSmtp:
                         fake.messages.append({"from": sender, "to": recipients,
                                               "message": email.message_from_bytes(b"".join(lines),
                                                                                   policy=email.policy.default)})
+                        if fake.data_reply_delay:
+                            time.sleep(fake.data_reply_delay)
+                            try:
+                                self.reply("250 OK queued")
+                            except OSError:          # the client hung up while we were slow
+                                fake.late_replies.append("250 OK queued")
+                                return
+                            continue
                         self.reply("250 OK queued")
                     elif verb in ("RSET", "NOOP"):
                         sender, recipients = (None, []) if verb == "RSET" else (sender, recipients)

@@ -104,3 +104,34 @@ def test_smtp_server_down_is_transient(fake_smtp):
     with pytest.raises(SendError) as raised:
         sender.send(OutgoingMessage(channel="email", to="pat@example.test", subject="Hello", text="Hi."))
     assert raised.value.permanent is False
+
+
+def test_smtp_message_id_is_derived_from_the_notification(fake_smtp):
+    message = OutgoingMessage(channel="email", to="pat@example.test", subject="Hello", text="Hi.",
+                              reference="5", key="notification.5.0123456789abcdef")
+    sender = smtp(fake_smtp)
+    assert sender.build(message)["Message-ID"] == "<notification.5.0123456789abcdef@clinic.example>"
+    assert sender.build(message)["Message-ID"] == sender.build(message)["Message-ID"]
+    result = sender.send(message)
+    assert result.provider_message_id == "<notification.5.0123456789abcdef@clinic.example>"
+    assert fake_smtp.messages[0]["message"]["Message-ID"] == result.provider_message_id
+
+
+def test_smtp_waits_longer_for_the_reply_to_the_message_than_for_commands(fake_smtp):
+    fake_smtp.data_reply_delay = 0.6
+    sender = SmtpEmail(host="127.0.0.1", port=fake_smtp.port, from_addr="no-reply@clinic.example",
+                       starttls=False, timeout=0.2, data_timeout=3)
+    result = sender.send(OutgoingMessage(channel="email", to="pat@example.test", subject="Hello", text="Hi."))
+    assert result.status == "sent" and len(fake_smtp.messages) == 1
+
+
+def test_smtp_no_reply_after_the_message_is_an_unknown_outcome_not_a_retry(fake_smtp):
+    from app.integrations.messaging import SendOutcomeUnknown
+
+    fake_smtp.data_reply_delay = 1.0
+    sender = SmtpEmail(host="127.0.0.1", port=fake_smtp.port, from_addr="no-reply@clinic.example",
+                       starttls=False, timeout=0.2, data_timeout=0.3)
+    with pytest.raises(SendOutcomeUnknown) as raised:
+        sender.send(OutgoingMessage(channel="email", to="pat@example.test", subject="Hello", text="Hi."))
+    assert "unconfirmed" in str(raised.value) and "pat@example.test" not in str(raised.value)
+    assert len(fake_smtp.messages) == 1

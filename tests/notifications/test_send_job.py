@@ -1,4 +1,6 @@
 """send_notification through the real Twilio and SMTP adapters: the row is the truth."""
+from datetime import timedelta
+
 from app.jobs import get_queue
 from app.jobs.notifications import send_notification
 from app.models import Notification
@@ -101,6 +103,11 @@ def test_transient_failure_retries_then_fails_with_the_reason(db, app, clock, fa
         db.refresh(row)
         assert row.attempts == attempt
         assert "20500" in row.error
+        if outcomes[-1] == "retry":          # due again only after its backoff
+            delay = timedelta(seconds=settings.SEND_RETRY_DELAYS[attempt - 1])
+            assert row.scheduled_for == clock.now() + delay
+            assert send_notification(notification_id) == "not-due"
+            clock.advance(delay)
     assert outcomes == ["retry"] * (attempts - 1) + ["failed"]
     assert row.status == "failed" and row.sent_at is not None
     assert len(fake_twilio.requests) == attempts
@@ -116,6 +123,7 @@ def test_transient_failure_then_success(db, clock, factories, clinic, jobs_app, 
     fake_twilio.fail_next(500, 20500, "Internal Server Error")
 
     assert send_notification(notification_id) == "retry"
+    clock.advance(timedelta(seconds=10))
     assert send_notification(notification_id) == "sent"
     row = db.get(Notification, notification_id)
     assert (row.status, row.attempts, row.error) == ("sent", 2, None)

@@ -10,13 +10,14 @@ from app.models.state import Ignored, InvalidTransition
 from app.services import notifications
 
 STATES = ("queued", "sending", "sent", "delivered", "failed", "canceled")
-ACTIONS = ("claim", "hand_off", "deliver", "retry", "fail", "cancel", "requeue")
+ACTIONS = ("claim", "hand_off", "deliver", "retry", "expire", "fail", "cancel", "requeue")
 EXPECTED = {
     ("queued", "claim"): "sending",
     ("sending", "hand_off"): "sent",
     ("sending", "deliver"): "delivered",
     ("sent", "deliver"): "delivered",
     ("sending", "retry"): "queued",
+    ("sending", "expire"): "queued",
     ("sending", "fail"): "failed",
     ("sent", "fail"): "failed",
     ("queued", "cancel"): "canceled",
@@ -119,3 +120,49 @@ def test_the_cancel_cas_moves_only_queued_rows(db, factories):
     for row, status in zip(rows, ("canceled", "sending", "sent", "canceled")):
         db.refresh(row)
         assert row.status == status
+
+
+def test_the_expire_cas_takes_back_only_claims_whose_lease_ran_out(db, factories):
+    now = datetime(2026, 11, 30, 14, 0, tzinfo=timezone.utc)
+    lease = timedelta(minutes=15)
+    fresh, stale, last, done = (_row(db, factories, status=s, now=now) for s in ("queued",) * 4)
+    for row in (fresh, stale, last, done):
+        assert notifications.claim(db, row.id, now=now)
+    db.commit()
+    db.refresh(last)
+    last.attempts = 4
+    db.refresh(done)
+    done.transition("hand_off")
+    db.commit()
+    later = now + lease + timedelta(seconds=1)
+    db.execute(Notification.__table__.update().where(Notification.id == fresh.id).values(sent_at=later))
+    requeued, failed = notifications.expire_leases(db, now=later, lease=lease, max_attempts=4)
+    db.commit()
+    assert (requeued, failed) == ([stale.id], [last.id])
+    for row, status in ((fresh, "sending"), (stale, "queued"), (last, "failed"), (done, "sent")):
+        db.refresh(row)
+        assert row.status == status
+    assert stale.sent_at is None and "lease" in stale.error and stale.attempts == 1
+    assert notifications.claim(db, stale.id, now=later)                 # and it can be sent again
+
+
+def test_a_result_is_recorded_only_by_the_claim_that_holds_the_lease(db, factories):
+    now = datetime(2026, 11, 30, 14, 0, tzinfo=timezone.utc)
+    row = _row(db, factories, now=now)
+    first = notifications.claim_attempt(db, row.id, now=now)
+    db.commit()
+    assert notifications.holds_lease(db, row, first, claimed_at=now)
+    db.rollback()
+    notifications.expire_leases(db, now=now + timedelta(hours=1), lease=timedelta(minutes=15), max_attempts=4)
+    db.commit()
+    assert notifications.holds_lease(db, row, first, claimed_at=now)     # taken back, not claimed since: kept
+    assert row.status == "sending"
+    db.rollback()
+    notifications.expire_leases(db, now=now + timedelta(hours=1), lease=timedelta(minutes=15), max_attempts=4)
+    db.commit()
+    second = notifications.claim_attempt(db, row.id, now=now + timedelta(hours=1))
+    db.commit()
+    assert second == first + 1
+    assert not notifications.holds_lease(db, row, first, claimed_at=now)  # another run owns it now
+    assert notifications.holds_lease(db, row, second, claimed_at=now)
+    db.rollback()
