@@ -8,6 +8,7 @@ def register_blueprints(app: Flask) -> None:
                                 webhooks)
     from app.blueprints import account, billing, twilio
     from app.blueprints import chain
+    from app.blueprints import health
 
     app.register_blueprint(assets.bp)
     app.register_blueprint(auth.bp)
@@ -22,6 +23,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(twilio.bp)
     app.register_blueprint(chain.bp)
     app.register_blueprint(billing.bp)
+    app.register_blueprint(health.bp)     # /healthz, /readyz
     if not app.config["SETTINGS"].is_production:
         from app.blueprints import dev
 

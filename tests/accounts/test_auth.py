@@ -172,12 +172,12 @@ def test_a_server_error_is_a_plain_page(app, client):
     def explode():
         raise RuntimeError("boom: secret internals")
 
-    app.view_functions["home.healthz"], original = explode, app.view_functions["home.healthz"]
+    app.view_functions["health.healthz"], original = explode, app.view_functions["health.healthz"]
     app.config["PROPAGATE_EXCEPTIONS"] = False
     try:
         response = client.get("/healthz")
     finally:
-        app.view_functions["home.healthz"] = original
+        app.view_functions["health.healthz"] = original
         app.config["PROPAGATE_EXCEPTIONS"] = None
     assert response.status_code == 500
     body = response.get_data(as_text=True)

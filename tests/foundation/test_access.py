@@ -14,7 +14,6 @@ DENY = 403
 # (method, endpoint) -> {role: expected status}
 EXPECTED = {
     ("GET", "home.index"): dict(anonymous=200, patient=302, provider=302, billing=302, admin=302),
-    ("GET", "home.healthz"): dict(anonymous=200, patient=200, provider=200, billing=200, admin=200),
     ("GET", "home.patient"): dict(anonymous=LOGIN, patient=200, provider=DENY, billing=DENY, admin=DENY),
     ("GET", "home.provider"): dict(anonymous=LOGIN, patient=DENY, provider=200, billing=DENY, admin=DENY),
     ("GET", "home.billing"): dict(anonymous=LOGIN, patient=DENY, provider=DENY, billing=200, admin=200),
@@ -43,6 +42,7 @@ from tests.helpers.access_tables.access_table_messages import MESSAGES_EXPECTED,
 from tests.helpers.access_tables.access_table_billing import BILLING_EXPECTED, BILLING_SAMPLE_ARGS  # noqa: E402
 from tests.helpers.access_tables.access_table_cards import CARDS_EXPECTED, CARDS_SAMPLE_ARGS  # noqa: E402
 from tests.helpers.access_tables.access_table_chain import CHAIN_EXPECTED, CHAIN_SAMPLE_ARGS  # noqa: E402
+from tests.helpers.access_tables.access_table_health import HEALTH_EXPECTED, HEALTH_SAMPLE_ARGS  # noqa: E402
 
 EXPECTED.update(STAFF_EXPECTED)
 SAMPLE_ARGS.update(STAFF_SAMPLE_ARGS)
@@ -56,6 +56,8 @@ EXPECTED.update(CARDS_EXPECTED)
 SAMPLE_ARGS.update(CARDS_SAMPLE_ARGS)
 EXPECTED.update(CHAIN_EXPECTED)
 SAMPLE_ARGS.update(CHAIN_SAMPLE_ARGS)
+EXPECTED.update(HEALTH_EXPECTED)
+SAMPLE_ARGS.update(HEALTH_SAMPLE_ARGS)
 
 
 def routes(app):
@@ -77,7 +79,8 @@ def test_every_route_is_in_the_table(app):
 
 def test_not_everything_is_public(app):
     public = {endpoint for _, endpoint in routes(app) if "public" in rules_for(app, endpoint)}
-    assert public == {"home.index", "home.healthz", "auth.signup", "auth.login", "assets.htmx", "static",
+    assert public == {"home.index", "health.healthz", "health.readyz", "auth.signup", "auth.login",
+                      "assets.htmx", "static",
                       "webhooks.stripe_webhook", "links.retry", "links.retry_take", "dev.outbox",
                       "account.forgot_password", "account.reset_password", "twilio.inbound", "twilio.status",
                       "checkout.show", "checkout.save_card", "checkout.complete", "checkout.browser_return",

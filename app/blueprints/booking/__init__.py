@@ -12,6 +12,7 @@ from app.extensions import db
 from app.models import Appointment, AppointmentType, Provider
 from app.services import booking, calendar, schedule
 from app.services.booking import HoldPolicy
+from app.services.retry import retry_transient
 from app.web import actor, not_found_audited, now, redirect_htmx, render
 
 bp = Blueprint("booking", __name__)
@@ -174,9 +175,15 @@ def take_hold(provider_id: int):
     online = db.session.get(AppointmentType, type_id)
     if online is None or online.payment_timing not in schedule.ONLINE_TIMINGS:
         return _bad_request("That kind of visit cannot be booked online yet. Please call the clinic.")
+
+    def hold_and_commit():     # one transaction: run again whole after a deadlock / serialization failure
+        taken = booking.take_hold(db.session, now=now(), patient=_patient(), provider_id=provider_id,
+                                  type_id=type_id, starts_at=starts_at, policy=_policy(), actor=actor())
+        db.session.commit()
+        return taken
+
     try:
-        hold = booking.take_hold(db.session, now=now(), patient=_patient(), provider_id=provider_id,
-                                 type_id=type_id, starts_at=starts_at, policy=_policy(), actor=actor())
+        hold = retry_transient(db.session, hold_and_commit)
     except booking.SlotTaken as taken:
         db.session.rollback()
         appointment_type = db.session.get(AppointmentType, type_id)
@@ -188,7 +195,6 @@ def take_hold(provider_id: int):
     except booking.InvalidSlot as error:
         db.session.rollback()
         return _bad_request(str(error))
-    db.session.commit()
     return redirect_htmx(url_for("booking.review", appointment_id=hold.id))
 
 

@@ -18,12 +18,6 @@ def index():
     return render("home/index.html")
 
 
-@bp.get("/healthz")
-@access(PUBLIC)
-def healthz():
-    return {"status": "ok"}
-
-
 @bp.get("/patient")
 @access("patient")
 def patient():
