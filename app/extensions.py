@@ -1,4 +1,5 @@
 """Flask extensions, created unbound and initialised in create_app()."""
+from flask_compress import Compress
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -29,3 +30,6 @@ login_manager = LoginManager()
 csrf = CSRFProtect()
 htmx = Htmx()
 limiter = Limiter(key_func=get_remote_address)
+# Response compression (app/compression.py): pages and JSON; static files with a cache of their own.
+compress = Compress()
+compress_static = Compress()

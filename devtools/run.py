@@ -9,9 +9,14 @@
    both are up, then prints the Stripe sandbox's address, every seeded login
    and, last and alone on its line, the portal's URL; and waits.
 
+The web server is the production one: gunicorn with the checked-in gunicorn.conf.py (bound to
+127.0.0.1), so what runs here is what is deployed. ``--dev`` (make dev) runs Flask's reloading
+development server instead.
+
 Ctrl-C (or SIGTERM) stops every process it started and the embedded services.
 
     python -m devtools.run                      # the above
+    python -m devtools.run --dev                # the same with the reloading Flask server
     python -m devtools.run flask audit verify   # one command, with the same services
 """
 from __future__ import annotations
@@ -26,6 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT = 60.0
+GUNICORN_CONFIG = ROOT / "gunicorn.conf.py"
+STOP_TIMEOUT = 40.0        # longer than gunicorn's graceful_timeout (30 s)
 
 
 def free_port(preferred: int) -> int:
@@ -79,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     from app.settings import Settings
 
     args = sys.argv[1:] if argv is None else argv
+    dev_server = bool(args) and args[0] == "--dev"
+    if dev_server:
+        args = args[1:]
     if args and args[0].startswith("-"):
         print(__doc__.split("\n\n")[-1].rstrip())
         return 0 if args[0] in ("-h", "--help") else 2
@@ -102,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                    STRIPE_WEBHOOK_SECRET=sandbox.webhook_secret, STRIPE_API_BASE=sandbox.api_base,
                    STRIPE_JS_URL=sandbox.js_url)
     try:
-        return serve(env, port, stripe_sandbox=sandbox.api_base if sandbox else None)
+        return serve(env, port, stripe_sandbox=sandbox.api_base if sandbox else None, dev_server=dev_server)
     finally:
         if sandbox is not None:
             sandbox.stop()
@@ -138,7 +148,17 @@ def wait_until_up(port: int, worker: subprocess.Popen, children, redis_url: str,
     return False
 
 
-def serve(env: dict, port: int, *, stripe_sandbox: str | None = None) -> int:
+def web_command(port: int, *, dev_server: bool = False) -> list[str]:
+    """The web server make run starts: gunicorn with the checked-in config, as in production
+    (only bound to 127.0.0.1), or with ``dev_server`` Flask's reloading development server."""
+    if dev_server:
+        return [sys.executable, "-m", "flask", "--app", "wsgi", "run", "--host", "127.0.0.1",
+                "--port", str(port), "--reload", "--no-debugger"]
+    return [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONFIG),
+            "--bind", f"127.0.0.1:{port}", "wsgi:app"]
+
+
+def serve(env: dict, port: int, *, stripe_sandbox: str | None = None, dev_server: bool = False) -> int:
     flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
     subprocess.run(flask + ["db", "upgrade"], cwd=ROOT, env=env, check=True)
     seeded = subprocess.run(flask + ["seed"], cwd=ROOT, env=env, capture_output=True, text=True)
@@ -150,8 +170,7 @@ def serve(env: dict, port: int, *, stripe_sandbox: str | None = None) -> int:
     worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env)
     children = [
         worker,
-        subprocess.Popen(flask + ["run", "--host", "127.0.0.1", "--port", str(port), "--no-debugger"],
-                         cwd=ROOT, env=env),
+        subprocess.Popen(web_command(port, dev_server=dev_server), cwd=ROOT, env=env),
     ]
     stopping = False
 
@@ -179,7 +198,7 @@ def serve(env: dict, port: int, *, stripe_sandbox: str | None = None) -> int:
                 child.send_signal(signal.SIGTERM)
         for child in children:
             try:
-                child.wait(timeout=15)
+                child.wait(timeout=STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from devtools.run import banner, seeded_logins
+from devtools.run import banner, seeded_logins, web_command
 from tests.helpers.web import login
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,3 +48,20 @@ def test_one_command_mode_runs_flask_with_the_given_services(database_url, servi
     assert out.returncode == 0, out.stderr[-2000:]
     assert "/login" in out.stdout
     assert "Starting embedded" not in out.stdout
+
+
+def test_make_run_serves_with_gunicorn_and_the_checked_in_config():
+    """The production server with the production config, bound to loopback only."""
+    command = web_command(5095)
+    assert command[:3] == [sys.executable, "-m", "gunicorn"]
+    config = Path(command[command.index("--config") + 1])
+    assert config == ROOT / "gunicorn.conf.py" and config.is_file()
+    assert command[command.index("--bind") + 1] == "127.0.0.1:5095"
+    assert command[-1] == "wsgi:app"
+
+
+def test_make_dev_keeps_flasks_reloading_server():
+    command = web_command(5095, dev_server=True)
+    assert command[:5] == [sys.executable, "-m", "flask", "--app", "wsgi"]
+    assert "run" in command and "--reload" in command
+    assert command[command.index("--host") + 1] == "127.0.0.1" and command[command.index("--port") + 1] == "5095"
