@@ -185,15 +185,22 @@ class StripeGateway:
 
     def find_intent(self, *, customer: str, metadata_key: str, metadata_value: str) -> Intent | None:
         """Our intent among the customer's, by our own metadata (after a failure mid-create)."""
+        found = self.find_intents(customer=customer, metadata_key=metadata_key, metadata_value=metadata_value)
+        return found[0] if found else None
+
+    def find_intents(self, *, customer: str, metadata_key: str | None = None,
+                     metadata_value: str | None = None) -> list[Intent]:
+        """The customer's intents (newest first), those whose metadata key has the value when given."""
+        found = []
         try:
             page = self.client.v1.payment_intents.list(params={"customer": customer, "limit": 100})
             for obj in page.auto_paging_iter():
                 data = obj.to_dict()         # SDK objects are not dicts: .get() raises AttributeError
-                if (data.get("metadata") or {}).get(metadata_key) == metadata_value:
-                    return Intent.of(data)
+                if metadata_key is None or (data.get("metadata") or {}).get(metadata_key) == metadata_value:
+                    found.append(Intent.of(data))
         except stripe.StripeError as error:
             raise GatewayUnavailable(f"list intents: {error.__class__.__name__}") from error
-        return None
+        return found
 
     def update_intent(self, intent_id: str, *, key: str, setup_future_usage: str | None) -> Intent:
         params = {"setup_future_usage": setup_future_usage or ""}

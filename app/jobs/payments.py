@@ -67,10 +67,11 @@ def cancel_for_released_hold(appointment_id: int) -> int:
 
 
 def sweep_payments() -> dict:
-    """The database says what is due: unprocessed events, uncaptured confirmed bookings, and open
-    authorizations whose slot is gone."""
+    """The database says what is due (``settlement.due_work``): unprocessed events, uncaptured
+    confirmed bookings, open authorizations whose slot is gone, open intents gone quiet, attempts
+    left ``creating``, and intents at Stripe no attempt owns."""
     with job_session() as session:
-        due = settlement.due_work(session)
+        due = settlement.due_work(session, quiet_for=current_app.config["SETTINGS"].PAYMENT_QUIET)
         session.rollback()
     for event_id in due.events:
         try:
@@ -89,4 +90,32 @@ def sweep_payments() -> dict:
             released += cancel_payment(attempt_id, "slot no longer held")
         except Exception:
             log.exception("release of attempt %s failed again", attempt_id)
-    return {"events": len(due.events), "captures": len(due.to_capture), "released": released}
+    polled = _each(due.to_poll, "poll of attempt %s failed",
+                   lambda session, attempt_id: settlement.settle(session, attempt_id, source="sweep",
+                                                                 actor=Actor.system("job")))
+    reconciled = _each(due.creating, "reconciling attempt %s failed",
+                       lambda session, attempt_id: settlement.reconcile_creating(session, attempt_id,
+                                                                                 actor=Actor.system("job")))
+    unowned = 0
+    for customer in due.customers:
+        try:
+            with job_session() as session:
+                unowned += settlement.cancel_unowned_intents(session, customer, actor=Actor.system("job"))
+        except Exception:
+            log.exception("looking for unowned intents failed")
+    result = {"events": len(due.events), "captures": len(due.to_capture), "released": released}
+    if polled or reconciled or unowned:        # only what happened, so a quiet sweep reads the same
+        result.update(polled=polled, reconciled=reconciled, unowned_canceled=unowned)
+    return result
+
+
+def _each(ids: list[int], failure: str, work) -> int:
+    done = 0
+    for attempt_id in ids:
+        try:
+            with job_session() as session:
+                work(session, attempt_id)
+            done += 1
+        except Exception:
+            log.exception(failure, attempt_id)
+    return done

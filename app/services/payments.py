@@ -166,6 +166,8 @@ def create_intent(session: Session, gateway: StripeGateway, attempt: PaymentAtte
     session.refresh(attempt, with_for_update=True)
     if attempt.stripe_payment_intent_id:
         return attempt
+    if attempt.is_final:               # the sweep gave it up as abandoned meanwhile
+        raise PaymentRuleError("This payment was set aside. Please reload the page.")
     customer = ensure_customer(session, gateway, patient, key=attempt.key("customer"))
     intent = gateway.create_intent(
         key=attempt.key("create"), amount=attempt.amount_cents, currency=attempt.currency, customer=customer,

@@ -28,22 +28,24 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from uuid import UUID
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from app.integrations import stripe_gateway
 from app.integrations.stripe_gateway import Intent, StripeGateway
-from app.models import Appointment, Charge, PaymentAttempt, PaymentFailure, StripeEvent
+from app.models import Appointment, Charge, Patient, PaymentAttempt, PaymentFailure, StripeEvent
 from app.models.payment import FINAL_STATUSES
 from app.models.state import Ignored
 from app.services import DomainError, audit, booking, signals
 from app.services.audit import Actor
 from app.services.gateway import domain_errors, gateway
 from app.services.payments import (IntentMismatch, PaymentTimings, check_intent, decline_message, record)
+from app.services.retry import retry_transient
 from app.services.unit_of_work import request
 
 log = logging.getLogger(__name__)
@@ -82,15 +84,19 @@ def settle(session: Session, attempt_id: int, *, source: str, actor: Actor,
     ``cancel_reason``: the caller wants the authorization released (a released hold, a canceled
     booking). A late success is still applied first: it may take a free slot back, and is then
     captured rather than canceled."""
-    attempt = _locked(session, attempt_id)
-    if attempt is None:
-        session.rollback()
-        return SyncResult("pending")
-    gw, now = gateway(), _now()
-    result = _apply(session, gw, attempt, now=now, actor=actor, timings=timings(), source=source,
-                    cancel_requested=cancel_reason is not None)
-    step, reason = _next_step(attempt, result, cancel_reason)
-    session.commit()
+    def step_1():      # one transaction: run again whole after a deadlock / serialization failure
+        attempt = _locked(session, attempt_id)
+        if attempt is None:
+            session.rollback()
+            return None, SyncResult("pending"), None, None
+        gw, now = gateway(), _now()
+        result = _apply(session, gw, attempt, now=now, actor=actor, timings=timings(), source=source,
+                        cancel_requested=cancel_reason is not None)
+        step, reason = _next_step(attempt, result, cancel_reason)
+        session.commit()
+        return gw, result, step, reason
+
+    gw, result, step, reason = retry_transient(session, step_1)
     if step is None:
         return result
     attempt = _locked(session, attempt_id)
@@ -368,12 +374,19 @@ class DueWork:
     events: list[str]
     to_capture: list[int]
     to_release: list[int]
+    to_poll: list[int] = field(default_factory=list)
+    creating: list[int] = field(default_factory=list)
+    customers: list[str] = field(default_factory=list)
 
 
-def due_work(session: Session) -> DueWork:
+def due_work(session: Session, *, quiet_for: timedelta = timedelta(minutes=2)) -> DueWork:
     """What the database says is unfinished: stored events not processed; confirmed bookings whose
     authorization is not captured; open attempts whose slot is gone (lost, released, canceled) —
-    their authorization must be released even if the job that should have done it was lost."""
+    their authorization must be released even if the job that should have done it was lost; open
+    attempts no path has looked at for ``quiet_for`` while their hold lasts (the poll job and the
+    webhook may both have been lost); attempts left ``creating`` for ``quiet_for`` (a crash between
+    storing the attempt and recording its intent); and the Stripe customers of the last day's
+    attempts, whose intents no attempt owns are canceled."""
     events = list(session.scalars(select(StripeEvent.id).where(StripeEvent.processed_at.is_(None))
                                   .order_by(StripeEvent.received_at).limit(200)))
     to_capture = list(session.scalars(
@@ -384,7 +397,94 @@ def due_work(session: Session) -> DueWork:
         .where(PaymentAttempt.status.not_in(FINAL_STATUSES),
                (PaymentAttempt.outcome.is_not(None)) | Appointment.status.in_(("released", "canceled", "no_show")))
         .limit(200)))
-    return DueWork(events, to_capture, to_release)
+    quiet_since = func.now() - quiet_for
+    to_poll = list(session.scalars(
+        select(PaymentAttempt.id).join(PaymentAttempt.charge).join(Appointment)
+        .where(PaymentAttempt.status.not_in(FINAL_STATUSES + ("creating",)), PaymentAttempt.outcome.is_(None),
+               PaymentAttempt.stripe_payment_intent_id.is_not(None), Appointment.status == "held",
+               PaymentAttempt.updated_at < quiet_since)
+        .order_by(PaymentAttempt.updated_at).limit(200)))
+    creating = list(session.scalars(
+        select(PaymentAttempt.id).where(PaymentAttempt.status == "creating",
+                                        PaymentAttempt.stripe_payment_intent_id.is_(None),
+                                        PaymentAttempt.created_at < quiet_since)
+        .order_by(PaymentAttempt.id).limit(100)))
+    customers = list(session.scalars(
+        select(Patient.stripe_customer_id).distinct()
+        .join(Appointment, Appointment.patient_id == Patient.id).join(Charge, Charge.appointment_id == Appointment.id)
+        .join(PaymentAttempt, PaymentAttempt.charge_id == Charge.id)
+        .where(Patient.stripe_customer_id.is_not(None), PaymentAttempt.created_at > func.now() - timedelta(days=1),
+               PaymentAttempt.created_at < quiet_since)
+        .limit(50)))
+    return DueWork(events, to_capture, to_release, to_poll, creating, customers)
+
+
+@domain_errors
+def reconcile_creating(session: Session, attempt_id: int, *, actor: Actor) -> str:
+    """An attempt stored but never told its intent (the process died mid-create, or the database went
+    away before the answer was recorded): find the intent by our metadata and adopt it (extra copies
+    are canceled), or, when Stripe has none, give the attempt up as abandoned. Then ``settle``."""
+    attempt = _locked(session, attempt_id)
+    if attempt is None or attempt.status != "creating" or attempt.stripe_payment_intent_id:
+        session.rollback()
+        return "done"
+    appointment = session.get(Appointment, attempt.charge.appointment_id)
+    customer = appointment.patient.stripe_customer_id
+    gw = gateway()
+    found = []
+    if customer:
+        found = [i for i in gw.find_intents(customer=customer, metadata_key="attempt_uuid",
+                                            metadata_value=str(attempt.uuid))
+                 if i.amount == attempt.amount_cents and i.currency == attempt.currency]
+    if not found:
+        _mark_canceled(session, attempt, appointment, now=_now(), actor=actor,
+                       reason="abandoned before Stripe made its intent")
+        session.commit()
+        return "abandoned"
+    keep = max(found, key=lambda i: (i.status != "canceled", i.status in ("requires_capture", "succeeded")))
+    attempt.stripe_payment_intent_id = keep.id
+    attempt.client_secret = keep.client_secret
+    attempt.mirror(keep.status)
+    attempt.poll_until = (appointment.hold_expires_at or _now()) + timings().poll_grace
+    record(session, attempt, appointment, actor=actor, action="payment.reconciled",
+           details={"found": len(found), "status": keep.status})
+    session.commit()
+    for extra in found:
+        if extra.id != keep.id and extra.status not in ("succeeded", "canceled"):
+            gw.cancel(extra.id, key=f"{attempt.uuid}:cancel-extra-{extra.id}", reason="duplicate")
+    held = appointment.status == "held"
+    settle(session, attempt.id, source="sweep", actor=actor, cancel_reason=None if held else "slot no longer held")
+    return "adopted"
+
+
+CANCELABLE = ("requires_payment_method", "requires_confirmation", "requires_action", "requires_capture")
+
+
+@domain_errors
+def cancel_unowned_intents(session: Session, customer: str, *, actor: Actor) -> int:
+    """Intents at Stripe for one of our customers that carry our attempt metadata but that no attempt
+    owns (another attempt of ours holds a different intent, or no attempt has that uuid): canceled, so
+    no authorization is left on a patient's card. An attempt still ``creating`` is left to
+    ``reconcile_creating``, which adopts its intent."""
+    canceled = 0
+    for intent in gateway().find_intents(customer=customer):
+        try:
+            uuid = UUID(intent.metadata.get("attempt_uuid") or "")
+        except ValueError:
+            continue                                   # not one of our attempts' intents
+        if intent.status not in CANCELABLE:
+            continue
+        owner = session.scalar(select(PaymentAttempt).where(PaymentAttempt.uuid == uuid))
+        if owner is not None and owner.stripe_payment_intent_id in (None, intent.id):
+            continue
+        gateway().cancel(intent.id, key=f"unowned:{intent.id}:cancel", reason="abandoned")
+        audit.record(session, actor=actor, action="payment.unowned_canceled", outcome="success",
+                     payment_attempt_id=owner.id if owner else None, stripe_object_id=intent.id,
+                     details={"attempt_uuid": str(uuid), "status": intent.status, "amount_cents": intent.amount})
+        session.commit()
+        canceled += 1
+    session.rollback()
+    return canceled
 
 
 def open_attempt_ids(session: Session, appointment_id: int) -> list[int]:
