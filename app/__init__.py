@@ -47,6 +47,9 @@ def require_services(settings: Settings) -> Settings:
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = require_services(settings or Settings.from_env())
+    from app.logging_setup import configure as configure_logging
+
+    configure_logging(settings.APP_ENV)   # first: JSON lines in production, text elsewhere; tokens redacted
 
     app = Flask(__name__, instance_path=str(settings.INSTANCE_PATH), instance_relative_config=False)
     app.config.update(
@@ -54,7 +57,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         APP_ENV=settings.APP_ENV,
         SECRET_KEY=settings.SECRET_KEY,
         SQLALCHEMY_DATABASE_URI=_sqlalchemy_url(settings.DATABASE_URL),
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        # hide_parameters: no PHI in errors or logs; connect_timeout: a dropped host fails fast (503).
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True, "hide_parameters": True,
+                                   "connect_args": {"connect_timeout": 5}},
         REDIS_URL=settings.REDIS_URL,
         WTF_CSRF_ENABLED=settings.CSRF_ENABLED,
         WTF_CSRF_TIME_LIMIT=None,          # the token lives as long as the session
@@ -80,6 +85,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["clock"] = SystemClock()   # tests swap in a FrozenClock
     db.init_app(app)
     migrate.init_app(app, db, directory=str(settings_root() / "migrations"))
+    from app import compression
+
+    compression.init_app(app)   # registered first so it runs last, after every other after_request
     csrf.init_app(app)
     htmx.init_app(app)
     limiter.init_app(app)
@@ -168,9 +176,6 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     register_cli(app)
     logging.getLogger("app").setLevel(logging.INFO)
-    from app.logging_filters import install as redact_tokens_in_request_logs
-
-    redact_tokens_in_request_logs()
     return app
 
 

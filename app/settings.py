@@ -49,6 +49,14 @@ class Settings:
     SIGNUP_LIMIT_PER_ADDRESS: str = "10 per minute"
     # How often the worker runs its periodic sweep (audit anchor, ...).
     SWEEP_INTERVAL: timedelta = timedelta(seconds=60)
+    # How often app.jobs.audit.link appends the audit chain's links (the sweep links too).
+    AUDIT_LINK_INTERVAL: timedelta = timedelta(seconds=5)
+    # The worker (worker.py): RQ SimpleWorker processes (more than 1: an RQ WorkerPool), the cap
+    # of its reconnect backoff while Redis is away, and the default retry delays (seconds) of a
+    # job that raised (a PostgreSQL outage, say) or was killed with its worker.
+    WORKER_PROCESSES: int = 1
+    WORKER_BACKOFF_MAX: timedelta = timedelta(seconds=30)
+    JOB_RETRY_DELAYS: tuple = (5, 30, 120)
     # Scheduling (DESIGN.md "Timings"): all settings, so tests run them in seconds.
     HOLD_TTL: timedelta = timedelta(minutes=10)
     HOLD_EXTENSION: timedelta = timedelta(minutes=5)
@@ -57,6 +65,7 @@ class Settings:
     HOLDS_PER_HOUR: int = 12          # per patient: a script cannot hold a clinic's week
     POLL_INTERVAL: timedelta = timedelta(seconds=30)
     POLL_GRACE: timedelta = timedelta(minutes=5)    # POLL_UNTIL = hold expiry + this
+    PAYMENT_QUIET: timedelta = timedelta(minutes=2)  # the sweep settles attempts quiet this long
     # Video visits: the room is <TELEHEALTH_BASE_URL>/<random name>; unset, a local visit page.
     TELEHEALTH_BASE_URL: str | None = None
     VISIT_OPENS_BEFORE: timedelta = timedelta(minutes=10)
@@ -78,6 +87,12 @@ class Settings:
     PASSWORD_RESET_TTL: timedelta = timedelta(minutes=30)
     PHONE_CODE_TTL: timedelta = timedelta(minutes=10)
     SEND_RETRY_DELAYS: tuple = (10, 60, 300)          # seconds between send retries
+    # A claimed (sending) row is leased: the sweep takes back one still sending after this long
+    # (its process died). Keep it well above the send job's timeout and the senders' timeouts.
+    SEND_LEASE: timedelta = timedelta(minutes=15)
+    SMTP_TIMEOUT: float = 10.0                        # seconds: connect and each SMTP command
+    SMTP_DATA_TIMEOUT: float = 120.0                  # seconds: the reply after the message was handed over
+    SEND_BATCH_SIZE: int = 100                        # due reminders one job sends (each row its own claim)
     T_WINDOW: timedelta = timedelta(minutes=30)
     HTMX_PATH: Path = ROOT / "node_modules" / "htmx.org" / "dist" / "htmx.min.js"
     CSRF_ENABLED: bool = True
@@ -114,6 +129,11 @@ class Settings:
             LOGIN_LIMIT_PER_ACCOUNT=env.get("LOGIN_LIMIT_PER_ACCOUNT") or "5 per minute",
             LOGIN_LIMIT_PER_ADDRESS=env.get("LOGIN_LIMIT_PER_ADDRESS") or "20 per minute",
             SWEEP_INTERVAL=_seconds(env.get("SWEEP_INTERVAL_SECONDS"), 60),
+            AUDIT_LINK_INTERVAL=_seconds(env.get("AUDIT_LINK_INTERVAL_SECONDS"), 5),
+            WORKER_PROCESSES=max(1, int(env.get("WORKER_PROCESSES") or 1)),
+            WORKER_BACKOFF_MAX=_seconds(env.get("WORKER_BACKOFF_MAX_SECONDS"), 30),
+            JOB_RETRY_DELAYS=tuple(int(float(x)) for x in
+                                   (env.get("JOB_RETRY_DELAYS_SECONDS") or "5,30,120").split(",")),
             HOLD_TTL=_seconds(env.get("HOLD_TTL_SECONDS"), 600),
             HOLD_EXTENSION=_seconds(env.get("HOLD_EXTENSION_SECONDS"), 300),
             RELEASE_BEFORE_START=_seconds(env.get("RELEASE_BEFORE_START_SECONDS"), 300),
@@ -121,6 +141,7 @@ class Settings:
             HOLDS_PER_HOUR=int(env.get("HOLDS_PER_HOUR") or 12),
             POLL_INTERVAL=_seconds(env.get("POLL_INTERVAL_SECONDS"), 30),
             POLL_GRACE=_seconds(env.get("POLL_GRACE_SECONDS"), 300),
+            PAYMENT_QUIET=_seconds(env.get("PAYMENT_QUIET_SECONDS"), 120),
             TELEHEALTH_BASE_URL=env.get("TELEHEALTH_BASE_URL") or None,
             VISIT_OPENS_BEFORE=_seconds(env.get("VISIT_OPENS_BEFORE_SECONDS"), 600),
             TWILIO_ACCOUNT_SID=env.get("TWILIO_ACCOUNT_SID") or None,
@@ -138,6 +159,10 @@ class Settings:
             RETRY_LINK_TTL=_seconds(env.get("RETRY_LINK_TTL_SECONDS"), 1800),
             DECLINE_MESSAGE_GRACE=_seconds(env.get("DECLINE_MESSAGE_GRACE_SECONDS"), 120),
             T_WINDOW=_seconds(env.get("T_WINDOW_SECONDS"), 1800),
+            SEND_LEASE=_seconds(env.get("SEND_LEASE_SECONDS"), 900),
+            SMTP_TIMEOUT=float(env.get("SMTP_TIMEOUT_SECONDS") or 10),
+            SMTP_DATA_TIMEOUT=float(env.get("SMTP_DATA_TIMEOUT_SECONDS") or 120),
+            SEND_BATCH_SIZE=int(env.get("SEND_BATCH_SIZE") or 100),
             STRIPE_SECRET_KEY=env.get("STRIPE_SECRET_KEY") or None,
             STRIPE_PUBLISHABLE_KEY=env.get("STRIPE_PUBLISHABLE_KEY") or None,
             STRIPE_WEBHOOK_SECRET=env.get("STRIPE_WEBHOOK_SECRET") or None,

@@ -191,13 +191,13 @@ def truncate_all(app) -> None:
         tables = _tables(conn)
         if not tables:
             return
-        # The audit table refuses TRUNCATE by trigger; the test owner lifts it briefly.
-        conn.execute("ALTER TABLE audit_events DISABLE TRIGGER USER")
+        # The audit tables refuse TRUNCATE by trigger; the test owner lifts it briefly.
+        conn.execute("ALTER TABLE audit_events DISABLE TRIGGER USER; ALTER TABLE audit_links DISABLE TRIGGER USER")
         try:
             conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
                 sql.SQL(", ").join(sql.Identifier(t) for t in tables)))
         finally:
-            conn.execute("ALTER TABLE audit_events ENABLE TRIGGER USER")
+            conn.execute("ALTER TABLE audit_events ENABLE TRIGGER USER; ALTER TABLE audit_links ENABLE TRIGGER USER")
 
 
 @pytest.fixture
