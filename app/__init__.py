@@ -104,6 +104,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.blueprints import register_blueprints
 
     register_blueprints(app)
+    from app.blueprints import ops as ops_blueprint
+
+    ops_blueprint.init_app(app)   # request latency; METRICS_TOKEN scrapes, answered before the access rules
     access_rules.declare(app, "static", access_rules.PUBLIC)
 
     @app.before_request

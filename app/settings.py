@@ -104,6 +104,9 @@ class Settings:
     STRIPE_WEBHOOK_SECRET: str | None = None
     STRIPE_API_BASE: str = "https://api.stripe.com"
     STRIPE_JS_URL: str = "https://js.stripe.com/v3/"
+    # GET /admin/metrics also answers `Authorization: Bearer <METRICS_TOKEN>` (Prometheus); unset:
+    # an admin's session only. At least 32 characters.
+    METRICS_TOKEN: str | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -168,11 +171,14 @@ class Settings:
             STRIPE_WEBHOOK_SECRET=env.get("STRIPE_WEBHOOK_SECRET") or None,
             STRIPE_API_BASE=env.get("STRIPE_API_BASE") or "https://api.stripe.com",
             STRIPE_JS_URL=env.get("STRIPE_JS_URL") or "https://js.stripe.com/v3/",
+            METRICS_TOKEN=env.get("METRICS_TOKEN") or None,
         )
         values.update(overrides)
         return cls(**values).checked()
 
     def checked(self) -> "Settings":
+        if self.METRICS_TOKEN is not None and len(self.METRICS_TOKEN) < 32:
+            raise ConfigError("METRICS_TOKEN must be at least 32 characters (or unset).")
         if self.is_production:
             missing = [name for name in PRODUCTION_SECRETS if not getattr(self, name)]
             if missing:

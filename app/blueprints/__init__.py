@@ -24,6 +24,9 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(chain.bp)
     app.register_blueprint(billing.bp)
     app.register_blueprint(health.bp)     # /healthz, /readyz
+    from app.blueprints import ops
+
+    app.register_blueprint(ops.bp)        # /admin/metrics, /admin/ops
     if not app.config["SETTINGS"].is_production:
         from app.blueprints import dev
 

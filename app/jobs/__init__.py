@@ -21,7 +21,7 @@ from flask import Flask, current_app, has_app_context
 from redis import Redis
 from rq import Queue, Retry
 
-QUEUES = ("default",)
+from app.queues import QUEUES, queue_name, redis_connection  # noqa: F401 (the queues live there)
 _app: Flask | None = None
 _engine_pid: int | None = None
 
@@ -72,20 +72,6 @@ def job_session():
 def now() -> datetime:
     """The app's clock (a FrozenClock in tests), for jobs."""
     return current_app.extensions["clock"].now()
-
-
-def redis_connection(app: Flask | None = None) -> Redis:
-    app = app or current_app
-    conn = app.extensions.get("redis")
-    if conn is None:
-        # A bounded connect: while Redis is away a caller fails fast (the worker backs off).
-        conn = app.extensions["redis"] = Redis.from_url(app.config["REDIS_URL"], socket_connect_timeout=5)
-    return conn
-
-
-def queue_name(name: str, app: Flask | None = None) -> str:
-    app = app or current_app
-    return f"{app.config['SETTINGS'].REDIS_NAMESPACE}:{name}"
 
 
 def get_queue(name: str = "default", app: Flask | None = None) -> Queue:

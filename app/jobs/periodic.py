@@ -11,7 +11,9 @@ own step; every step is safe to run twice:
 - raise T-window alerts a lost job never raised, settle ones left open;
 - link committed audit rows into the chain (the sequencer; app.jobs.audit.link
   also runs it every AUDIT_LINK_INTERVAL), log the lag, and write the chain's
-  head (the last link) to the log: an anchor outside the database.
+  head (the last link) to the log: an anchor outside the database;
+- stamp its end and counts in Redis (``<REDIS_NAMESPACE>:ops:last_sweep``) for the
+  admin ops page and /admin/metrics.
 """
 import logging
 
@@ -39,8 +41,21 @@ def sweep() -> dict:
         _link_and_report(session)
         head = audit.anchor(session)
         session.commit()
-    return {"audit_head": head[0] if head else None, "holds_released": released, "messages": messages,
-            "alerts": alerts, "refunds": refunds, **paid}
+        result = {"audit_head": head[0] if head else None, "holds_released": released, "messages": messages,
+                  "alerts": alerts, "refunds": refunds, **paid}
+        _stamp(result)
+    return result
+
+
+def _stamp(result: dict) -> None:
+    """The last sweep's time and counts, for the ops page and /admin/metrics (app.services.ops)."""
+    from app.jobs import redis_connection
+    from app.services import ops
+
+    try:
+        ops.record_sweep(redis_connection(), current_app.config["SETTINGS"].REDIS_NAMESPACE, result)
+    except Exception as error:      # Redis away: the sweep's work is done; only the stamp is missed
+        log.warning("could not stamp the sweep's end (%s)", type(error).__name__)
 
 
 def _link_and_report(session) -> None:

@@ -34,7 +34,7 @@ from uuid import UUID
 from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, contains_eager
 
 from app.integrations import stripe_gateway
 from app.integrations.stripe_gateway import Intent, StripeGateway
@@ -71,7 +71,14 @@ def _now() -> datetime:
 
 
 def _locked(session: Session, attempt_id: int) -> PaymentAttempt | None:
-    return session.get(PaymentAttempt, attempt_id, with_for_update=True, populate_existing=True)
+    """The attempt with its charge and appointment, in one statement; the attempt and the appointment
+    locked (FOR UPDATE), every column re-read."""
+    return session.scalars(
+        select(PaymentAttempt).join(PaymentAttempt.charge).join(Charge.appointment)
+        .options(contains_eager(PaymentAttempt.charge).contains_eager(Charge.appointment))
+        .where(PaymentAttempt.id == attempt_id)
+        .with_for_update(of=[PaymentAttempt, Appointment])
+        .execution_options(populate_existing=True)).first()
 
 
 # -- the one routine ------------------------------------------------------------------------------
@@ -125,8 +132,9 @@ def _next_step(attempt: PaymentAttempt, result: SyncResult, cancel_reason: str |
 
 def _apply(session: Session, gw: StripeGateway, attempt: PaymentAttempt, *, now: datetime, actor: Actor,
            timings: PaymentTimings, source: str, cancel_requested: bool) -> SyncResult:
-    """Re-read the PaymentIntent and apply its current status. The caller holds the attempt's row lock."""
-    appointment = session.get(Appointment, attempt.charge.appointment_id, with_for_update=True)
+    """Re-read the PaymentIntent and apply its current status. The caller holds the attempt's and the
+    appointment's row locks (``_locked``)."""
+    appointment = attempt.charge.appointment
     if not attempt.stripe_payment_intent_id:
         return SyncResult("pending")
     intent = gw.retrieve_intent(attempt.stripe_payment_intent_id)

@@ -43,6 +43,7 @@ from tests.helpers.access_tables.access_table_billing import BILLING_EXPECTED, B
 from tests.helpers.access_tables.access_table_cards import CARDS_EXPECTED, CARDS_SAMPLE_ARGS  # noqa: E402
 from tests.helpers.access_tables.access_table_chain import CHAIN_EXPECTED, CHAIN_SAMPLE_ARGS  # noqa: E402
 from tests.helpers.access_tables.access_table_health import HEALTH_EXPECTED, HEALTH_SAMPLE_ARGS  # noqa: E402
+from tests.helpers.access_tables.access_table_ops import OPS_EXPECTED, OPS_SAMPLE_ARGS  # noqa: E402
 
 EXPECTED.update(STAFF_EXPECTED)
 SAMPLE_ARGS.update(STAFF_SAMPLE_ARGS)
@@ -58,6 +59,8 @@ EXPECTED.update(CHAIN_EXPECTED)
 SAMPLE_ARGS.update(CHAIN_SAMPLE_ARGS)
 EXPECTED.update(HEALTH_EXPECTED)
 SAMPLE_ARGS.update(HEALTH_SAMPLE_ARGS)
+EXPECTED.update(OPS_EXPECTED)
+SAMPLE_ARGS.update(OPS_SAMPLE_ARGS)
 
 
 def routes(app):

@@ -29,7 +29,7 @@ def test_a_capture_stripe_made_before_a_crash_is_recorded_once_with_its_money(
     from app.services import settlement
 
     db.rollback()
-    locked = db.get(PaymentAttempt, attempt.id, with_for_update=True)
+    locked = settlement._locked(db, attempt.id)
     settlement._apply(db, gateway(), locked, now=clock.now(), actor=Actor.system("test"),
                       timings=settlement.timings(), source="browser", cancel_requested=False)
     db.commit()

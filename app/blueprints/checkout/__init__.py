@@ -146,8 +146,7 @@ def _complete(appointment: Appointment) -> settlement.SyncResult | None:
     attempt = payments.current_attempt(db.session, appointment)
     if attempt is None:
         return None
-    db.session.rollback()          # settle takes its own locks
-    return settlement.settle(db.session, attempt.id, source="browser", actor=actor())
+    return settlement.settle(db.session, attempt.id, source="browser", actor=actor())   # it locks what it needs
 
 
 @bp.post("/checkout/<int:appointment_id>/complete")
