@@ -29,7 +29,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def fake_mail():
-    from tests.notifications.conftest import FakeSmtp
+    from tests.helpers.fake_servers import FakeSmtp
 
     fake = FakeSmtp()
     fake.thread.start()
