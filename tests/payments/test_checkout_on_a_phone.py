@@ -14,14 +14,6 @@ EXPIRY, CVC, ZIP = "12 / 34", "123", "10001"
 
 
 @pytest.fixture
-def sandbox(stripe_sandbox):
-    if stripe_sandbox is None:
-        pytest.fail("the checkout e2e tests need the Stripe sandbox (unset STRIPE_SECRET_KEY)")
-    yield stripe_sandbox
-    stripe_sandbox.reset_faults()
-
-
-@pytest.fixture
 def stripe_admin(sandbox):
     """The sandbox seen with the secret key, as the clinic's Stripe dashboard would show it."""
     http = stripe.RequestsClient()

@@ -17,14 +17,6 @@ EXPIRY, CVC, ZIP = "12 / 34", "123", "10001"
 
 
 @pytest.fixture
-def sandbox(stripe_sandbox):
-    if stripe_sandbox is None:
-        pytest.fail("the one-click link e2e tests need the Stripe sandbox (unset STRIPE_SECRET_KEY)")
-    yield stripe_sandbox
-    stripe_sandbox.reset_faults()
-
-
-@pytest.fixture
 def jobs(app):
     """This run's queue, emptied; ``run()`` works it the way the worker does."""
     set_app(app)
