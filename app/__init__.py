@@ -68,6 +68,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         # The storage's own prefix too, so resetting one deployment's limits touches no other's.
         RATELIMIT_STORAGE_OPTIONS={"key_prefix": f"{settings.REDIS_NAMESPACE}:limits"},
         RATELIMIT_HEADERS_ENABLED=True,
+        # Redis away: the limits go on in this process's memory (never a 500, never unthrottled).
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.is_production,
