@@ -73,49 +73,44 @@ def sweep_payments() -> dict:
     with job_session() as session:
         due = settlement.due_work(session, quiet_for=current_app.config["SETTINGS"].PAYMENT_QUIET)
         session.rollback()
-    for event_id in due.events:
-        try:
-            process_stripe_event(event_id)
-        except Exception:
-            log.exception("stored Stripe event %s failed again", event_id)
-    for attempt_id in due.to_capture:
-        try:
-            with job_session() as session:
-                settlement.settle(session, attempt_id, source="sweep", actor=Actor.system("job"))
-        except Exception:
-            log.exception("capture of attempt %s failed again", attempt_id)
-    released = 0
-    for attempt_id in due.to_release:
-        try:
-            released += cancel_payment(attempt_id, "slot no longer held")
-        except Exception:
-            log.exception("release of attempt %s failed again", attempt_id)
-    polled = _each(due.to_poll, "poll of attempt %s failed",
-                   lambda session, attempt_id: settlement.settle(session, attempt_id, source="sweep",
-                                                                 actor=Actor.system("job")))
-    reconciled = _each(due.creating, "reconciling attempt %s failed",
-                       lambda session, attempt_id: settlement.reconcile_creating(session, attempt_id,
-                                                                                 actor=Actor.system("job")))
-    unowned = 0
-    for customer in due.customers:
-        try:
-            with job_session() as session:
-                unowned += settlement.cancel_unowned_intents(session, customer, actor=Actor.system("job"))
-        except Exception:
-            log.exception("looking for unowned intents failed")
+    _each(due.events, "stored Stripe event %s failed again", process_stripe_event)
+    _each(due.to_capture, "capture of attempt %s failed again", _settle)
+    released = _each(due.to_release, "release of attempt %s failed again",
+                     lambda attempt_id: cancel_payment(attempt_id, "slot no longer held"))
+    polled = _each(due.to_poll, "poll of attempt %s failed", _settle)
+    reconciled = _each(due.creating, "reconciling attempt %s failed", _reconcile)
+    unowned = _each(due.customers, "looking for unowned intents of %s failed", _cancel_unowned)
     result = {"events": len(due.events), "captures": len(due.to_capture), "released": released}
     if polled or reconciled or unowned:        # only what happened, so a quiet sweep reads the same
         result.update(polled=polled, reconciled=reconciled, unowned_canceled=unowned)
     return result
 
 
-def _each(ids: list[int], failure: str, work) -> int:
+def _settle(attempt_id: int) -> bool:
+    with job_session() as session:
+        settlement.settle(session, attempt_id, source="sweep", actor=Actor.system("job"))
+    return True
+
+
+def _reconcile(attempt_id: int) -> bool:
+    with job_session() as session:
+        settlement.reconcile_creating(session, attempt_id, actor=Actor.system("job"))
+    return True
+
+
+def _cancel_unowned(customer: str) -> int:
+    with job_session() as session:
+        return settlement.cancel_unowned_intents(session, customer, actor=Actor.system("job"))
+
+
+def _each(items: list, failure: str, work) -> int:
+    """Run ``work`` for each item (each its own unit of work); one failing never stops the rest.
+    Returns the sum of the counts ``work`` returned (True counts 1, anything not a number 1)."""
     done = 0
-    for attempt_id in ids:
+    for item in items:
         try:
-            with job_session() as session:
-                work(session, attempt_id)
-            done += 1
+            result = work(item)
+            done += result if isinstance(result, int) else 1
         except Exception:
-            log.exception(failure, attempt_id)
+            log.exception(failure, item)
     return done

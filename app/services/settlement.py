@@ -15,11 +15,12 @@ a released hold or a canceled booking asking for the authorization back — runs
    the authorization of one that must not become a charge (slot lost,
    appointment canceled, hold released, or the caller asked); **commit**.
 
-The two commits are the one exception to "services never commit": a Stripe
-call that moves money is made only from a committed state, so a crash between
-the steps leaves the database able to finish the work (the sweep runs
-``settle`` again; every call carries the attempt's idempotency key). Whoever
-comes second finds the work done.
+This module is the one exception to "services never commit": a Stripe call
+that moves money is made only from a committed state, so its routines
+(``settle``, the refund steps, the sweep's reconciliation, webhook processing)
+commit at their step boundaries, and a crash between the steps leaves the
+database able to finish the work (the sweep runs them again; every call
+carries its idempotency key). Whoever comes second finds the work done.
 
 Webhook events are stored by id (``record_event``) and processed by
 ``process_event``, which only finds the attempt and runs ``settle``.
@@ -38,10 +39,10 @@ from sqlalchemy.orm import Session, contains_eager
 
 from app.integrations import stripe_gateway
 from app.integrations.stripe_gateway import Intent, StripeGateway
-from app.models import Appointment, Charge, Patient, PaymentAttempt, PaymentFailure, StripeEvent
+from app.models import Appointment, Charge, Patient, PaymentAttempt, PaymentFailure, Refund, StripeEvent
 from app.models.payment import FINAL_STATUSES
 from app.models.state import Ignored
-from app.services import DomainError, audit, booking, signals
+from app.services import DomainError, audit, booking, refunds, signals
 from app.services.audit import Actor
 from app.services.gateway import domain_errors, gateway
 from app.services.payments import (IntentMismatch, PaymentTimings, check_intent, decline_message, record)
@@ -503,23 +504,16 @@ def open_attempt_ids(session: Session, appointment_id: int) -> list[int]:
 
 # -- refunds: stored (commit), then sent (commit) ---------------------------------------------------
 
+@domain_errors
 def send_refund(session: Session, refund_id: int, *, actor: Actor):
     """Step 2 for a stored refund: call Stripe with its key, record, commit. Stripe unreachable:
     ``PaymentServiceUnavailable`` (the refund stays resumable); refused: ``RefundNotSent``, committed."""
-    from app.integrations.stripe_gateway import GatewayUnavailable
-    from app.models import Refund
-    from app.services import refunds
-    from app.services.gateway import PaymentServiceUnavailable
-
     refund = session.get(Refund, refund_id)
     try:
         refund = refunds.send_refund(session, gateway(), refund, actor=actor, now=_now())
     except refunds.RefundNotSent:
         session.commit()                 # the failure, its audit row and the released amount
         raise
-    except GatewayUnavailable as error:
-        session.rollback()
-        raise PaymentServiceUnavailable(str(error)) from error
     except Exception:
         session.rollback()
         raise
@@ -531,8 +525,6 @@ def issue_refund(session: Session, *, charge: Charge, amount_cents: int, stripe_
                  policy: str, authorized_by, actor: Actor):
     """Store the refund (its UUID is the key's root) and commit, then send it and commit.
     An over-refund is audited and committed, then raised."""
-    from app.services import refunds
-
     try:
         refund = refunds.open_refund(session, charge=charge, amount_cents=amount_cents, stripe_reason=stripe_reason,
                                      clinical_reason=clinical_reason, policy=policy, authorized_by=authorized_by,
@@ -550,8 +542,6 @@ def issue_refund(session: Session, *, charge: Charge, amount_cents: int, stripe_
 def refund_canceled_booking(session: Session, appointment_id: int) -> list[int]:
     """After a cancel: release uncaptured authorizations (through ``settle``), then refund what the
     cancellation policy gives back."""
-    from app.services import refunds
-
     appointment = session.get(Appointment, appointment_id)
     if appointment is None or appointment.status != "canceled":
         session.rollback()
