@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from flask import Flask, current_app, has_app_context
-from redis import Redis
 from rq import Queue, Retry
 
 from app.queues import QUEUES, queue_name, redis_connection  # noqa: F401 (the queues live there)
@@ -61,8 +60,7 @@ def job_session():
     """An app context and its session for one job; the job commits itself."""
     from app.extensions import db
 
-    app = _job_app()
-    with app.app_context():
+    with job_context():
         try:
             yield db.session
         finally:

@@ -280,8 +280,7 @@ def sweep_notifications() -> int:
         enqueue_once(send_due_batch, "sweep", 0, job_id=batch_job_id("sweep", 0))
         return len(rows)
     for notification_id, attempts, scheduled_for in rows:
-        enqueue_once(send_notification, notification_id, job_id=send_job_id(notification_id, attempts, scheduled_for),
-                     when=scheduled_for)
+        schedule_send(notification_id, scheduled_for, attempts)
     return len(rows)
 
 

@@ -22,6 +22,7 @@ from app.extensions import db
 from app.models.state import Machine, next_state
 
 BLOCKING = ("held", "confirmed", "checked_in")
+BOOKED = ("confirmed", "checked_in", "completed")   # the patient has the visit (paid, if paid at booking)
 TRANSITIONS = {
     ("held", "confirm"): "confirmed",
     ("released", "confirm"): "confirmed",

@@ -243,10 +243,6 @@ class Verification:
     linked: int = 0
     lag: Lag = Lag(0)
 
-    @property
-    def head_seq(self) -> int | None:      # the head is a link; its position (kept for old callers)
-        return self.head_position
-
     def __str__(self) -> str:
         if self.ok:
             head = (f"head position {self.head_position} {self.head_hash}" if self.head_position

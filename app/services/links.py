@@ -12,11 +12,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.models import Appointment, AuditEvent, LinkToken, User
+from app.models.appointment import BOOKED
 from app.services import DomainError, audit
 from app.services.audit import Actor
 
 RETRY_CHECKOUT = "retry_checkout"
-BOOKED = ("confirmed", "checked_in", "completed")     # nothing left for a link back to checkout to do
 
 
 class LinkInvalid(DomainError):

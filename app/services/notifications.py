@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.models import Appointment, Notification, SmsOptOut, User
+from app.models import Appointment, Charge, Notification, PaymentAttempt, SmsOptOut, User
+from app.models.appointment import BOOKED
 from app.services import audit
 from app.services.audit import Actor
 from app.services.unit_of_work import request
@@ -209,13 +210,8 @@ def due(session: Session, *, now: datetime, limit: int = 500) -> list[tuple[int,
     """What the sweeper re-enqueues: due, queued, not claimed — (id, attempts, scheduled_for), which
     name the row's send job."""
     return [tuple(row) for row in session.execute(
-        select(Notification.id, Notification.attempts, Notification.scheduled_for).where(
-            Notification.status == "queued", Notification.sent_at.is_(None), Notification.scheduled_for <= now)
+        select(Notification.id, Notification.attempts, Notification.scheduled_for).where(*_due_clause(now))
         .order_by(Notification.scheduled_for, Notification.id).limit(limit))]
-
-
-def due_ids(session: Session, *, now: datetime, limit: int = 500) -> list[int]:
-    return [row[0] for row in due(session, now=now, limit=limit)]
 
 
 def _due_clause(now: datetime):
@@ -244,7 +240,6 @@ def log_for_appointment(session: Session, appointment_id: int) -> list[Notificat
 # -- messages that bring a patient back to checkout (decline, released hold) ---------------------
 
 COMEBACK_TEMPLATES = ("payment_declined", "hold_released")
-BOOKED = ("confirmed", "checked_in", "completed")
 
 
 def moot_reason(session: Session, notification: Notification) -> str | None:
@@ -252,8 +247,6 @@ def moot_reason(session: Session, notification: Notification) -> str | None:
     payment succeeded and the booking is on its way), or a later decline message replaces it."""
     if notification.template not in COMEBACK_TEMPLATES or notification.appointment_id is None:
         return None
-    from app.models import Charge, PaymentAttempt
-
     appointment = session.get(Appointment, notification.appointment_id)
     if appointment is None:
         return None

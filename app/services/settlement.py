@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session, contains_eager
 from app.integrations import stripe_gateway
 from app.integrations.stripe_gateway import Intent, StripeGateway
 from app.models import Appointment, Charge, Patient, PaymentAttempt, PaymentFailure, Refund, StripeEvent
+from app.models.appointment import BOOKED
 from app.models.payment import FINAL_STATUSES
 from app.models.state import Ignored
 from app.services import DomainError, audit, booking, refunds, signals
@@ -50,7 +51,6 @@ from app.services.retry import retry_transient
 from app.services.unit_of_work import request
 
 log = logging.getLogger(__name__)
-BOOKED = ("confirmed", "checked_in", "completed")
 SLOT_LOST = ("Someone else booked this time while you were paying. You have not been charged; "
              "your card's hold will be released.")
 

@@ -42,9 +42,7 @@ def _namespace() -> str:
 
 def _exposition():
     body = metrics.exposition(db.session, redis_connection(), _namespace(), QUEUES)
-    response = current_app.response_class(body, mimetype=None, content_type=metrics.CONTENT_TYPE)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return current_app.response_class(body, mimetype=None, content_type=metrics.CONTENT_TYPE)
 
 
 @bp.get("/metrics")
