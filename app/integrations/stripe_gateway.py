@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import requests
 import stripe
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,10 @@ class Intent:
     card_last4: str | None = None
     card_exp_month: int | None = None
     card_exp_year: int | None = None
+    # Known only when the payment method came expanded (``retrieve_intent``): the customer it is
+    # attached to (None: not saved to any customer).
+    payment_method_expanded: bool = False
+    payment_method_customer: str | None = None
 
     @classmethod
     def of(cls, obj: Any) -> "Intent":
@@ -93,7 +98,13 @@ class Intent:
             card_brand=card.get("brand") if card else None, card_last4=card.get("last4") if card else None,
             card_exp_month=card.get("exp_month") if card else None,
             card_exp_year=card.get("exp_year") if card else None,
+            payment_method_expanded=isinstance(pm, dict),
+            payment_method_customer=_id_of(pm.get("customer")) if isinstance(pm, dict) else None,
         )
+
+
+def _id_of(value: Any) -> str | None:
+    return value.get("id") if isinstance(value, dict) else value
 
 
 @dataclass(frozen=True)
@@ -131,10 +142,28 @@ def _transient(error: Exception) -> bool:
     return isinstance(error, stripe.StripeError) and (status is None or status >= 500)
 
 
+class _RequestsClient(stripe.RequestsClient):
+    """The SDK's requests client, with sessions that read the environment (proxy variables, netrc,
+    CA bundle) once, when the gateway is built, instead of on every call: requests re-reads all of
+    ``os.environ`` per request otherwise, a few milliseconds of every Stripe call. A proxy set in
+    the environment (HTTPS_PROXY, NO_PROXY) is still used: it is passed on explicitly."""
+
+    def __init__(self, *, api_base: str, timeout: float):
+        proxies = requests.utils.get_environ_proxies(api_base)
+        super().__init__(timeout=timeout, proxy=proxies.get("https") or proxies.get("http") or None)
+
+    def _request_internal(self, *args, **kwargs):
+        if getattr(self._thread_local, "session", None) is None:
+            session = requests.Session()
+            session.trust_env = False
+            self._thread_local.session = session
+        return super()._request_internal(*args, **kwargs)
+
+
 class StripeGateway:
     def __init__(self, *, api_key: str, api_base: str, max_network_retries: int = 2, timeout: float = 10.0,
                  http_client: Any | None = None):
-        self._http = http_client or stripe.RequestsClient(timeout=timeout)
+        self._http = http_client or _RequestsClient(api_base=api_base, timeout=timeout)
         self.client = stripe.StripeClient(api_key, base_addresses={"api": api_base},
                                           max_network_retries=max_network_retries, http_client=self._http)
 

@@ -21,7 +21,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.integrations.stripe_gateway import Card, StripeGateway
+from app.integrations.stripe_gateway import Card, Intent, StripeGateway
 from app.models import Appointment, AuditEvent, Patient, PaymentAttempt, PaymentFailure
 from app.services import DomainError, audit
 from app.services.audit import Actor
@@ -168,17 +168,21 @@ def pay_with_saved_card(session: Session, gateway: StripeGateway, attempt: Payme
 
 @domain_errors
 def remember_default(session: Session, gateway: StripeGateway, attempt: PaymentAttempt, *, patient: Patient,
-                     actor: Actor) -> str | None:
-    """After a payment succeeded with a card kept on file, make it the patient's default card."""
+                     actor: Actor, intent: Intent | None = None) -> str | None:
+    """After a payment succeeded with a card kept on file, make it the patient's default card.
+    ``intent``: the attempt's PaymentIntent as just read from Stripe with its payment method
+    expanded (settle's read), which spares reading it, and the patient's cards, again."""
     if attempt.status not in ("requires_capture", "succeeded") or not attempt.stripe_payment_intent_id:
         return None
-    intent = gateway.retrieve_intent(attempt.stripe_payment_intent_id)
+    if intent is None or intent.id != attempt.stripe_payment_intent_id or not intent.payment_method_expanded:
+        intent = gateway.retrieve_intent(attempt.stripe_payment_intent_id)
     pm = intent.payment_method
     if not pm or pm == patient.default_payment_method_id or not patient.stripe_customer_id:
         return None
     if not (attempt.save_card and intent.setup_future_usage):
         # Not saved by this payment: it must be one of the patient's cards already (paid with a saved card).
-        if pm not in {c.id for c in list_cards(gateway, patient)}:
+        # (``retrieve_intent`` expands the payment method: the customer it is attached to is known.)
+        if intent.payment_method_customer != patient.stripe_customer_id:
             return None
     previous = patient.default_payment_method_id
     patient.default_payment_method_id = pm

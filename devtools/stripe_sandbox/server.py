@@ -331,7 +331,7 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, status: int, obj, headers=None):
-        self._send(status, json.dumps(obj, indent=2).encode(), "application/json", headers)
+        self._send(status, json.dumps(obj).encode(), "application/json", headers)   # C encoder: no indent
 
     def _drop(self):
         self.close_connection = True

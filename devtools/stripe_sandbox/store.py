@@ -40,6 +40,9 @@ class Store:
                 data TEXT NOT NULL
             );
             CREATE INDEX IF NOT EXISTS objects_type ON objects(type, created, seq);
+            CREATE INDEX IF NOT EXISTS objects_customer ON objects(type, json_extract(data, '$.customer'));
+            CREATE INDEX IF NOT EXISTS objects_charge ON objects(type, json_extract(data, '$.charge'));
+            CREATE INDEX IF NOT EXISTS objects_payment_intent ON objects(type, json_extract(data, '$.payment_intent'));
             CREATE TABLE IF NOT EXISTS idempotency (
                 scope TEXT NOT NULL,
                 key TEXT NOT NULL,
@@ -51,9 +54,12 @@ class Store:
             );
             CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS timers (obj_id TEXT NOT NULL, kind TEXT NOT NULL, due INTEGER NOT NULL);
+            CREATE INDEX IF NOT EXISTS timers_obj ON timers(obj_id);
+            CREATE INDEX IF NOT EXISTS timers_due ON timers(kind, due);
             """
         )
         self._in_tx = False
+        self._clock_offset: float | None = None      # meta's clock_offset, read once
 
     def close(self) -> None:
         with self.lock:
@@ -73,10 +79,13 @@ class Store:
         if self._in_tx:
             self.db.execute("ROLLBACK")
             self._in_tx = False
+            self._clock_offset = None
 
     # -- clock ----------------------------------------------------------
     def clock_offset(self) -> float:
-        return float(self.get_meta("clock_offset", "0"))
+        if self._clock_offset is None:
+            self._clock_offset = float(self.get_meta("clock_offset", "0"))
+        return self._clock_offset
 
     def now(self) -> int:
         return int(time.time() + self.clock_offset())
@@ -91,6 +100,8 @@ class Store:
 
     def set_meta(self, k: str, v: str) -> None:
         self.db.execute("INSERT INTO meta(k, v) VALUES(?, ?) ON CONFLICT(k) DO UPDATE SET v=excluded.v", (k, v))
+        if k == "clock_offset":
+            self._clock_offset = None
 
     # -- objects ----------------------------------------------------------
     def insert(self, obj: dict) -> dict:
@@ -114,11 +125,19 @@ class Store:
             return None
         return json.loads(row[1])
 
-    def all(self, type_: str, where: Callable[[dict], bool] | None = None) -> list[dict]:
-        """Objects of a type, newest first."""
-        rows = self.db.execute(
-            "SELECT data FROM objects WHERE type=? ORDER BY created DESC, seq DESC", (type_,)
-        ).fetchall()
+    INDEXED = ("customer", "charge", "payment_intent")
+
+    def all(self, type_: str, where: Callable[[dict], bool] | None = None, **equal: str | None) -> list[dict]:
+        """Objects of a type, newest first. ``equal`` (customer=, charge=, payment_intent=; None: any)
+        narrows them in SQL, by an index, before ``where`` looks at each."""
+        sql, args = "SELECT data FROM objects WHERE type=?", [type_]
+        for field_, value in equal.items():
+            if field_ not in self.INDEXED:
+                raise ValueError(f"not an indexed field: {field_}")
+            if value is not None:
+                sql += f" AND json_extract(data, '$.{field_}') = ?"
+                args.append(value)
+        rows = self.db.execute(sql + " ORDER BY created DESC, seq DESC", args).fetchall()
         out = (json.loads(r[0]) for r in rows)
         return [o for o in out if where is None or where(o)]
 

@@ -52,10 +52,17 @@ def _vendor_files() -> dict[str, tuple[str, Path]]:
 
 @bp.app_template_global("static_url")
 def static_url(filename: str) -> str:
-    """/static/<filename>?v=<content hash>."""
-    path = _static_path(filename)
-    version = fingerprint(path) if path else None
-    return url_for("static", filename=filename, **({"v": version} if version else {}))
+    """/static/<filename>?v=<content hash>. Outside debug mode the files do not change while the
+    process lives (a deploy restarts it), so each URL is worked out once per process."""
+    urls = current_app.extensions.setdefault("static_urls", {})
+    found = urls.get(filename)
+    if found is None:
+        path = _static_path(filename)
+        version = fingerprint(path) if path else None
+        found = url_for("static", filename=filename, **({"v": version} if version else {}))
+        if not current_app.debug:
+            urls[filename] = found
+    return found
 
 
 @bp.app_template_global("vendor_url")

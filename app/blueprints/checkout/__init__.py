@@ -106,15 +106,15 @@ def _remember_card(appointment: Appointment, result: settlement.SyncResult) -> N
     """A confirmed payment with a card kept on file makes it the default (best effort: the payment stands)."""
     if result.state != "confirmed" or not _signed_in_patient(appointment):
         return
-    attempt = payments.current_attempt(db.session, appointment)
+    attempt = result.attempt or payments.current_attempt(db.session, appointment)
     try:
-        if attempt is not None and cards.remember_default(db.session, gateway(), attempt,
-                                                          patient=appointment.patient, actor=actor()):
-            db.session.commit()
-            return
+        cards.remember_default(db.session, gateway(), attempt, patient=appointment.patient, actor=actor(),
+                               intent=result.intent) if attempt is not None else None
     except PaymentServiceError:
         log.warning("could not remember the default card for checkout %s", appointment.id)
-    db.session.rollback()
+        db.session.rollback()
+        return
+    db.session.commit()         # the new default and its audit row, or nothing (ends the read)
 
 
 @bp.post("/checkout/<int:appointment_id>/save-card")
