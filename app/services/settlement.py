@@ -61,6 +61,8 @@ class SyncResult:
     message: str | None = None
     capture_ready: bool = False
     nearest: list = field(default_factory=list)
+    intent: Intent | None = None       # the PaymentIntent as settle last read it from Stripe
+    attempt: PaymentAttempt | None = None   # the attempt settled (as committed)
 
 
 def timings() -> PaymentTimings:
@@ -102,6 +104,7 @@ def settle(session: Session, attempt_id: int, *, source: str, actor: Actor,
                         cancel_requested=cancel_reason is not None)
         step, reason = _next_step(attempt, result, cancel_reason)
         session.commit()
+        result.attempt = attempt
         return gw, result, step, reason
 
     gw, result, step, reason = retry_transient(session, step_1)
@@ -114,7 +117,8 @@ def settle(session: Session, attempt_id: int, *, source: str, actor: Actor,
         _cancel(session, gw, attempt, now=_now(), actor=actor, reason=reason)
     session.commit()
     if step == "cancel" and attempt.status == "canceled" and result.state not in ("slot_lost", "canceled"):
-        result = SyncResult("canceled", message="This payment was canceled.")
+        result = SyncResult("canceled", message="This payment was canceled.", intent=result.intent)
+    result.attempt = attempt
     return result
 
 
@@ -139,6 +143,15 @@ def _apply(session: Session, gw: StripeGateway, attempt: PaymentAttempt, *, now:
     if not attempt.stripe_payment_intent_id:
         return SyncResult("pending")
     intent = gw.retrieve_intent(attempt.stripe_payment_intent_id)
+    result = _apply_intent(session, attempt, appointment, intent, now=now, actor=actor, timings=timings,
+                           source=source, cancel_requested=cancel_requested)
+    result.intent = intent
+    return result
+
+
+def _apply_intent(session: Session, attempt: PaymentAttempt, appointment: Appointment, intent: Intent, *,
+                  now: datetime, actor: Actor, timings: PaymentTimings, source: str,
+                  cancel_requested: bool) -> SyncResult:
     try:
         check_intent(intent, attempt, appointment)
     except IntentMismatch as error:
