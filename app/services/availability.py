@@ -44,10 +44,21 @@ Instants are handled internally as integer microseconds since the Unix
 epoch. Per call, the candidate grid is built once per distinct
 ``(timezone, rules)`` pair and shared by every provider with that pair;
 the zone is consulted twice per rule per day (and per candidate only on the
-rare days where the rule straddles an offset change). Busy intervals and
-exceptions are sorted once per schedule and each candidate is checked with
-one binary search against a running maximum of interval ends, so a
-schedule costs O((candidates + intervals) * log(intervals)).
+rare days where the rule straddles an offset change). Filtering works per
+interval, not per candidate: each busy range or exception removes a
+contiguous run of the sorted grid (two binary searches), the runs are
+merged, and slots are made only for what lies between them, so a schedule
+costs O(intervals * log(candidates) + open slots).
+
+Allocation is kept to one object per open slot: ``Slot`` and ``Interval``
+have ``__slots__`` (no per-instance dict), slots are built without the
+frozen dataclass ``__init__``, and the start/end datetimes of a candidate
+are made once per grid and shared by every provider's slot at that time.
+Every open slot is still a tracked object the cyclic garbage collector
+counts, so a call returning tens of thousands of slots makes full
+collections happen; what one costs depends on how much of the heap the
+collector must walk, which is why the production server freezes the
+preloaded app (``gc.freeze()`` in ``gunicorn.conf.py``).
 
 The only assumption about time zones is that a zone's UTC offset does not
 change and then change back within the span of a single rule on one day
@@ -55,7 +66,7 @@ change and then change back within the span of a single rule on one day
 """
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
@@ -105,7 +116,7 @@ class WeeklyRule:
         return self.type_id is None or self.type_id == type_id
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Interval:
     """A half-open range ``[start, end)`` of aware datetimes (UTC by convention)."""
 
@@ -160,7 +171,7 @@ class ProviderSchedule:
     busy: tuple[Interval, ...] = ()
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Slot:
     """One bookable slot. Ordered by ``starts_at``, then the other fields."""
 
@@ -182,16 +193,34 @@ class Slot:
         return Interval(self.starts_at, self.ends_at)
 
 
+# Slot(...) and Interval(...) without a frozen dataclass's __init__, which goes
+# through object.__setattr__ once per field: the slot descriptors' setters are
+# called directly (the engine's hottest line: one call per open slot). Both
+# classes have __slots__, so a slot is one small object, no per-instance dict.
 _new_object = object.__new__
+_set_starts_at = Slot.__dict__["starts_at"].__set__
+_set_ends_at = Slot.__dict__["ends_at"].__set__
+_set_provider_id = Slot.__dict__["provider_id"].__set__
+_set_type_id = Slot.__dict__["type_id"].__set__
+_set_start = Interval.__dict__["start"].__set__
+_set_end = Interval.__dict__["end"].__set__
 
 
 def _make_slot(starts_at: datetime, ends_at: datetime, provider_id: int, type_id: int) -> Slot:
-    # Equivalent to Slot(...), without the per-field object.__setattr__ calls
-    # of a frozen dataclass's __init__ (this is the engine's hottest line).
     slot = _new_object(Slot)
-    slot.__dict__.update(starts_at=starts_at, ends_at=ends_at,
-                         provider_id=provider_id, type_id=type_id)
+    _set_starts_at(slot, starts_at)
+    _set_ends_at(slot, ends_at)
+    _set_provider_id(slot, provider_id)
+    _set_type_id(slot, type_id)
     return slot
+
+
+def _make_interval(start: datetime, end: datetime) -> Interval:
+    """``Interval(start, end)`` for trusted values (the schedule loader's rows)."""
+    interval = _new_object(Interval)
+    _set_start(interval, start)
+    _set_end(interval, end)
+    return interval
 
 
 # -- time helpers -------------------------------------------------------------------------
@@ -225,9 +254,22 @@ def _td_us(td: timedelta) -> int:
     return (td.days * 86_400 + td.seconds) * _US + td.microseconds
 
 
+_ONE_US = timedelta(microseconds=1)
+# The epoch in each zone that is UTC at every instant (psycopg hands out
+# timestamptz values in ZoneInfo("Etc/UTC") when the server's TimeZone is
+# UTC). Subtracting two datetimes that share one tzinfo object skips both
+# utcoffset() calls, which is exact when the offset is always zero.
+_UTC_EPOCHS = {tz: datetime(1970, 1, 1, tzinfo=tz)
+               for tz in (_UTC, ZoneInfo("UTC"), ZoneInfo("Etc/UTC"))}
+
+
 def _dt_us(dt: datetime) -> int:
-    """Microseconds since the epoch of an aware datetime."""
-    return _td_us(dt - _EPOCH)
+    """Microseconds since the epoch of an aware datetime (exact: timedelta // timedelta)."""
+    try:
+        epoch = _UTC_EPOCHS.get(dt.tzinfo, _EPOCH)
+    except TypeError:        # an unhashable tzinfo class: the general path
+        epoch = _EPOCH
+    return (dt - epoch) // _ONE_US
 
 
 def _us_dt(us: int) -> datetime:
@@ -270,17 +312,35 @@ def _end_instant(zi: ZoneInfo, wall_us: int, off0: int, off1: int) -> int:
 
 # -- candidates ---------------------------------------------------------------------------
 
-# (start µs, end µs, start datetime, end datetime)
-_Candidate = tuple[int, int, datetime, datetime]
+class _Grid:
+    """Candidate slots, sorted by start and unique: three parallel lists.
+
+    ``starts`` are the starts in µs since the epoch (what the filters
+    compare); ``starts_at`` and ``ends_at`` the same instants as UTC
+    datetimes, built once per grid and shared by every slot made from it
+    (each candidate's visit is ``[start, start + duration)``).
+    """
+
+    __slots__ = ("starts", "starts_at", "ends_at", "duration")
+
+    def __init__(self, starts: list[int], duration: int) -> None:
+        epoch, delta = _EPOCH, timedelta
+        self.starts = starts
+        self.duration = duration
+        self.starts_at = [epoch + delta(microseconds=s) for s in starts]
+        self.ends_at = [epoch + delta(microseconds=s + duration) for s in starts]
+
+
+_NO_GRID = _Grid([], 1)
 
 
 def _candidates(tz: str, rules: Iterable[WeeklyRule], slot_type: SlotType,
-                lo: int, hi: int, pad_days: int = 1) -> list[_Candidate]:
+                lo: int, hi: int, pad_days: int = 1) -> _Grid:
     """Every grid start in ``[lo, hi]`` (µs) whose visit fits its rule, sorted,
     unique. Depends only on the zone, the rules and the type, so it is shared
     by every provider with the same zone and rules."""
     if lo > hi:
-        return []
+        return _NO_GRID
     zi = zone(tz)
     type_id = slot_type.id
     by_weekday: list[list[tuple[int, int]]] = [[] for _ in range(7)]
@@ -288,7 +348,7 @@ def _candidates(tz: str, rules: Iterable[WeeklyRule], slot_type: SlotType,
         if rule.type_id is None or rule.type_id == type_id:
             by_weekday[rule.weekday].append((_time_us(rule.start), _time_us(rule.end)))
     if not any(by_weekday):
-        return []
+        return _NO_GRID
     dur = _td_us(slot_type.duration)
     step = _td_us(slot_type.interval)
 
@@ -329,62 +389,85 @@ def _candidates(tz: str, rules: Iterable[WeeklyRule], slot_type: SlotType,
                         if lo <= s <= hi and s + dur <= end_instant:
                             add(s)
                     w += step
-    epoch, delta = _EPOCH, timedelta
-    return [(s, s + dur, epoch + delta(microseconds=s), epoch + delta(microseconds=s + dur))
-            for s in sorted(starts)]
+    return _Grid(sorted(starts), dur)
 
 
 # -- per-schedule filtering -----------------------------------------------------------------
 
-class _Blocks:
-    """Intervals indexed for "does [a, b) overlap any of them?" in O(log n).
-
-    Sorted by start with a running maximum of ends: the intervals starting
-    before ``b`` are a prefix, and one of them overlaps iff the largest end
-    in that prefix is after ``a``. That is exactly the half-open test
-    ``x.start < b and a < x.end`` applied to every interval ``x``.
-    """
-
-    __slots__ = ("starts", "max_ends")
-
-    def __init__(self, intervals: Iterable[Interval]) -> None:
-        pairs = sorted((_dt_us(i.start), _dt_us(i.end)) for i in intervals)
-        self.starts = [s for s, _ in pairs]
-        self.max_ends: list[int] = []
-        running = None
-        for _, e in pairs:
-            running = e if running is None or e > running else running
-            self.max_ends.append(running)
+def _us_pairs(intervals: Iterable[Interval]) -> list[tuple[int, int]]:
+    """Intervals as (start µs, end µs), in any order."""
+    dt_us = _dt_us
+    return [(dt_us(i.start), dt_us(i.end)) for i in intervals]
 
 
 class _Indexed:
-    """One schedule's busy ranges and exceptions, indexed once per call."""
+    """One schedule's busy ranges and exceptions, converted to µs once per call."""
 
     __slots__ = ("schedule", "busy", "exceptions")
 
     def __init__(self, schedule: ProviderSchedule) -> None:
         self.schedule = schedule
-        self.busy = _Blocks(schedule.busy)
-        self.exceptions = _Blocks(schedule.exceptions)
+        self.busy = _us_pairs(schedule.busy)
+        self.exceptions = _us_pairs(schedule.exceptions)
 
-    def open(self, slot_type: SlotType, candidates: list[_Candidate]) -> list[Slot]:
-        """The candidates that survive the busy ranges and exceptions, as slots."""
+    def open(self, slot_type: SlotType, grid: _Grid, limit: int | None = None) -> list[Slot]:
+        """The candidates that survive the busy ranges and exceptions, as slots
+        (only the first ``limit`` of them, if given).
+
+        Works per interval, not per candidate: the candidates an interval
+        removes are a contiguous run of the sorted grid, found with two
+        binary searches; the runs are merged in one pass and slots are made
+        only for what lies between them. A candidate starting at ``s`` has
+        the visit ``[s, s + d)`` and the blocked range ``[s - before,
+        s + d + after)``, so (half-open overlap)
+
+        * busy ``[bs, be)`` removes exactly ``bs - d - after < s < be + before``,
+        * an exception ``[xs, xe)`` removes exactly ``xs - d < s < xe``.
+
+        Cost: O(intervals * log(candidates) + open slots).
+        """
+        starts = grid.starts
+        n = len(starts)
+        if not n:
+            return []
+        d = grid.duration
         before, after = _td_us(slot_type.buffer_before), _td_us(slot_type.buffer_after)
-        pid, tid = self.schedule.provider_id, slot_type.id
-        b_starts, b_ends = self.busy.starts, self.busy.max_ends
-        x_starts, x_ends = self.exceptions.starts, self.exceptions.max_ends
+        lead, lo, hi = d + after, starts[0], starts[-1]
+        removed: list[tuple[int, int]] = []
+        for bs, be in self.busy:
+            if be + before > lo and bs - lead < hi:
+                i = bisect_right(starts, bs - lead)
+                j = bisect_left(starts, be + before, i)
+                if i < j:
+                    removed.append((i, j))
+        for xs, xe in self.exceptions:
+            if xe > lo and xs - d < hi:
+                i = bisect_right(starts, xs - d)
+                j = bisect_left(starts, xe, i)
+                if i < j:
+                    removed.append((i, j))
+        pid, tid, make = self.schedule.provider_id, slot_type.id, _make_slot
+        starts_at, ends_at = grid.starts_at, grid.ends_at
+        if not removed and limit is None:
+            return [make(a, b, pid, tid) for a, b in zip(starts_at, ends_at)]
+        runs: list[tuple[int, int]] = []     # index runs of open candidates
+        pos = 0
+        removed.sort()
+        for i, j in removed:
+            if i > pos:
+                runs.append((pos, i))
+            if j > pos:
+                pos = j
+        if pos < n:
+            runs.append((pos, n))
         out: list[Slot] = []
-        append = out.append
-        for s, e, s_dt, e_dt in candidates:
-            if b_starts:   # blocked range [s - before, e + after) vs busy
-                i = bisect_left(b_starts, e + after)
-                if i and b_ends[i - 1] > s - before:
-                    continue
-            if x_starts:   # visit [s, e) vs exceptions
-                i = bisect_left(x_starts, e)
-                if i and x_ends[i - 1] > s:
-                    continue
-            append(_make_slot(s_dt, e_dt, pid, tid))
+        left = n if limit is None else max(limit, 0)
+        for i, j in runs:
+            if left <= 0:
+                break
+            j = min(j, i + left)
+            left -= j - i
+            out += [make(a, b, pid, tid) for a, b in zip(starts_at[i:j], ends_at[i:j])]
         return out
 
 
@@ -411,9 +494,9 @@ class _CandidateCache:
 
     def __init__(self, slot_type: SlotType) -> None:
         self.slot_type = slot_type
-        self.memo: dict[tuple, list[_Candidate]] = {}
+        self.memo: dict[tuple, _Grid] = {}
 
-    def get(self, schedule: ProviderSchedule, lo: int, hi: int) -> list[_Candidate]:
+    def get(self, schedule: ProviderSchedule, lo: int, hi: int) -> _Grid:
         key = (schedule.timezone, schedule.rules, lo, hi)
         found = self.memo.get(key)
         if found is None:
@@ -439,15 +522,20 @@ def slots_for(schedule: ProviderSchedule, slot_type: SlotType, *, now: datetime,
 
 def slots_for_many(schedules: Iterable[ProviderSchedule], slot_type: SlotType, *,
                    now: datetime, start: datetime | None = None,
-                   end: datetime | None = None) -> dict[int, list[Slot]]:
-    """:func:`slots_for` for each schedule, keyed by ``provider_id``.
+                   end: datetime | None = None,
+                   limit: int | None = None) -> dict[int, list[Slot]]:
+    """:func:`slots_for` for each schedule, keyed by ``provider_id``; with
+    ``limit``, only each provider's first ``limit`` slots (``slots_for(...)[:limit]``),
+    and no slot object is made for the rest.
 
     Providers sharing a zone and an equal rules tuple share one candidate
     grid, so each further provider costs only its own filtering.
     """
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit cannot be negative, got {limit!r}")
     lo, hi = _bounds(slot_type, now, start, end)
     cache = _CandidateCache(slot_type)
-    return {s.provider_id: _Indexed(s).open(slot_type, cache.get(s, lo, hi))
+    return {s.provider_id: _Indexed(s).open(slot_type, cache.get(s, lo, hi), limit)
             for s in schedules}
 
 
@@ -468,7 +556,7 @@ def first_available(schedules: Iterable[ProviderSchedule], slot_type: SlotType, 
         w_lo, size = lo, 7 * _DAY_US
         while w_lo <= hi:
             w_hi = min(hi, w_lo + size)
-            open_slots = indexed.open(slot_type, cache.get(schedule, w_lo, w_hi))
+            open_slots = indexed.open(slot_type, cache.get(schedule, w_lo, w_hi), 1)
             if open_slots:
                 found.append(open_slots[0])
                 break
@@ -493,8 +581,8 @@ def is_open(schedule: ProviderSchedule, slot_type: SlotType, starts_at: datetime
         return False
     # A grid start laid out on local date d reads back as date d, so only that
     # day's grid can contain it.
-    if not any(c[0] == s for c in _candidates(schedule.timezone, schedule.rules,
-                                               slot_type, s, s, pad_days=0)):
+    if s not in _candidates(schedule.timezone, schedule.rules, slot_type, s, s,
+                            pad_days=0).starts:
         return False
     e = s + _td_us(slot_type.duration)
     a, b = s - _td_us(slot_type.buffer_before), e + _td_us(slot_type.buffer_after)

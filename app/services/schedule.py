@@ -18,7 +18,8 @@ from app.models import (Appointment, AppointmentType, AvailabilityException, Ava
                         Specialty)
 from app.models.appointment import BLOCKING
 from app.services import availability
-from app.services.availability import Interval, ProviderSchedule, Slot, SlotType, WeeklyRule
+# _make_interval: Interval(start, end) for the rows loaded here, without the frozen dataclass's __init__.
+from app.services.availability import ProviderSchedule, Slot, SlotType, WeeklyRule, _make_interval
 
 UTC = timezone.utc
 
@@ -95,8 +96,8 @@ def load_schedules(session: Session, providers: list[Provider], *, now: datetime
                 AvailabilityException.ends_local > (window_start - slack).replace(tzinfo=None),
                 AvailabilityException.starts_local < (window_end + slack).replace(tzinfo=None))):
         tz = zones[provider_id]
-        exceptions[provider_id].append(Interval(starts_local.replace(tzinfo=tz).astimezone(UTC),
-                                                ends_local.replace(tzinfo=tz).astimezone(UTC)))
+        exceptions[provider_id].append(_make_interval(starts_local.replace(tzinfo=tz).astimezone(UTC),
+                                                      ends_local.replace(tzinfo=tz).astimezone(UTC)))
 
     busy = defaultdict(list)
     query = select(Appointment.provider_id, Appointment.blocked_start, Appointment.blocked_end).where(
@@ -105,7 +106,7 @@ def load_schedules(session: Session, providers: list[Provider], *, now: datetime
     if exclude_appointment_id is not None:
         query = query.where(Appointment.id != exclude_appointment_id)
     for provider_id, start, end in session.execute(query):
-        busy[provider_id].append(Interval(start, end))
+        busy[provider_id].append(_make_interval(start, end))
 
     return [LoadedProvider(p, ProviderSchedule(p.id, p.timezone, tuple(rules[p.id]),
                                                tuple(exceptions[p.id]), tuple(busy[p.id])))
@@ -133,7 +134,8 @@ def search(session: Session, *, now: datetime, appointment_type: AppointmentType
     loaded = load_schedules(session, providers, now=now, window_start=start, window_end=end)
     spec = slot_type(appointment_type)
     by_provider = availability.slots_for_many([lp.schedule for lp in loaded], spec, now=now,
-                                              start=start, end=end)
+                                              start=start, end=end,
+                                              limit=per_provider if per_provider >= 0 else None)
     results = [SearchResult(lp.provider, by_provider.get(lp.provider.id, [])[:per_provider]) for lp in loaded]
     # Soonest first; providers with nothing open in the window last.
     far = datetime.max.replace(tzinfo=UTC)

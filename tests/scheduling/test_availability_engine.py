@@ -346,6 +346,8 @@ def test_many_first_available_and_nearest_agree_with_slots_for(case_list, limit)
     many = slots_for_many(schedules, stype, now=now, start=start, end=end)
     assert many == {s.provider_id: slots_for(s, stype, now=now, start=start, end=end)
                     for s in schedules}
+    assert slots_for_many(schedules, stype, now=now, start=start, end=end, limit=limit) == {
+        provider_id: slots[:limit] for provider_id, slots in many.items()}
 
     full = {s.provider_id: slots_for(s, stype, now=now) for s in schedules}
     earliest = sorted(slots[0] for slots in full.values() if slots)
@@ -367,6 +369,36 @@ def test_engine_matches_brute_force_oracle(case):
     sched, stype, now, start, end = case
     assert slots_for(sched, stype, now=now, start=start, end=end) == oracle(
         sched, stype, now, start, end)
+
+
+def _as_loaded(intervals, tz):
+    """The same instants with another tzinfo (the loader hands out ZoneInfo("Etc/UTC"))."""
+    return tuple(Interval(i.start.astimezone(tz), i.end.astimezone(tz)) for i in intervals)
+
+
+@ORACLE
+@given(cases(), st.sampled_from(["Etc/UTC", "UTC", NY, "Asia/Kolkata"]),
+       st.lists(st.tuples(st.integers(0, 3 * 24 * 60), st.integers(-90, 0)), max_size=3),
+       st.integers(0, 5))
+def test_zones_and_degenerate_intervals_match_the_oracle(case, tz, odd, limit):
+    """Busy ranges and exceptions in any zone, and empty or inverted ones
+    (start >= end), are judged by the literal overlap rule, like the oracle."""
+    sched, stype, now, start, end = case
+    base = (now + stype.min_notice).replace(second=0, microsecond=0)
+    degenerate = tuple(Interval(base + minutes(at), base + minutes(at + length))
+                       for at, length in odd)
+    zi = ZoneInfo(tz)
+    sched = dataclasses.replace(sched, busy=_as_loaded(sched.busy + degenerate, zi),
+                                exceptions=_as_loaded(sched.exceptions + degenerate[:1], zi))
+    expected = oracle(sched, stype, now, start, end)
+    assert slots_for(sched, stype, now=now, start=start, end=end) == expected
+    assert slots_for_many([sched], stype, now=now, start=start, end=end,
+                          limit=limit) == {sched.provider_id: expected[:limit]}
+
+
+def test_slots_for_many_refuses_a_negative_limit():
+    with pytest.raises(ValueError):
+        slots_for_many([schedule(weekdays())], slot_type(), now=utc(2026, 3, 2, 12), limit=-1)
 
 
 def test_oracle_is_not_vacuous():
