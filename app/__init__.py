@@ -13,6 +13,8 @@ from app.settings import ConfigError, Settings
 
 __all__ = ["create_app", "ConfigError", "Settings"]
 
+LAST_SEEN_STEP = 10   # seconds: how stale the idle-logoff stamp in the session may get
+
 
 def _sqlalchemy_url(url: str) -> str:
     for prefix in ("postgres://", "postgresql://"):
@@ -97,11 +99,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to continue."
 
+    from sqlalchemy import bindparam, select
+    from sqlalchemy.orm import joinedload
+
+    from app.models import User
+
+    # The user of every signed-in request, with the patient profile (patient pages all need it) in
+    # the same statement; built once.
+    user_by_id = select(User).options(joinedload(User.patient)).where(User.id == bindparam("user_id"))
+
     @login_manager.user_loader
     def load_user(user_id: str):
-        from app.models import User
-
-        return db.session.get(User, int(user_id))
+        return db.session.execute(user_by_id, {"user_id": int(user_id)}).unique().scalar_one_or_none()
 
     from app.blueprints import register_blueprints
 
@@ -133,7 +142,10 @@ def create_app(settings: Settings | None = None) -> Flask:
             session.clear()
             flash("You were signed out after a period of inactivity.", "info")
             return None   # continue as anonymous: access rules send them to sign in
-        session["last_seen"] = now
+        if last is None or now - last >= LAST_SEEN_STEP:
+            # Written at most every LAST_SEEN_STEP seconds, not on every request (a new signed cookie
+            # each time): the logoff may come up to that much early, never late.
+            session["last_seen"] = now
         return None
 
     app.before_request(access_rules.enforce)

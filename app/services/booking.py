@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 
 from psycopg import errors as pg_errors
-from sqlalchemy import func, select
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload, lazyload
 
 from app.models import Appointment, AppointmentType, Patient, Provider
 from app.models.state import Ignored, InvalidTransition  # noqa: F401 (re-exported)
 from app.services import DomainError, audit, availability, links, signals
 from app.services.audit import Actor
-from app.services.schedule import load_schedules, slot_type
+from app.services.availability import zone
+from app.services.schedule import SearchResult, load_schedules, provider_query, slot_type
 from app.services.unit_of_work import request
+
+UTC = timezone.utc
 
 
 class SlotTaken(DomainError):
@@ -137,47 +141,109 @@ def _release_expired_overlapping(session: Session, *, provider_id: int, blocked_
         release(session, hold, actor=Actor.system("system"), now=now, reason="hold expired")
 
 
-def take_hold(session: Session, *, now: datetime, patient: Patient, provider_id: int, type_id: int,
-              starts_at: datetime, policy: HoldPolicy, actor: Actor) -> Appointment:
-    """Hold a slot for checkout; release the patient's previous hold(s)."""
-    provider = session.get(Provider, provider_id)
-    appointment_type = session.get(AppointmentType, type_id)
+@dataclass
+class HoldTarget:
+    """What a hold needs besides the patient, read in one statement (``hold_target``): the
+    provider with its types, the requested type (None when the provider does not list it, or it
+    does not exist) and how many appointments the patient made in the last hour."""
+    provider: Provider | None
+    appointment_type: AppointmentType | None
+    recent_holds: int
+
+
+_RECENT_HOLDS = (select(func.count(Appointment.id)).where(
+    Appointment.patient_id == bindparam("patient_id"), Appointment.created_at > bindparam("since"))
+    .scalar_subquery())
+# Built once (bound parameters): a hold's statements are not rebuilt on every request.
+_HOLD_TARGET = (select(Provider, _RECENT_HOLDS).where(Provider.id == bindparam("provider_id"))
+                .options(joinedload(Provider.types), lazyload(Provider.user), lazyload(Provider.specialty)))
+
+
+def hold_target(session: Session, *, provider_id: int, type_id: int, patient: Patient,
+                now: datetime) -> HoldTarget:
+    """The provider (its types joined; its user and specialty left for later, a hold needs
+    neither) and the patient's holds in the last hour, in one statement."""
+    row = session.execute(_HOLD_TARGET, {"provider_id": provider_id, "patient_id": patient.id,
+                                         "since": now - timedelta(hours=1)}).unique().first()
+    if row is None:
+        return HoldTarget(None, None, 0)
+    provider, count = row
+    listed = next((t for t in provider.types if t.id == type_id), None)
+    return HoldTarget(provider, listed, count)
+
+
+@lru_cache(maxsize=8)
+def _to_release(keep: int):
+    """The hold's one look for what it releases (see take_hold), built once per MAX_HOLDS_PER_PATIENT."""
+    beyond = (select(Appointment.id).where(Appointment.patient_id == bindparam("patient_id"),
+                                           Appointment.status == "held")
+              .order_by(Appointment.created_at.desc(), Appointment.id.desc()).offset(keep))
+    # Each branch of the OR starts from an indexed column (patient, provider): a BitmapOr, no scan.
+    replaced = and_(Appointment.patient_id == bindparam("patient_id"),
+                    Appointment.id.in_(beyond.scalar_subquery()))
+    in_the_way = and_(Appointment.provider_id == bindparam("provider_id"),
+                      Appointment.hold_expires_at <= bindparam("now"),
+                      Appointment.blocked_start < bindparam("blocked_end"),
+                      Appointment.blocked_end > bindparam("blocked_start"))
+    return (select(Appointment, replaced.label("replaced"))
+            .where(Appointment.status == "held", or_(replaced, in_the_way))
+            .order_by(Appointment.created_at, Appointment.id).with_for_update(skip_locked=True))
+
+
+def take_hold(session: Session, *, now: datetime, patient: Patient, starts_at: datetime, policy: HoldPolicy,
+              actor: Actor, target: HoldTarget | None = None, provider_id: int | None = None,
+              type_id: int | None = None) -> Appointment:
+    """Hold a slot for checkout; release the patient's previous hold(s).
+
+    ``target`` is what ``hold_target`` read (the view reads it first for its own checks); without
+    it, ``provider_id`` and ``type_id`` are read here. The insert is checked by the exclusion
+    constraint with no savepoint: a lost race aborts the transaction, which is rolled back here
+    (nothing in it could be kept) before the nearest free times are read for SlotTaken."""
+    if target is None:
+        target = hold_target(session, provider_id=provider_id, type_id=type_id, patient=patient, now=now)
+    provider, appointment_type = target.provider, target.appointment_type
+    if appointment_type is None and provider is not None and type_id is not None:
+        appointment_type = session.get(AppointmentType, type_id)    # exists, but not this provider's
     if provider is None or appointment_type is None:
         raise InvalidSlot("That clinician or visit type does not exist.")
-    recent = session.scalar(select(func.count(Appointment.id)).where(
-        Appointment.patient_id == patient.id, Appointment.created_at > now - timedelta(hours=1)))
-    if recent >= policy.holds_per_hour:
+    if target.recent_holds >= policy.holds_per_hour:
         raise TooManyHolds("You have picked many times in the last hour. Please wait a while and try again.")
     _check_slot(session, provider=provider, appointment_type=appointment_type, starts_at=starts_at, now=now)
 
-    # At most MAX_HOLDS_PER_PATIENT holds: a new one releases the oldest.
-    current = session.scalars(select(Appointment).where(
-        Appointment.patient_id == patient.id, Appointment.status == "held").order_by(Appointment.created_at)
-    ).all()
-    for old in current[:max(0, len(current) - policy.max_holds_per_patient + 1)]:
-        release(session, old, actor=actor, now=now, reason="replaced by a new hold")
-
     ends_at = starts_at + timedelta(minutes=appointment_type.duration_minutes)
     blocked_start, blocked_end = _blocked(starts_at, ends_at, appointment_type)
-    _release_expired_overlapping(session, provider_id=provider.id, blocked_start=blocked_start,
-                                 blocked_end=blocked_end, now=now)
     expires = min(now + policy.ttl, starts_at - policy.release_before_start)
     if expires <= now:
         raise InvalidSlot("That time is too close to book now.")
+    # One statement finds what this hold releases: the patient's holds beyond
+    # MAX_HOLDS_PER_PATIENT - 1 (the newest are kept; the new one makes the count) and expired holds
+    # in the new one's way (expired holds never block). Rows locked by someone else (a checkout
+    # confirming one, a job releasing it) are skipped, never waited for or overwritten.
+    keep = max(0, policy.max_holds_per_patient - 1)
+    for old, is_replaced in session.execute(_to_release(keep), {
+            "patient_id": patient.id, "provider_id": provider.id, "now": now,
+            "blocked_start": blocked_start, "blocked_end": blocked_end}).all():
+        if is_replaced:
+            release(session, old, actor=actor, now=now, reason="replaced by a new hold")
+        else:
+            release(session, old, actor=Actor.system("system"), now=now, reason="hold expired")
     appointment = Appointment(
         patient_id=patient.id, provider_id=provider.id, type_id=appointment_type.id, status="held",
         starts_at=starts_at, ends_at=ends_at, blocked_start=blocked_start, blocked_end=blocked_end,
         hold_expires_at=expires, price_cents=appointment_type.price_cents,
         payment_timing=appointment_type.payment_timing, modality=appointment_type.modality,
         created_at=now)
+    session.add(appointment)
+    provider_key, type_key = provider.id, appointment_type.id
     try:
-        with session.begin_nested():
-            session.add(appointment)
-            session.flush()                      # the exclusion constraint speaks here
+        session.flush()                          # the exclusion constraint speaks here
     except IntegrityError as error:
         if not _is_unique_or_exclusion(error):
             raise
-        raise SlotTaken(nearest_free(session, provider=provider, appointment_type=appointment_type,
+        # The whole transaction is aborted (no savepoint): roll it back, then read the nearest times.
+        session.rollback()
+        raise SlotTaken(nearest_free(session, provider=session.get(Provider, provider_key),
+                                     appointment_type=session.get(AppointmentType, type_key),
                                      around=starts_at, now=now)) from None
     _audit(session, appointment, actor=actor, action="slot.selected", at=now,
            details={"starts_at": starts_at.isoformat(), "hold_expires_at": expires.isoformat()})
@@ -304,3 +370,43 @@ def mark(session: Session, appointment: Appointment, action: str, *, actor: Acto
     if action == "no_show" and now < appointment.starts_at:
         raise BookingRuleError("A no-show can be recorded only after the start time.")
     _transition(session, appointment, action, actor=actor, now=now)
+
+
+def first_free(session: Session, *, now: datetime, appointment_type: AppointmentType,
+               specialty_id: int | None = None, modality: str | None = None, on_date=None,
+               viewer_tz: str = "UTC", days: int = 7) -> list[SearchResult]:
+    """The booking search page's answer: the providers offering the type, each with its first open
+    slot in the ``days`` from ``on_date`` (in the viewer's zone; today when None), soonest first
+    and providers with nothing open last: what ``schedule.search`` answers with ``per_provider=1``.
+
+    The page shows one time per provider, so only that is computed: the first day of the window
+    for everyone, then the rest of the window for the providers with nothing open that day (laying
+    out and filtering a week of slots for every provider on every page view cost most of the page).
+    """
+    providers = [p for p in session.scalars(
+        provider_query(specialty_id=specialty_id, type_id=appointment_type.id,
+                       modality=modality or appointment_type.modality))
+        if p.offers(appointment_type)]
+    start = now
+    if on_date is not None:
+        start = max(now, datetime.combine(on_date, datetime.min.time(), zone(viewer_tz)).astimezone(UTC))
+    end = start + timedelta(days=days)
+    loaded = load_schedules(session, providers, now=now, window_start=start, window_end=end)
+    spec = slot_type(appointment_type)
+    first: dict[int, availability.Slot] = {}
+    pending = [lp.schedule for lp in loaded]
+    lo = start
+    for span in (timedelta(days=1), timedelta(days=days)):
+        hi = min(end, lo + span)
+        for provider_id, slots in availability.slots_for_many(pending, spec, now=now, start=lo, end=hi).items():
+            if slots:
+                first[provider_id] = slots[0]
+        pending = [s for s in pending if s.provider_id not in first]
+        if not pending or hi >= end:
+            break
+        lo = hi
+    results = [SearchResult(lp.provider, [first[lp.provider.id]] if lp.provider.id in first else [])
+               for lp in loaded]
+    far = datetime.max.replace(tzinfo=UTC)
+    results.sort(key=lambda r: (r.slots[0].starts_at if r.slots else far, r.provider.id))
+    return results

@@ -10,7 +10,7 @@ from app.extensions import db as flask_db
 from tests.helpers.payments import MON_10_NY, SUCCESS
 from tests.helpers.web import csrf_from, login
 
-CEILING = {"hold": 18, "checkout": 19, "complete": 21}
+CEILING = {"hold": 9, "checkout": 19, "complete": 21}
 
 
 @contextmanager
@@ -37,10 +37,11 @@ def book_and_count(app, factories, browser_pay, starts_at) -> dict[str, int]:
     assert login(client, user.email).status_code == 303
     page = client.get(f"/book/providers/{provider.id}?type_id={visit.id}").get_data(as_text=True)
     counts = {}
+    # The URL and form first: reading the test's own objects' ids is not the hold's work.
+    url = f"/book/providers/{provider.id}/holds"
+    form = {"type_id": visit.id, "starts_at": starts_at.isoformat(), "csrf_token": csrf_from(page)}
     with counting(app) as statements:
-        response = client.post(f"/book/providers/{provider.id}/holds",
-                               data={"type_id": visit.id, "starts_at": starts_at.isoformat(),
-                                     "csrf_token": csrf_from(page)})
+        response = client.post(url, data=form)
     counts["hold"] = len(statements)
     assert response.status_code == 303, response.get_data(as_text=True)
     appointment_id = int(re.search(r"/(\d+)$", response.headers["Location"]).group(1))

@@ -13,7 +13,7 @@ from app.models import Appointment, AppointmentType, Provider
 from app.services import booking, calendar, schedule
 from app.services.booking import HoldPolicy
 from app.services.retry import retry_transient
-from app.web import actor, not_found_audited, now, redirect_htmx, render
+from app.web import actor, is_htmx, not_found_audited, now, redirect_htmx, render
 
 bp = Blueprint("booking", __name__)
 
@@ -71,8 +71,9 @@ def _policy() -> HoldPolicy:
     return HoldPolicy.from_settings(current_app.config["SETTINGS"])
 
 
-def _type_or_default(type_id: int | None) -> AppointmentType | None:
-    types = schedule.bookable_types(db.session)
+def _type_or_default(type_id: int | None, types: list[AppointmentType] | None = None) -> AppointmentType | None:
+    if types is None:
+        types = schedule.bookable_types(db.session)
     if not types:
         return None
     if type_id is None:
@@ -98,20 +99,22 @@ def search():
         modality = request.args.get("modality") or None
         if modality not in (None, "telehealth", "in_person"):
             raise BadInput("Choose telehealth or in person.")
-        appointment_type = _type_or_default(type_id)
+        types = schedule.bookable_types(db.session)
+        appointment_type = _type_or_default(type_id, types)
     except BadInput as error:
         return _bad_request(str(error))
     if appointment_type is None:
         return render("booking/search.html", block="results", results=[], first_available=[], providers={},
                       appointment_type=None, types=[], specialties=[], chosen={})
-    results = schedule.search(db.session, now=now(), appointment_type=appointment_type,
-                              specialty_id=specialty_id, modality=modality, on_date=on_date,
-                              viewer_tz=current_user.timezone)
+    # One time per provider is shown, so one is computed (booking.first_free).
+    results = booking.first_free(db.session, now=now(), appointment_type=appointment_type,
+                                 specialty_id=specialty_id, modality=modality, on_date=on_date,
+                                 viewer_tz=current_user.timezone)
     first = sorted((s for r in results for s in r.slots[:1]), key=lambda s: s.starts_at)[:5]
     providers = {r.provider.id: r.provider for r in results}
     return render("booking/search.html", block="results", results=results, first_available=first,
-                  providers=providers, appointment_type=appointment_type,
-                  types=schedule.bookable_types(db.session), specialties=schedule.specialties(db.session),
+                  providers=providers, appointment_type=appointment_type, types=types,
+                  specialties=[] if is_htmx() else schedule.specialties(db.session),
                   chosen={"type_id": appointment_type.id, "specialty_id": specialty_id,
                           "modality": modality, "date": on_date.isoformat() if on_date else ""})
 
@@ -164,21 +167,27 @@ def provider(provider_id: int):
 @bp.post("/book/providers/<int:provider_id>/holds")
 @access("patient")
 def take_hold(provider_id: int):
-    found = db.session.get(Provider, provider_id)
-    if found is None:
-        abort(404)
     try:
         type_id = _int_arg("type_id", required=True)
         starts_at = _instant_arg("starts_at")
     except BadInput as error:
+        if db.session.get(Provider, provider_id) is None:
+            abort(404)
         return _bad_request(str(error))
-    online = db.session.get(AppointmentType, type_id)
+    patient = _patient()
+    # The provider (with its types) and the patient's recent holds in one statement; the service
+    # uses the same objects, so nothing is read twice.
+    target = booking.hold_target(db.session, provider_id=provider_id, type_id=type_id, patient=patient,
+                                 now=now())
+    if target.provider is None:
+        abort(404)
+    online = target.appointment_type or db.session.get(AppointmentType, type_id)
     if online is None or online.payment_timing not in schedule.ONLINE_TIMINGS:
         return _bad_request("That kind of visit cannot be booked online yet. Please call the clinic.")
 
     def hold_and_commit():     # one transaction: run again whole after a deadlock / serialization failure
-        taken = booking.take_hold(db.session, now=now(), patient=_patient(), provider_id=provider_id,
-                                  type_id=type_id, starts_at=starts_at, policy=_policy(), actor=actor())
+        taken = booking.take_hold(db.session, now=now(), patient=patient, target=target, type_id=type_id,
+                                  starts_at=starts_at, policy=_policy(), actor=actor())
         db.session.commit()
         return taken
 
@@ -187,7 +196,7 @@ def take_hold(provider_id: int):
     except booking.SlotTaken as taken:
         db.session.rollback()
         appointment_type = db.session.get(AppointmentType, type_id)
-        return _provider_page(found, appointment_type, status=409, nearest=taken.nearest,
+        return _provider_page(target.provider, appointment_type, status=409, nearest=taken.nearest,
                               notice="Sorry, that time was just taken. These are the nearest free times.")
     except booking.TooManyHolds as error:
         db.session.rollback()
