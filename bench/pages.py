@@ -12,11 +12,14 @@ sending ``Accept-Encoding: br, gzip`` and ``Sec-Fetch-Site: same-origin`` gets t
   load     ``--users`` patients (default 20), each signed in with a keep-alive connection, GET /book
            in a closed loop for ``--duration`` seconds: req/s and p50/p95/p99. The clinic has
            ``--providers`` providers (default 10) open all day, so /book has slots to show.
+           The goal is read on that closed loop (every user asks again the moment a page arrives:
+           the server's capacity decides the p95). For context a second reading paces the same
+           users as people use a page, ``--think`` s (default 1) between pages, open loop.
 
 The bare insert baseline (bench/baseline.py, same gunicorn.conf.py) is measured in the same run with
 the same number of connections; GET /book req/s / bare inserts/s is printed for scale.
 
-    .venv/bin/python bench/pages.py [--users 20] [--duration 15] [--providers 10]
+    .venv/bin/python bench/pages.py [--users 20] [--duration 15] [--providers 10] [--think 1]
 
 Prints the absolute figures, then the ratio, then the goal line.
 """
@@ -44,6 +47,8 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=20, help="concurrent signed-in patients (default 20)")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds of load (default 15)")
     parser.add_argument("--providers", type=int, default=10)
+    parser.add_argument("--think", type=float, default=1.0,
+                        help="seconds each user pauses between pages in the context reading (default 1)")
     args = parser.parse_args()
     with scratch_services("bench-pages-") as (database_url, redis_url, tmp):
         with serve.stack(database_url, redis_url, tmp) as st:
@@ -97,6 +102,12 @@ def run(st, args) -> int:
     print(load.line(f"{'GET /book':>14}"), flush=True)
     if load.failed:
         print(f"{'':>14}  statuses: {load.statuses}")
+    # Context, not the goal: the same users as people use a page, pausing --think s between pages
+    # (open loop at users / think requests per second, latency from each request's due time).
+    paced = serve.run_load(st.portal.port, book, concurrency=args.users, duration=args.duration,
+                           rate=args.users / args.think)
+    print(paced.line(f"{'paced /book':>14}") + f"   [{args.users} users, {args.think:g} s between pages]",
+          flush=True)
     p95 = serve.percentile(load.latencies_ms, 0.95)
     ratio = load.rate / bare.rate if bare.rate else 0.0
     print(f"ratio: GET /book {load.rate:.1f} req/s / bare insert {bare.rate:.1f} req/s = {ratio:.2f}x (context)")
