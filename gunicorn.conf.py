@@ -11,7 +11,9 @@ Every number can be set from the environment (defaults sized for a 2-core machin
     WEB_GRACEFUL_TIMEOUT   seconds a worker gets to finish its requests on SIGTERM / restart (30)
     WEB_KEEPALIVE          seconds an idle keep-alive connection is held (5; set it above the idle
                            timeout of a proxy that keeps connections to us open)
-    WEB_MAX_REQUESTS       a worker is replaced after this many requests (1000; 0: never), jittered
+    WEB_MAX_REQUESTS       a worker is replaced after this many requests (10000; 0: never), jittered
+                           (a replacement closes its keep-alive connections: at 1000 a busy worker
+                           was replaced every few seconds, a visible tail in latency)
     FORWARDED_ALLOW_IPS    the proxy addresses whose X-Forwarded-Proto is trusted (gunicorn's own)
 
 The app is loaded once in the master (``preload_app``) and the workers are forked from it, after
@@ -48,7 +50,7 @@ threads = _env_int("WEB_THREADS", 4)
 timeout = _env_int("WEB_TIMEOUT", 60)
 graceful_timeout = _env_int("WEB_GRACEFUL_TIMEOUT", 30)
 keepalive = _env_int("WEB_KEEPALIVE", 5)
-max_requests = _env_int("WEB_MAX_REQUESTS", 1000)
+max_requests = _env_int("WEB_MAX_REQUESTS", 10000)
 max_requests_jitter = max_requests // 10
 preload_app = True
 proc_name = "clinic-portal"

@@ -47,6 +47,11 @@ def require_services(settings: Settings) -> Settings:
     return settings
 
 
+# Blueprints called server to server (no browser: no session cookie, no page): the hooks skip what
+# only a browser needs for them (idle logoff, framing and asset headers, compression).
+SESSIONLESS = frozenset({"webhooks"})
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     settings = require_services(settings or Settings.from_env())
     from app.logging_setup import configure as configure_logging
@@ -131,7 +136,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.before_request
     def idle_logoff():
-        if not current_user.is_authenticated:
+        if request.blueprint in SESSIONLESS or not current_user.is_authenticated:
             return None
         limit = settings.IDLE_LOGOFF_STAFF if current_user.is_staff else settings.IDLE_LOGOFF_PATIENT
         now = time.time()
@@ -157,6 +162,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.after_request
     def security_headers(response):
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if request.blueprint in SESSIONLESS:          # no page, no cookie: nothing to frame or cache
+            response.headers["Cache-Control"] = "no-store"
+            response.headers["X-Request-Id"] = g.get("request_id", "")
+            return response
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         from app.blueprints.assets import cache_control

@@ -74,7 +74,11 @@ def init_app(app: Flask) -> None:
 
 
 def compress_response(response):
+    from app import SESSIONLESS
     from app.blueprints.assets import IMMUTABLE, cache_control
+
+    if request.blueprint in SESSIONLESS:         # server to server: never compressed, no Vary
+        return response
 
     policy = cache_control()
     if policy is None:                           # a page or JSON

@@ -342,14 +342,3 @@ def _describe(error: stripe.StripeError) -> str:
     body = getattr(error, "error", None)
     code = getattr(body, "code", None) if body else None
     return f"{error.__class__.__name__}: {code or getattr(error, 'user_message', '') or ''}"
-
-
-def verify_webhook(payload: bytes, signature: str | None, secret: str) -> dict:
-    """The event if the signature is Stripe's (300 s tolerance); raises ValueError otherwise."""
-    if not signature:
-        raise ValueError("missing Stripe-Signature")
-    try:
-        event = stripe.Webhook.construct_event(payload, signature, secret)
-    except stripe.SignatureVerificationError as error:
-        raise ValueError("bad signature") from error
-    return event.to_dict() if hasattr(event, "to_dict") else dict(event)

@@ -7,10 +7,11 @@ run the same ``settle``; nothing here decides anything about money.
 from __future__ import annotations
 
 import logging
+import time
 
 from flask import current_app
 
-from app.jobs import enqueue_in, job_session
+from app.jobs import enqueue, enqueue_in, job_session, redis_connection
 from app.jobs import now as _now
 from app.models import Appointment, PaymentAttempt
 from app.services import settlement
@@ -41,6 +42,59 @@ def process_stripe_event(event_id: str) -> str:
     """Apply one stored webhook event (its object is re-read from Stripe: order does not matter)."""
     with job_session() as session:
         return settlement.process_event(session, event_id)
+
+
+# -- stored webhook events, drained in batches ------------------------------------------------------
+#
+# The webhook's hand-off (``request_processing``, after a new event's commit) costs one Redis
+# command while a drain is already waiting: ``SET <flag> NX EX``. Only when the flag was absent is a
+# drain job (``process_stripe_events``) enqueued. The drain deletes the flag *before* it reads the
+# events, so an event committed before that delete is read by this drain, and one whose hand-off
+# comes after it sets the flag again and enqueues the next drain: none is left behind. The flag
+# expires (``DRAIN_FLAG_TTL``) in case its job is lost, and the sweep processes any stored event
+# still unprocessed whatever happened to Redis.
+DRAIN_FLAG_TTL = 60          # seconds
+DRAIN_BATCH = 200
+DRAIN_BUDGET = 30.0          # seconds one drain job works before handing over to the next
+
+
+def _drain_flag() -> str:
+    return f"{current_app.config['SETTINGS'].REDIS_NAMESPACE}:payments:events_drain"
+
+
+def request_processing(event_id: str | None = None) -> bool:
+    """Make sure a drain job will read the stored events after this moment (call it after the
+    commit that stored ``event_id``). True if this call enqueued the drain."""
+    conn = redis_connection()
+    if not conn.set(_drain_flag(), event_id or "-", nx=True, ex=DRAIN_FLAG_TTL):
+        return False                          # a drain is waiting, and will read what was committed
+    try:
+        enqueue(process_stripe_events)
+    except Exception:
+        conn.delete(_drain_flag())            # the next event tries again (the sweep anyway)
+        raise
+    return True
+
+
+def process_stripe_events() -> dict:
+    """The drain: process every stored, unprocessed event, in batches (``settlement.process_events``),
+    for up to DRAIN_BUDGET seconds, then hand over to a new drain job if some are left."""
+    with job_session() as session:
+        redis_connection().delete(_drain_flag())      # first: see the protocol above
+        deadline = time.monotonic() + DRAIN_BUDGET
+        processed, failed = 0, set()
+        while True:
+            done, bad = settlement.process_events(session, limit=DRAIN_BATCH, skip=failed)
+            processed += done
+            failed.update(bad)
+            if done + len(bad) < DRAIN_BATCH:
+                break
+            if time.monotonic() > deadline:
+                request_processing()
+                break
+    if failed:
+        log.warning("%d stored Stripe events failed; the sweep tries them again", len(failed))
+    return {"processed": processed, "failed": len(failed)}
 
 
 def cancel_payment(attempt_id: int, reason: str) -> bool:

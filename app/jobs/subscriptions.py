@@ -55,7 +55,8 @@ def subscriptions() -> dict:
         "payment_declined": [_declined(notifications.payment_declined),
                              _declined(twindow.payment_declined)],
         "poll_payment": [payments.schedule_poll],
-        "process_stripe_event": [_enqueue(payments.process_stripe_event)],
+        # One Redis command per new event; one batch job drains the stored events (app/jobs/payments.py).
+        "process_stripe_event": [payments.request_processing],
         "expire_hold": [booking.schedule_hold_expiry],
         "send_notification": [notifications.schedule_send],
     }

@@ -22,22 +22,25 @@ commit at their step boundaries, and a crash between the steps leaves the
 database able to finish the work (the sweep runs them again; every call
 carries its idempotency key). Whoever comes second finds the work done.
 
-Webhook events are stored by id (``record_event``) and processed by
-``process_event``, which only finds the attempt and runs ``settle``.
+Webhook events are stored by id (``record_event``, one autocommit INSERT on the
+acknowledgement's path) and processed by ``process_events`` (in batches, ``settle``
+once per attempt) or ``process_event`` (one), which only find the attempt and run
+``settle``, and write each event's audit row.
 """
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID
 
 from flask import current_app
-from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import DataError
+from sqlalchemy.orm import Session, contains_eager, scoped_session
 
-from app.integrations import stripe_gateway
 from app.integrations.stripe_gateway import Intent, StripeGateway
 from app.models import Appointment, Charge, Patient, PaymentAttempt, PaymentFailure, Refund, StripeEvent
 from app.models.appointment import BOOKED
@@ -47,7 +50,7 @@ from app.services import DomainError, audit, booking, refunds, signals
 from app.services.audit import Actor
 from app.services.gateway import domain_errors, gateway
 from app.services.payments import (IntentMismatch, PaymentTimings, check_intent, decline_message, record)
-from app.services.retry import retry_transient
+from app.services.retry import retry_transient, sqlstate
 from app.services.unit_of_work import request
 
 log = logging.getLogger(__name__)
@@ -344,51 +347,158 @@ class InvalidWebhook(DomainError):
     """Not signed by Stripe with our webhook secret (or too old)."""
 
 
-def verify_webhook(payload: bytes, signature: str | None, secret: str) -> dict:
-    """The event if Stripe signed it; ``InvalidWebhook`` otherwise."""
+_INSERT_EVENT = text(
+    "INSERT INTO stripe_events (id, type, created, object_id, payload, attempts) "
+    "VALUES (:id, :type, :created, :object_id, CAST(:payload AS jsonb), 0) "
+    "ON CONFLICT (id) DO NOTHING RETURNING id")
+_MAX_BIGINT = 2**63 - 1
+
+
+def _event_fields(event) -> dict:
+    """The columns of a stored event, or ``InvalidWebhook`` for anything Stripe would not send."""
+    if not isinstance(event, dict):
+        raise InvalidWebhook("not an event")
+    event_id, kind, created = event.get("id"), event.get("type", ""), event.get("created") or 0
+    obj = event.get("data")
+    obj = obj.get("object") if isinstance(obj, dict) else None
+    object_id = obj.get("id") if isinstance(obj, dict) else None
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= 255 or not isinstance(kind, str) \
+            or len(kind) > 64 or isinstance(created, bool) or not isinstance(created, int) \
+            or not 0 <= created <= _MAX_BIGINT or (object_id is not None and (
+                not isinstance(object_id, str) or len(object_id) > 255)):
+        raise InvalidWebhook("not an event")
+    return {"id": event_id, "type": kind, "created": created, "object_id": object_id}
+
+
+def record_event(session: Session, event: dict, raw: bytes | str | None = None) -> bool:
+    """Store a verified webhook event by its id with its JSON (``raw``: the body Stripe signed, stored
+    as it came; else ``event`` serialized); False if it was already stored (a duplicate, unchanged).
+    ``InvalidWebhook`` for an event that is not one (wrong shapes, too long, not storable).
+
+    One statement (``INSERT .. ON CONFLICT DO NOTHING``). On a session with no transaction open it
+    runs in autocommit on a connection of its own from the session's pool, leaving the session
+    untouched: the row is durable when the statement returns, and the ack costs that one round trip
+    (no BEGIN, no COMMIT; a duplicate writes nothing, and needs no rollback). Inside an open
+    transaction it joins it, and the caller's commit stores it. For a new event the caller then
+    calls ``commit()``: its processing is asked for after it (``process_stripe_event``). The event's audit row
+    (``stripe.event_received``, dated when it was received) is written by its processing
+    (``process_event`` / ``process_events``), off the acknowledgement's path."""
+    params = _event_fields(event)
+    if raw is None:
+        raw = json.dumps(event)
+    elif isinstance(raw, bytes):
+        raw = raw.decode("utf-8")      # the caller parsed it as JSON already: it is UTF-8
+    params["payload"] = raw
     try:
-        return stripe_gateway.verify_webhook(payload, signature, secret)
-    except ValueError as error:
-        raise InvalidWebhook(str(error)) from error
+        if _in_transaction(session):
+            inserted = session.execute(_INSERT_EVENT, params).first()
+        else:
+            with session.get_bind().connect() as conn:
+                inserted = conn.execution_options(isolation_level="AUTOCOMMIT").execute(_INSERT_EVENT, params).first()
+    except DataError as error:         # e.g. \u0000 in a string: jsonb refuses it; never a 500
+        raise InvalidWebhook(f"event not storable ({sqlstate(error) or type(error).__name__})") from error
+    if inserted is None:
+        return False
+    request(session, "process_stripe_event", params["id"])
+    return True
 
 
-def record_event(session: Session, payload: dict) -> bool:
-    """Store a verified webhook event by its id; False if it was already stored (a duplicate).
-    A new event's processing is asked for after the commit (``process_stripe_event``)."""
-    obj = (payload.get("data") or {}).get("object") or {}
-    inserted = session.execute(
-        insert(StripeEvent).values(id=payload["id"], type=payload.get("type", ""),
-                                   created=int(payload.get("created") or 0), object_id=obj.get("id"),
-                                   payload=payload, attempts=0)
-        .on_conflict_do_nothing(index_elements=["id"]).returning(StripeEvent.id)).first()
-    if inserted:
-        audit.record(session, actor=Actor.system("webhook"), action="stripe.event_received",
-                     stripe_object_id=obj.get("id"), details={"event_id": payload["id"],
-                                                             "type": payload.get("type")})
-        request(session, "process_stripe_event", payload["id"])
-    return inserted is not None
+def _in_transaction(session) -> bool:
+    if isinstance(session, scoped_session):      # Flask-SQLAlchemy's db.session: the session it holds
+        session = session()
+    return session.in_transaction()
+
+
+def _update_events():
+    """UPDATE stripe_events, without syncing loaded objects (none is used after it)."""
+    return update(StripeEvent).execution_options(synchronize_session=False)
+
+
+def _record_received(session: Session, event_id: str, kind: str, object_id: str | None,
+                     received_at: datetime) -> None:
+    audit.record(session, actor=Actor.system("webhook"), action="stripe.event_received",
+                 stripe_object_id=object_id, details={"event_id": event_id, "type": kind}, at=received_at)
 
 
 def process_event(session: Session, event_id: str) -> str:
     """Apply one stored webhook event: find its attempt and settle it (the object is re-read, so
-    order and duplicates do not matter); then mark the event processed."""
-    event = session.get(StripeEvent, event_id, with_for_update=True)
+    order and duplicates do not matter); then mark the event processed. Its first processing
+    writes its ``stripe.event_received`` audit row."""
+    event = session.get(StripeEvent, event_id, with_for_update=True, populate_existing=True)
     if event is None or event.processed_at is not None:
         session.rollback()
         return "done"
-    attempt = None
+    attempt_id = None
     if event.type.startswith("payment_intent.") and event.object_id:
-        attempt = session.scalar(select(PaymentAttempt).where(
+        attempt_id = session.scalar(select(PaymentAttempt.id).where(
             PaymentAttempt.stripe_payment_intent_id == event.object_id))
+    if event.attempts == 0:
+        _record_received(session, event.id, event.type, event.object_id, event.received_at)
     event.attempts += 1
+    if attempt_id is None:                 # nothing of ours to settle: done in this one transaction
+        event.processed_at = _now()
+        session.commit()
+        return "ignored"
     session.commit()
-    state = "ignored"
-    if attempt is not None:
-        state = settle(session, attempt.id, source=f"webhook:{event.type}", actor=Actor.system("webhook")).state
-    event = session.get(StripeEvent, event_id, with_for_update=True, populate_existing=True)
-    event.processed_at = _now()
+    state = settle(session, attempt_id, source=f"webhook:{event.type}", actor=Actor.system("webhook")).state
+    session.execute(_update_events().where(StripeEvent.id == event_id, StripeEvent.processed_at.is_(None))
+                    .values(processed_at=_now()))
     session.commit()
     return state
+
+
+def process_events(session: Session, *, limit: int = 200, skip: Collection[str] = ()) -> tuple[int, list[str]]:
+    """Process up to ``limit`` stored, unprocessed events (but those in ``skip``), oldest first; returns
+    how many were processed and the ids of those that failed.
+
+    Events whose row another processor holds are skipped (``SKIP LOCKED``). Those with no attempt of
+    ours (another object, an intent we do not mirror) are marked processed together in one
+    transaction with their audit rows; the rest are counted as tried (and audited) in one
+    transaction, then ``settle`` runs once per attempt however many of its events are in the batch,
+    and each attempt's events are marked processed after it. A ``settle`` that fails leaves its
+    events unprocessed (for the next pass or the sweep) with the error's class in ``last_error``."""
+    rows = session.execute(
+        select(StripeEvent.id, StripeEvent.type, StripeEvent.object_id, StripeEvent.received_at,
+               StripeEvent.attempts, PaymentAttempt.id)
+        .outerjoin(PaymentAttempt, (PaymentAttempt.stripe_payment_intent_id == StripeEvent.object_id)
+                   & StripeEvent.type.startswith("payment_intent."))
+        .where(StripeEvent.processed_at.is_(None), *([StripeEvent.id.not_in(skip)] if skip else []))
+        .order_by(StripeEvent.received_at).limit(limit)
+        .with_for_update(of=StripeEvent, skip_locked=True)).all()
+    if not rows:
+        session.rollback()
+        return 0, []
+    for event_id, kind, object_id, received_at, attempts, _ in rows:
+        if attempts == 0:
+            _record_received(session, event_id, kind, object_id, received_at)
+    now = _now()
+    alone = [row[0] for row in rows if row[5] is None]
+    if alone:
+        session.execute(_update_events().where(StripeEvent.id.in_(alone))
+                        .values(processed_at=now, attempts=StripeEvent.attempts + 1))
+    by_attempt: dict[int, list[str]] = {}
+    for event_id, kind, *_, attempt_id in rows:
+        if attempt_id is not None:
+            by_attempt.setdefault(attempt_id, []).append(event_id)
+    if by_attempt:
+        session.execute(_update_events().where(StripeEvent.id.in_([i for ids in by_attempt.values() for i in ids]))
+                        .values(attempts=StripeEvent.attempts + 1))
+    session.commit()
+    kinds = {row[0]: row[1] for row in rows}
+    failed: list[str] = []
+    for attempt_id, event_ids in by_attempt.items():
+        try:
+            settle(session, attempt_id, source=f"webhook:{kinds[event_ids[-1]]}", actor=Actor.system("webhook"))
+            values = {"processed_at": _now()}
+        except Exception as error:
+            session.rollback()
+            log.exception("settling attempt %s for stored Stripe events failed", attempt_id)
+            failed += event_ids
+            values = {"last_error": type(error).__name__}
+        session.execute(_update_events().where(StripeEvent.id.in_(event_ids), StripeEvent.processed_at.is_(None))
+                        .values(**values))
+        session.commit()
+    return len(rows) - len(failed), failed
 
 
 @dataclass(frozen=True)
