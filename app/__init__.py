@@ -65,8 +65,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         SECRET_KEY=settings.SECRET_KEY,
         SQLALCHEMY_DATABASE_URI=_sqlalchemy_url(settings.DATABASE_URL),
         # hide_parameters: no PHI in errors or logs; connect_timeout: a dropped host fails fast (503).
-        # No pool_pre_ping: a connection idle for a while is pinged on checkout (ping_when_idle).
-        SQLALCHEMY_ENGINE_OPTIONS={"hide_parameters": True,
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True, "hide_parameters": True,
                                    "connect_args": {"connect_timeout": 5}},
         REDIS_URL=settings.REDIS_URL,
         WTF_CSRF_ENABLED=settings.CSRF_ENABLED,
@@ -86,7 +85,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
 
     from app import access as access_rules
-    from app.extensions import csrf, db, htmx, limiter, login_manager, migrate, ping_when_idle
+    from app.extensions import csrf, db, htmx, limiter, login_manager, migrate
     from app.services import audit
 
     audit.use_key(settings.AUDIT_HMAC_KEY)
@@ -94,9 +93,6 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app.extensions["clock"] = SystemClock()   # tests swap in a FrozenClock
     db.init_app(app)
-    with app.app_context():
-        for engine in db.engines.values():
-            ping_when_idle(engine)
     migrate.init_app(app, db, directory=str(settings_root() / "migrations"))
     from app import compression
 

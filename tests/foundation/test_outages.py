@@ -224,33 +224,3 @@ def test_a_real_postgresql_outage_and_recovery(service_urls, tmp_path):
     finally:
         pg.stop()
 
-
-# -- pooled connections: pinged after an idle spell, not on every request -------------------------
-
-def _kill_backends(raw_conn, application_name: str) -> int:
-    return len(raw_conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                "WHERE application_name = %s", (application_name,)).fetchall())
-
-
-@pytest.mark.parametrize("idle_ping", [True, False])
-def test_a_connection_that_died_while_pooled(database_url, service_urls, tmp_path, raw_conn, monkeypatch,
-                                             idle_ping):
-    """A connection PostgreSQL ended while it sat in the pool (a restart, an idle timeout): after an
-    idle spell the checkout ping finds it dead and the request gets a fresh connection (no error at
-    all); in steady use nothing is pinged, the one request on it answers a friendly 503, and the
-    pool is renewed so the next request works."""
-    from app import extensions
-
-    name = f"ping_{tmp_path.name[-12:]}"
-    url = f"{database_url}?application_name={name}"
-    monkeypatch.setattr(extensions, "PING_AFTER_IDLE_SECONDS", 0.0 if idle_ping else 3600.0)
-    with app_on(url, service_urls["REDIS_URL"], tmp_path / "instance") as own:
-        client = own.test_client()
-        assert client.get("/checkout/1").status_code == 404           # a pooled connection now exists
-        assert _kill_backends(raw_conn, name) >= 1
-        first = client.get("/checkout/1")
-        if idle_ping:
-            assert first.status_code == 404
-        else:
-            _assert_friendly_503(first)
-        assert client.get("/checkout/1").status_code == 404
