@@ -14,10 +14,14 @@ every row is ``sent``/``delivered``; given up after 75 s (the rate so far is pri
 Duplicates: any outbox hand-over logged twice for one notification (the worker's log lines
 ``outbox: ... for notification <id>``), or any row sent with more than one attempt.
 
+``--smtp``: the same, but email goes over SMTP to a local sink this script runs (a thread on
+127.0.0.1 that accepts every message and keeps its Message-ID) instead of the dev outbox; duplicates
+are then Message-IDs received more than once. The goal is stated for the outbox (the default).
+
 For scale, the bare insert baseline (bench/baseline.py under the same gunicorn.conf.py) is measured
 in the same run and reminders/s is put beside bare inserts/s; the goal itself is absolute.
 
-    .venv/bin/python bench/reminders.py [--reminders 10000] [--workers 2]
+    .venv/bin/python bench/reminders.py [--reminders 10000] [--workers 2] [--smtp]
 
 Prints the absolute figures, then the ratio, then the goal line.
 """
@@ -26,7 +30,9 @@ from __future__ import annotations
 import argparse
 import collections
 import re
+import socketserver
 import sys
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -39,6 +45,62 @@ from bench import serve  # noqa: E402
 GOAL_S = 60.0
 LEAD_S = 12.0          # T is this far ahead of the commit: the worker starts meanwhile
 SENT_RE = re.compile(r"outbox: \w+ message \S+ for notification (\d+)")
+MESSAGE_ID_RE = re.compile(rb"^Message-ID:\s*<notification\.(\d+)\.", re.IGNORECASE | re.MULTILINE)
+
+
+class SmtpSink:
+    """A local SMTP server (EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT) that accepts every message and
+    counts, per notification id (from the Message-ID), how many arrived; and the sessions opened."""
+
+    def __init__(self):
+        self.received: collections.Counter = collections.Counter()
+        self.sessions = 0
+        self.lock = threading.Lock()
+        sink = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                with sink.lock:
+                    sink.sessions += 1
+                out = self.wfile
+                out.write(b"220 bench ESMTP\r\n")
+                while True:
+                    line = self.rfile.readline()
+                    if not line:
+                        return
+                    verb = line[:4].upper()
+                    if verb == b"EHLO":
+                        out.write(b"250-bench\r\n250 8BITMIME\r\n")
+                    elif verb == b"DATA":
+                        out.write(b"354 go ahead\r\n")
+                        data = []
+                        while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
+                            data.append(chunk)
+                        found = MESSAGE_ID_RE.search(b"".join(data))
+                        with sink.lock:
+                            sink.received[int(found.group(1)) if found else -1] += 1
+                        out.write(b"250 queued\r\n")
+                    elif verb == b"QUIT":
+                        out.write(b"221 bye\r\n")
+                        return
+                    else:                                  # HELO, MAIL, RCPT, RSET, NOOP
+                        out.write(b"250 ok\r\n")
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def main() -> int:
@@ -46,13 +108,20 @@ def main() -> int:
     parser.add_argument("--reminders", type=int, default=10000, help="reminders due at once (default 10000)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--bare-duration", type=float, default=8.0, help="seconds of the bare measurement")
+    parser.add_argument("--smtp", action="store_true", help="email over SMTP to a local sink, not the outbox")
     args = parser.parse_args()
-    with scratch_services("bench-reminders-") as (database_url, redis_url, tmp):
-        with serve.stack(database_url, redis_url, tmp) as st:
-            return run(st, args)
+    sink = SmtpSink() if args.smtp else None
+    extra = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(sink.port), "SMTP_STARTTLS": "0"} if sink else None
+    try:
+        with scratch_services("bench-reminders-") as (database_url, redis_url, tmp):
+            with serve.stack(database_url, redis_url, tmp, extra_env=extra) as st:
+                return run(st, args, sink)
+    finally:
+        if sink is not None:
+            sink.stop()
 
 
-def run(st, args) -> int:
+def run(st, args, sink: SmtpSink | None = None) -> int:
     from sqlalchemy import text
 
     from app.extensions import db
@@ -61,7 +130,8 @@ def run(st, args) -> int:
     n = args.reminders
     providers = max(1, n // 1000 + 1)
     clinic = serve.seed_clinic(st.app, providers=providers, patients=1)
-    print(f"reminders: {n} due at the same second, {args.workers} worker processes", flush=True)
+    print(f"reminders: {n} due at the same second, {args.workers} worker processes, "
+          f"{'SMTP to a local sink' if sink else 'the dev outbox'}", flush=True)
     st.start_servers()
     bare = serve.measure_bare(st, concurrency=16, duration=args.bare_duration)
 
@@ -122,7 +192,13 @@ def run(st, args) -> int:
                                         "AND attempts > 1")).scalar()
         db.session.remove()
     worker.stop(fast=True)
-    handed = collections.Counter(SENT_RE.findall((st.tmp / "worker.log").read_text(errors="replace")))
+    if sink is not None:
+        with sink.lock:
+            handed = collections.Counter(sink.received)
+        where = f"received by the SMTP sink ({sink.sessions} SMTP sessions)"
+    else:
+        handed = collections.Counter(SENT_RE.findall((st.tmp / "worker.log").read_text(errors="replace")))
+        where = "handed to the outbox"
     dup_sends = sum(1 for v in handed.values() if v > 1)
     took = (finished_at - due).total_seconds() if finished_at else None
     rate = total / took if took else last / (GOAL_S + 15)
@@ -130,8 +206,8 @@ def run(st, args) -> int:
         print(f"{'reminders':>14}: {total} sent in {took:.1f} s after due ({rate:.1f}/s)")
     else:
         print(f"{'reminders':>14}: only {last} of {total} sent {GOAL_S + 15:.0f} s after due; states {states}")
-    print(f"{'duplicates':>14}: {dup_sends} notifications handed to the outbox more than once "
-          f"({sum(handed.values())} hand-overs logged for {len(handed)} rows); {multi} rows with attempts > 1")
+    print(f"{'duplicates':>14}: {dup_sends} notifications {where} more than once "
+          f"({sum(handed.values())} hand-overs for {len(handed)} rows); {multi} rows with attempts > 1")
     print(f"ratio: reminders {rate:.1f}/s / bare insert {bare.rate:.1f} req/s = {rate / bare.rate:.2f}x (context only)")
     ok = took is not None and took <= GOAL_S and dup_sends == 0 and multi == 0
     print(f"goal {n} reminders within {GOAL_S:.0f} s with {args.workers} workers, 0 duplicates: {serve.verdict(ok)}")

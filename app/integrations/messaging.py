@@ -5,7 +5,9 @@ A sender gets a rendered ``OutgoingMessage`` and returns a ``SendResult`` or
 raises ``SendError`` (``permanent`` when retrying cannot help, e.g. an
 invalid number), or ``SendOutcomeUnknown`` when the message was handed over
 but no answer came (not retried: it may have gone). Senders never log
-message bodies: only ids.
+message bodies: only ids. A sender that keeps a connection (SMTP) also has
+``open()``: a connection whose ``send`` takes many messages one after another
+(a batch), and ``close()``; ``Connections`` gives each channel of a batch one.
 """
 from __future__ import annotations
 
@@ -52,6 +54,37 @@ class Sender(Protocol):
     name: str
 
     def send(self, message: OutgoingMessage) -> SendResult: ...
+
+
+class Connections:
+    """The ``send`` of each sender a batch uses: its kept connection (``open()``) where it has one,
+    its own ``send`` otherwise; ``close()`` closes what was opened."""
+
+    def __init__(self):
+        self._open: dict[int, tuple[object, object]] = {}
+
+    def send(self, sender: Sender, message: OutgoingMessage) -> SendResult:
+        opener = getattr(sender, "open", None)
+        if opener is None:
+            return sender.send(message)
+        key = id(sender)
+        if key not in self._open:
+            self._open[key] = (sender, opener())
+        return self._open[key][1].send(message)
+
+    def close(self) -> None:
+        opened, self._open = self._open, {}
+        for _, connection in opened.values():
+            try:
+                connection.close()
+            except Exception:            # the outcomes are known; closing must not change them
+                log.warning("could not close a %s connection", type(connection).__name__)
+
+    def __enter__(self) -> Connections:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class OutboxSender:

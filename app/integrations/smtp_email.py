@@ -9,7 +9,8 @@ That last reply gets its own, longer timeout (``data_timeout``: servers often
 scan the message before answering; RFC 5321 allows them ten minutes). Every
 message carries a Message-ID derived from the notification
 (``OutgoingMessage.key``), so each try of one notification is recognisably the
-same message.
+same message. A batch sends over one connection (``SmtpEmail.open()``), each
+message with the same guarantees as one sent alone.
 """
 from __future__ import annotations
 
@@ -81,30 +82,103 @@ class SmtpEmail:
         return email
 
     def send(self, message: OutgoingMessage) -> SendResult:
-        email = self.build(message)
-        smtp = None
+        """One message on its own connection."""
+        connection = self.open()
         try:
-            smtp = _Smtp(self.host, self.port, timeout=self.timeout, data_timeout=self.data_timeout)
+            return connection.send(message)
+        finally:
+            connection.close()
+
+    def open(self) -> SmtpConnection:
+        """A connection for many messages (a batch): made at the first send, kept between them."""
+        return SmtpConnection(self)
+
+    def _connect(self) -> _Smtp:
+        smtp = _Smtp(self.host, self.port, timeout=self.timeout, data_timeout=self.data_timeout)
+        try:
             if self.starttls:
                 smtp.starttls(context=ssl.create_default_context())
             if self.username:
                 smtp.login(self.username, self.password or "")
-            smtp.send_message(email)
+        except BaseException:
+            _quit(smtp)
+            raise
+        return smtp
+
+
+class _Stale(Exception):
+    """A kept connection failed before anything was handed over (the server closed it meanwhile)."""
+
+
+class SmtpConnection:
+    """Messages sent one after another over one SMTP connection (RFC 5321 allows many transactions
+    per session), so a batch pays for connect, STARTTLS and login once. Each message keeps the
+    single-send guarantees: its own hand-over flag, so a failure before the end of DATA is a plain
+    ``SendError`` and one after it ``SendOutcomeUnknown``. After any error the connection is
+    dropped and the next message opens a new one. A kept connection that turns out closed before
+    the message was handed over (idle timeout, 421) is replaced and that message sent on the new
+    one: nothing had left. At most MAX_MESSAGES per connection."""
+
+    MAX_MESSAGES = 100
+
+    def __init__(self, email: SmtpEmail):
+        self.email, self.smtp, self.count = email, None, 0
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        built = self.email.build(message)
+        try:
+            return self._send(built)
+        except _Stale:
+            return self._send(built)
+
+    def _send(self, built: EmailMessage) -> SendResult:
+        if self.smtp is not None and self.count >= self.MAX_MESSAGES:
+            self.close()
+        reused = self.smtp is not None
+        smtp = None
+        try:
+            if self.smtp is None:
+                self.smtp, self.count = self.email._connect(), 0
+            smtp = self.smtp
+            smtp.handed_over = False
+            smtp.send_message(built)
         except smtplib.SMTPRecipientsRefused as error:
+            self._drop()
             raise SendError("recipient refused", permanent=True) from error
         except smtplib.SMTPResponseException as error:
             # A definite answer, so a definite outcome: not sent. A 5xx to the message itself is final.
-            rejected = smtp is not None and smtp.handed_over and 500 <= error.smtp_code < 600
+            handed_over = smtp is not None and smtp.handed_over
+            self._drop()
+            if reused and not handed_over and error.smtp_code == 421:
+                raise _Stale() from error
+            rejected = handed_over and 500 <= error.smtp_code < 600
             raise SendError(f"smtp {error.smtp_code}", permanent=rejected) from error
         except (smtplib.SMTPException, OSError) as error:
-            if smtp is not None and smtp.handed_over:
+            handed_over = smtp is not None and smtp.handed_over
+            self._drop()
+            if handed_over:
                 raise SendOutcomeUnknown("smtp: unconfirmed, no reply after the message was handed over "
                                          f"({error.__class__.__name__})") from error
+            if reused and isinstance(error, (smtplib.SMTPServerDisconnected, ConnectionError)):
+                raise _Stale() from error
             raise SendError(f"smtp: {error.__class__.__name__}") from error
-        finally:
-            if smtp is not None:
-                _quit(smtp)
-        return SendResult(self.name, email["Message-ID"], "sent")
+        self.count += 1
+        return SendResult(self.email.name, built["Message-ID"], "sent")
+
+    def _drop(self) -> None:
+        """After an error the session's state is unknown: close it (without waiting on a QUIT)."""
+        if self.smtp is not None:
+            try:
+                self.smtp.close()
+            finally:
+                self.smtp = None
+
+    def close(self) -> None:
+        if self.smtp is not None:
+            try:
+                _quit(self.smtp)
+            finally:
+                self.smtp = None
 
 
 def _quit(smtp: smtplib.SMTP) -> None:

@@ -17,13 +17,15 @@ import re
 import time
 from datetime import datetime, timedelta
 
-from flask import current_app, render_template
+from flask import current_app
 from jinja2 import TemplateNotFound
 from rq.exceptions import DuplicateJobError
 from rq.job import JobStatus
+from rq.timeouts import BaseTimeoutException
 from sqlalchemy import select
 
-from app.integrations.messaging import OutboxSender, OutgoingMessage, SendError, SendOutcomeUnknown
+from app.integrations.messaging import (Connections, OutboxSender, OutgoingMessage, SendError,
+                                        SendOutcomeUnknown)
 from app.jobs import enqueue, enqueue_at, get_queue, job_session
 from app.jobs import now as _now
 from app.models import Appointment, Notification
@@ -61,29 +63,58 @@ def sender_for(channel: str):
     return senders[channel]
 
 
-def render(session, notification: Notification) -> OutgoingMessage:
-    """The message as it will be sent, from messages/<template>.{txt,subject.txt,html}."""
-    context = notifications.message_context(notification, clinic=current_clinic(session),
-                                            base_url=_settings().PUBLIC_BASE_URL)
-    name = notification.template
-    text = render_template(f"messages/{name}.txt", **context).strip()
-    subject = html = None
-    attachments = ()
-    if notification.channel == "email":
-        subject = render_template(f"messages/{name}.subject.txt", **context).strip()
-        try:
-            html = render_template(f"messages/{name}.html", **context)
-        except TemplateNotFound:
-            html = None
-        if name == "booking_confirmed" and notification.appointment is not None:
-            from app.services.calendar import appointment_ics
+class Renderer:
+    """Messages as they will be sent, from messages/<template>.{txt,subject.txt,html}, rendered with
+    the app's Jinja environment and ``message_context`` alone (a message has no use for a page's
+    context processors, one of which reads the clinic each time). Templates are looked up and the
+    clinic read once per renderer: a batch uses one for all its rows."""
 
-            ics = appointment_ics(notification.appointment, clinic=current_clinic(session),
-                                  url=context["appointment_url"])
-            attachments = (("appointment.ics", "text/calendar", ics),)
-    return OutgoingMessage(channel=notification.channel, to=notification.recipient, text=text, subject=subject,
-                           html=html, attachments=attachments, reference=str(notification.id),
-                           key=message_key(notification))
+    def __init__(self, session):
+        self.session = session
+        self.env = current_app.jinja_env
+        self.base_url = _settings().PUBLIC_BASE_URL
+        self._clinic = None
+        self._templates: dict[str, object] = {}
+
+    @property
+    def clinic(self):
+        if self._clinic is None:
+            self._clinic = current_clinic(self.session)
+        return self._clinic
+
+    def _render(self, name: str, context: dict, *, optional: bool = False) -> str | None:
+        if name not in self._templates:
+            try:
+                self._templates[name] = self.env.get_template(name)
+            except TemplateNotFound:
+                if not optional:
+                    raise
+                self._templates[name] = None
+        template = self._templates[name]
+        return template.render(context) if template is not None else None
+
+    def __call__(self, notification: Notification) -> OutgoingMessage:
+        context = notifications.message_context(notification, clinic=self.clinic, base_url=self.base_url)
+        name = notification.template
+        text = self._render(f"messages/{name}.txt", context).strip()
+        subject = html = None
+        attachments = ()
+        if notification.channel == "email":
+            subject = self._render(f"messages/{name}.subject.txt", context).strip()
+            html = self._render(f"messages/{name}.html", context, optional=True)
+            if name == "booking_confirmed" and notification.appointment is not None:
+                from app.services.calendar import appointment_ics
+
+                ics = appointment_ics(notification.appointment, clinic=self.clinic, url=context["appointment_url"])
+                attachments = (("appointment.ics", "text/calendar", ics),)
+        return OutgoingMessage(channel=notification.channel, to=notification.recipient, text=text,
+                               subject=subject, html=html, attachments=attachments,
+                               reference=str(notification.id), key=message_key(notification))
+
+
+def render(session, notification: Notification) -> OutgoingMessage:
+    """One message as it will be sent."""
+    return Renderer(session)(notification)
 
 
 def message_key(notification: Notification) -> str:
@@ -164,31 +195,33 @@ def schedule_send(notification_id: int, when: datetime, attempts: int = 0, batch
 
 # -- sending ------------------------------------------------------------------------------------------------
 
+# A batch stops sending at this point of its job timeout; what is left (claimed, never tried) is given
+# back and the next batch takes it. Past it, one send may still run its course (SMTP: connect and
+# commands at SMTP_TIMEOUT each, then SMTP_DATA_TIMEOUT) within SEND_JOB_TIMEOUT.
+SEND_DEADLINE = SEND_JOB_TIMEOUT / 3
+
+
 def send_due_batch(tag: str = "sweep", chain: int = 0) -> int:
-    """Send up to SEND_BATCH_SIZE due rows, each taken with SKIP LOCKED and claimed by its own CAS,
-    so batches running side by side never contend. When more are due than one batch sends, the
-    next batch is queued first (a free worker takes it meanwhile). Returns how many rows it tried."""
+    """Send up to SEND_BATCH_SIZE due rows: taken in one statement (SKIP LOCKED, so batches side by
+    side never contend), claimed in one compare-and-swap, sent one after another over one
+    connection per sender, their results recorded under the lease in one transaction. A full batch
+    queues the next one first (a free worker takes it meanwhile). Returns how many rows it took."""
     size = _settings().SEND_BATCH_SIZE
-    deadline = time.monotonic() + SEND_JOB_TIMEOUT / 2    # never killed mid-send: what is left, the next takes
-    tried: set[int] = set()
+    deadline = time.monotonic() + SEND_DEADLINE
     with job_session() as session:
-        more = notifications.count_due(session, now=_now()) > size
-        session.rollback()
-        if more:
+        now = _now()
+        rows = notifications.lock_due_batch(session, now=now, limit=size)
+        if not rows:
+            session.rollback()
+            return 0
+        if len(rows) >= size:               # maybe more are due: the next batch skips the rows locked here
             enqueue_once(send_due_batch, tag, chain + 1, job_id=batch_job_id(tag, chain + 1))
-        while len(tried) < size and time.monotonic() < deadline:
-            notification_id = notifications.lock_next_due(session, now=_now(), skip=tried)
-            if notification_id is None:
-                session.rollback()
-                break
-            tried.add(notification_id)
-            try:
-                _send(session, notification_id)
-            except Exception:             # one row's trouble is not the batch's: its own job/sweep retries it
-                log.exception("notification %s: send failed in a batch", notification_id)
-            finally:
-                session.rollback()
-    return len(tried)
+        sendable = [row for row in rows if not (row.template in notifications.COMEBACK_TEMPLATES
+                                                and notifications.cancel_if_moot(session, row, now=now))]
+        outcomes = _deliver(session, sendable, now=now, deadline=deadline)
+        if "released" in outcomes.values():  # out of time: the rest go in the next batch
+            enqueue_once(send_due_batch, tag, chain + 1, job_id=batch_job_id(tag, chain + 1))
+    return len(rows)
 
 
 def send_notification(notification_id: int) -> str:
@@ -197,7 +230,7 @@ def send_notification(notification_id: int) -> str:
 
 
 def _send(session, notification_id: int) -> str:
-    """One row: check it is still to go, render, claim (CAS), commit, send, record under the lease."""
+    """One row: check it is still to go, then render, claim (CAS), commit, send, record under the lease."""
     notification = session.get(Notification, notification_id)
     if notification is None or notification.status != "queued":
         return "not-queued"
@@ -207,52 +240,100 @@ def _send(session, notification_id: int) -> str:
     if notifications.cancel_if_moot(session, notification, now=now):
         session.commit()
         return "canceled"         # e.g. a decline message, but the patient has since booked
-    message = render(session, notification)
-    attempt = notifications.claim_attempt(session, notification_id, now=now)
-    if attempt is None:
-        session.rollback()
-        return "claimed-elsewhere"
-    session.commit()
-    sender = sender_for(notification.channel)
-    try:
-        result = sender.send(message)
-    except SendOutcomeUnknown as error:
-        # Handed over, no answer: it may well have gone. Recorded as handed off (with the note),
-        # never retried on a guess — a definite state, and at most one copy.
-        if not notifications.holds_lease(session, notification, attempt, claimed_at=now):
-            return _lease_lost(session, notification_id)
-        notifications.record_sent(session, notification, provider=sender.name,
-                                  message_id=_email_message_id(sender, message), status="sent",
-                                  subject=message.subject, body=message.text, unconfirmed=str(error))
-        session.commit()
-        log.warning("notification %s: handed over, unconfirmed; not retried", notification_id)
-        return notification.status
-    except SendError as error:
-        if not notifications.holds_lease(session, notification, attempt, claimed_at=now):
-            return _lease_lost(session, notification_id)
-        delays = _settings().SEND_RETRY_DELAYS
-        delay = timedelta(seconds=delays[min(notification.attempts - 1, len(delays) - 1)])
-        retry = notifications.record_failure(session, notification, error=str(error),
-                                             permanent=error.permanent, max_attempts=len(delays) + 1,
-                                             retry_at=_now() + delay)
-        session.commit()
-        if retry:
-            schedule_send(notification_id, notification.scheduled_for, notification.attempts)
-            return "retry"
-        return "failed"
-    if not notifications.holds_lease(session, notification, attempt, claimed_at=now):
-        return _lease_lost(session, notification_id)
-    notifications.record_sent(session, notification, provider=result.provider,
-                              message_id=result.provider_message_id, status=result.status,
-                              subject=message.subject, body=message.text)
-    session.commit()
-    return notification.status
+    return _deliver(session, [notification], now=now, strict=True)[notification_id]
 
 
-def _lease_lost(session, notification_id: int) -> str:
-    session.rollback()
-    log.warning("notification %s: lease lost to another run; its result is not recorded", notification_id)
-    return "lease-lost"
+def _deliver(session, rows: list[Notification], *, now: datetime, deadline: float | None = None,
+             strict: bool = False) -> dict[int, str]:
+    """Rows to send (loaded, queued, due): render each, claim them all (one CAS), commit; send each
+    — side effects only from that committed claim, over one connection per sender; then, in one
+    transaction, record each result the claim still holds the lease for, commit, and queue the
+    retries. ``strict`` (one row, its own job): a render or sender bug raises, for RQ to see;
+    otherwise it is logged and concerns that row alone (a render failure is a failed try, a sender
+    bug leaves the row to its lease). Returns each row's outcome: its status once recorded, or
+    retry, failed, claimed-elsewhere, lease-lost, released (``deadline`` passed before its turn: the
+    claim given back unused), error."""
+    outcomes: dict[int, str] = {}
+    renderer = Renderer(session)
+    messages: dict[int, OutgoingMessage | None] = {}
+    for row in rows:
+        try:
+            messages[row.id] = renderer(row)
+        except Exception as error:
+            if strict or isinstance(error, BaseTimeoutException):
+                raise
+            # Claimed all the same and recorded as a failed try (backoff, then failed), so a row that
+            # cannot be rendered is not taken again by every batch.
+            log.exception("notification %s: could not be rendered", row.id)
+            messages[row.id] = None
+    claims = notifications.claim_batch(session, messages, now=now)
+    session.commit()                        # the claims (and any cancellation) before anything is sent
+    for notification_id in messages.keys() - claims.keys():
+        outcomes[notification_id] = "claimed-elsewhere"
+    if not claims:
+        return outcomes
+
+    by_id = {row.id: row for row in rows}
+    results: dict[int, tuple] = {}          # id -> (kind, result or error, sender)
+    with Connections() as connections:
+        for notification_id in claims:
+            if deadline is not None and time.monotonic() > deadline:
+                results[notification_id] = ("unused", None, None)
+                continue
+            sender = sender_for(by_id[notification_id].channel)
+            if messages[notification_id] is None:
+                results[notification_id] = ("failed", SendError("the message could not be rendered"), sender)
+                continue
+            try:
+                results[notification_id] = ("sent", connections.send(sender, messages[notification_id]), sender)
+            except SendOutcomeUnknown as error:
+                results[notification_id] = ("unknown", error, sender)
+            except SendError as error:
+                results[notification_id] = ("failed", error, sender)
+            except Exception as error:
+                if strict or isinstance(error, BaseTimeoutException):     # RQ's job timeout is not ours to eat
+                    raise
+                log.exception("notification %s: the sender failed; left to its lease", notification_id)
+                outcomes[notification_id] = "error"
+
+    owned = notifications.lock_leases(session, {i: claims[i] for i in results}, claimed_at=now)
+    delays = _settings().SEND_RETRY_DELAYS
+    failed_at = _now()                      # one time for the batch's failures: their retries share batch jobs
+    retries = []
+    for notification_id, (kind, result, sender) in results.items():
+        notification, message = owned.get(notification_id), messages[notification_id]
+        if notification is None:
+            log.warning("notification %s: lease lost to another run; its result is not recorded", notification_id)
+            outcomes[notification_id] = "lease-lost"
+        elif kind == "sent":
+            notifications.record_sent(session, notification, provider=result.provider,
+                                      message_id=result.provider_message_id, status=result.status,
+                                      subject=message.subject, body=message.text)
+            outcomes[notification_id] = notification.status
+        elif kind == "unknown":
+            # Handed over, no answer: it may well have gone. Recorded as handed off (with the note),
+            # never retried on a guess — a definite state, and at most one copy.
+            notifications.record_sent(session, notification, provider=sender.name,
+                                      message_id=_email_message_id(sender, message), status="sent",
+                                      subject=message.subject, body=message.text, unconfirmed=str(result))
+            log.warning("notification %s: handed over, unconfirmed; not retried", notification_id)
+            outcomes[notification_id] = notification.status
+        elif kind == "failed":
+            delay = timedelta(seconds=delays[min(notification.attempts - 1, len(delays) - 1)])
+            retry = notifications.record_failure(session, notification, error=str(result),
+                                                 permanent=result.permanent, max_attempts=len(delays) + 1,
+                                                 retry_at=failed_at + delay)
+            if retry:
+                retries.append((notification_id, notification.scheduled_for, notification.attempts,
+                                notification.template == notifications.REMINDER))
+            outcomes[notification_id] = "retry" if retry else "failed"
+        else:
+            notifications.release_unused(session, notification)
+            outcomes[notification_id] = "released"
+    session.commit()
+    for notification_id, when, attempts, batch in retries:
+        schedule_send(notification_id, when, attempts, batch=batch)
+    return outcomes
 
 
 def _email_message_id(sender, message: OutgoingMessage) -> str | None:

@@ -5,7 +5,8 @@ the commit, hands its id to RQ for ``scheduled_for``; ``claim`` is the
 compare-and-swap on ``sent_at`` that makes a second run a no-op, and a lease:
 ``expire_leases`` takes back a row whose sender died. A failed send waits out
 its backoff in ``scheduled_for``; the sweeper re-enqueues anything due and
-unsent. Messages say the minimum necessary: the
+unsent. A batch does the same for many rows in a few statements
+(``lock_due_batch``, ``claim_batch``, ``lock_leases``). Messages say the minimum necessary: the
 clinic's name and call-back number, the date and time in the recipient's
 timezone, and a link into the portal — never a diagnosis, a reason for the
 visit, a provider's name or a specialty.
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, joinedload
 
 from app.models import Appointment, Charge, Notification, PaymentAttempt, SmsOptOut, User
 from app.models.appointment import BOOKED
@@ -101,6 +102,10 @@ def holds_lease(session: Session, notification: Notification, attempt: int, *, c
     A row the sweep took back (lease ran out) that no one has claimed since is claimed again here,
     so a late result is kept rather than sent a second time. False: another run owns the row now."""
     session.refresh(notification, with_for_update=True)
+    return _owned(notification, attempt, claimed_at=claimed_at)
+
+
+def _owned(notification: Notification, attempt: int, *, claimed_at: datetime) -> bool:
     if notification.attempts != attempt:
         return False
     if notification.status == "sending":
@@ -110,6 +115,55 @@ def holds_lease(session: Session, notification: Notification, attempt: int, *, c
         notification.sent_at = claimed_at
         return True
     return False
+
+
+# -- batches: the same claim and lease, for many rows in a few statements ---------------------------
+
+def lock_due_batch(session: Session, *, now: datetime, limit: int) -> list[Notification]:
+    """A batch's rows: the ``limit`` earliest due ones no other batch holds, with their user and
+    appointment (what rendering needs), in one statement — ``FOR UPDATE OF notifications SKIP
+    LOCKED``, kept until this transaction ends (the claim commits it), so batches side by side
+    never contend and never take the same row."""
+    return list(session.scalars(
+        select(Notification).where(*_due_clause(now))
+        .options(joinedload(Notification.user), joinedload(Notification.appointment))
+        .order_by(Notification.scheduled_for, Notification.id).limit(limit)
+        .with_for_update(of=Notification, skip_locked=True)
+        .execution_options(populate_existing=True)).unique())
+
+
+def claim_batch(session: Session, ids, *, now: datetime) -> dict[int, int]:
+    """``claim_attempt`` for many rows in one UPDATE (the same compare-and-swap, row by row): returns
+    {id: attempt number} of the rows this run took. Loaded rows are not updated in memory
+    (``lock_leases`` re-reads them under lock before anything is recorded)."""
+    if not ids:
+        return {}
+    return dict(session.execute(
+        Notification.transition_where("claim", Notification.id.in_(list(ids)), Notification.sent_at.is_(None),
+                                      Notification.scheduled_for <= now)
+        .values(sent_at=now, attempts=Notification.attempts + 1)
+        .returning(Notification.id, Notification.attempts)
+        .execution_options(synchronize_session=False)).all())
+
+
+def lock_leases(session: Session, claims: dict[int, int], *, claimed_at: datetime) -> dict[int, Notification]:
+    """``holds_lease`` for many rows in one locking SELECT: the rows whose claim (``claims``: id ->
+    attempt) still owns them, locked until the results are committed. Rows another run owns now
+    are left out (their results are not recorded: ``lease-lost``)."""
+    if not claims:
+        return {}
+    rows = session.scalars(select(Notification).where(Notification.id.in_(list(claims)))
+                           .order_by(Notification.id).with_for_update()
+                           .execution_options(populate_existing=True))
+    return {row.id: row for row in rows if _owned(row, claims[row.id], claimed_at=claimed_at)}
+
+
+def release_unused(session: Session, notification: Notification) -> None:
+    """Give back a claim that never tried to send (a batch out of time): queued and due again as
+    it was, and the try not counted. Only for a row whose lease this run holds (``lock_leases``)."""
+    notification.transition("retry")
+    notification.sent_at = None
+    notification.attempts -= 1
 
 
 def expire_leases(session: Session, *, now: datetime, lease, max_attempts: int) -> tuple[list[int], list[int]]:
@@ -216,20 +270,6 @@ def due(session: Session, *, now: datetime, limit: int = 500) -> list[tuple[int,
 
 def _due_clause(now: datetime):
     return (Notification.status == "queued", Notification.sent_at.is_(None), Notification.scheduled_for <= now)
-
-
-def count_due(session: Session, *, now: datetime) -> int:
-    return session.scalar(select(func.count()).select_from(Notification).where(*_due_clause(now)))
-
-
-def lock_next_due(session: Session, *, now: datetime, skip: set[int] = frozenset()) -> int | None:
-    """A batch's next row: the earliest due one no other batch holds (FOR UPDATE SKIP LOCKED, kept
-    until this transaction ends — the row's own claim CAS commits it), or None."""
-    query = select(Notification.id).where(*_due_clause(now))
-    if skip:
-        query = query.where(Notification.id.notin_(skip))
-    return session.scalar(query.order_by(Notification.scheduled_for, Notification.id).limit(1)
-                          .with_for_update(skip_locked=True))
 
 
 def log_for_appointment(session: Session, appointment_id: int) -> list[Notification]:

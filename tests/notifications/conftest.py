@@ -3,6 +3,7 @@
 (clinic, jobs_app and private_limits, which the accounts tests use too: tests/helpers/fixtures_messages.py.)"""
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import pytest
@@ -18,6 +19,29 @@ def fake_twilio():
     fake.server.shutdown()
     fake.server.server_close()
     fake.thread.join(timeout=5)
+
+
+@pytest.fixture
+def slow_twilio(fake_twilio):
+    """``slow_twilio(delay)``: from then on the fake Twilio takes each request (the message is created,
+    and will go) but answers only after ``delay`` seconds — slower than a client's timeout, say."""
+    def slow(delay: float):
+        handler = fake_twilio.server.RequestHandlerClass
+
+        class Slow(handler):
+            def send_response(self, *args, **kwargs):
+                time.sleep(delay)
+                super().send_response(*args, **kwargs)
+
+            def handle_one_request(self):
+                try:
+                    super().handle_one_request()
+                except OSError:              # the client hung up while we were slow
+                    self.close_connection = True
+
+        fake_twilio.server.RequestHandlerClass = Slow
+        return fake_twilio
+    return slow
 
 
 @pytest.fixture

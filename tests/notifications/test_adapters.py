@@ -3,7 +3,7 @@ import base64
 
 import pytest
 
-from app.integrations.messaging import OutgoingMessage, SendError
+from app.integrations.messaging import OutgoingMessage, SendError, SendOutcomeUnknown
 from app.integrations.smtp_email import SmtpEmail
 from app.integrations.twilio_sms import TwilioSms
 from tests.helpers.messages import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER
@@ -60,6 +60,7 @@ def test_twilio_unreachable_is_transient(fake_twilio):
     with pytest.raises(SendError) as raised:
         sender.send(sms())
     assert raised.value.permanent is False
+    assert not isinstance(raised.value, SendOutcomeUnknown)      # nothing reached Twilio: a plain retry
 
 
 def smtp(fake) -> SmtpEmail:
@@ -135,3 +136,15 @@ def test_smtp_no_reply_after_the_message_is_an_unknown_outcome_not_a_retry(fake_
         sender.send(OutgoingMessage(channel="email", to="pat@example.test", subject="Hello", text="Hi."))
     assert "unconfirmed" in str(raised.value) and "pat@example.test" not in str(raised.value)
     assert len(fake_smtp.messages) == 1
+
+
+def test_twilio_answering_after_the_timeout_is_an_unknown_outcome_not_a_retry(fake_twilio, slow_twilio):
+    """The request was written and Twilio created the message; only its answer was late. Retrying
+    would send the SMS twice, so the sender says the outcome is unknown."""
+    slow_twilio(1.0)
+    sender = TwilioSms(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=FROM_NUMBER,
+                       api_base=fake_twilio.base_url, timeout=0.3)
+    with pytest.raises(SendOutcomeUnknown) as raised:
+        sender.send(sms())
+    assert "unconfirmed" in str(raised.value) and "+1555" not in str(raised.value)
+    assert len(fake_twilio.requests) == 1

@@ -212,6 +212,43 @@ def test_a_timeout_before_the_message_was_handed_over_is_retried_with_the_same_m
     assert row.scheduled_for == clock.now() + timedelta(seconds=settings.SEND_RETRY_DELAYS[0])
 
 
+# -- 2b. a Twilio API slower than our timeout ------------------------------------------------------------
+
+def test_an_sms_whose_twilio_call_times_out_is_recorded_unconfirmed_and_never_sent_twice(
+        db, app, clock, factories, clinic, jobs_app, configure, fake_twilio, slow_twilio, queue):
+    """The request reached Twilio (which created the message) but its answer came after our timeout:
+    the outcome is unknown, so the row says so and no retry, sweep or lease sends it again."""
+    from app.integrations.twilio_sms import TwilioSms
+
+    settings = twilio_settings(configure, fake_twilio)
+    app.extensions["senders"]["sms"] = TwilioSms(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN,
+                                                 from_number=FROM_NUMBER, api_base=fake_twilio.base_url,
+                                                 timeout=0.3)
+    slow_twilio(1.0)
+    notification_id = queue_code(db, clock, factories.user("patient", phone="+15555550145"))
+
+    outcomes = run_jobs(queue, notification_id)
+    outcomes += _everything_that_could_send_it_again(db, clock, queue, settings, notification_id)
+
+    assert len(fake_twilio.requests) == 1            # Twilio got it once: never sent again on a guess
+    row = row_of(db, notification_id)
+    assert (row.status, row.attempts, row.provider) == ("sent", 1, "twilio")
+    assert "unconfirmed" in row.error
+    assert outcomes[0] == "sent"
+
+
+def test_an_sms_that_never_reached_twilio_is_retried(db, app, clock, factories, clinic, jobs_app, configure,
+                                                     fake_twilio, queue):
+    """Connection refused: nothing was handed over, so it is a plain failure, retried after its backoff."""
+    twilio_settings(configure, fake_twilio)
+    fake_twilio.server.shutdown()
+    fake_twilio.server.server_close()
+    notification_id = queue_code(db, clock, factories.user("patient", phone="+15555550146"))
+    assert run_jobs(queue, notification_id) == ["retry"]
+    row = row_of(db, notification_id)
+    assert (row.status, row.attempts) == ("queued", 1) and "unconfirmed" not in (row.error or "")
+
+
 # -- 3. retries honour their backoff, and no job is queued twice -----------------------------------------
 
 def test_sweeps_during_a_backoff_queue_at_most_one_job_and_the_row_goes_once_after_it(
