@@ -41,6 +41,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, contains_eager, scoped_session
 
+from app.integrations import stripe_signature
 from app.integrations.stripe_gateway import Intent, StripeGateway
 from app.models import Appointment, Charge, Patient, PaymentAttempt, PaymentFailure, Refund, StripeEvent
 from app.models.appointment import BOOKED
@@ -343,8 +344,20 @@ def _mark_canceled(session, attempt: PaymentAttempt, appointment: Appointment, *
 
 # -- webhooks and the sweep -----------------------------------------------------------------------
 
+class InvalidSignature(DomainError):
+    """Not signed by Stripe with our webhook secret, malformed, or too old."""
+
+
 class InvalidWebhook(DomainError):
-    """Not signed by Stripe with our webhook secret (or too old)."""
+    """Signed, yet not an event we can store (wrong shapes, too long, not storable)."""
+
+
+def check_signature(payload: bytes, header: str | None, secret: str) -> None:
+    """Return if Stripe signed ``payload`` (the raw body); ``InvalidSignature`` otherwise."""
+    try:
+        stripe_signature.verify(payload, header, secret)
+    except stripe_signature.InvalidSignature as error:
+        raise InvalidSignature(str(error)) from error
 
 
 _INSERT_EVENT = text(

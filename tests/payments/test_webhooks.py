@@ -138,7 +138,7 @@ def _event(event_id="evt_ack_1", intent="pi_unknown_1", kind="payment_intent.suc
 def test_signature_check_is_stripes_v1_scheme(sandbox):
     import stripe
 
-    from app.blueprints.webhooks.signature import InvalidSignature, verify
+    from app.integrations.stripe_signature import InvalidSignature, verify
 
     body, now, secret = b'{"id": "evt_1"}', int(time.time()), sandbox.webhook_secret
     good = sign(body, secret, now)

@@ -1,7 +1,8 @@
 """POST /webhooks/stripe: verify, store by id, ask for processing, answer fast.
 
 The acknowledgement is the least that keeps the guarantees: the signature is one HMAC over the raw
-body (``signature.py``; no StripeObjects are built), the body is parsed once, and the event is
+body (``settlement.check_signature``, Stripe's scheme in ``app/integrations/stripe_signature.py``;
+no StripeObjects are built), the body is parsed once, and the event is
 stored with that body by one ``INSERT .. ON CONFLICT DO NOTHING`` in autocommit
 (``settlement.record_event``): a new event is durable before the 200, a duplicate delivery writes
 nothing and is answered 200 too. Processing is asked for after the commit and runs in the worker
@@ -14,7 +15,6 @@ import json
 from flask import Blueprint, current_app, request
 
 from app.access import PUBLIC, access
-from app.blueprints.webhooks import signature
 from app.extensions import csrf, db, limiter
 from app.services import settlement
 
@@ -48,8 +48,8 @@ def stripe_webhook():
         return NOT_CONFIGURED, 503, _JSON
     body = request.get_data(cache=False)
     try:
-        signature.verify(body, request.headers.get("Stripe-Signature"), secret)
-    except signature.InvalidSignature as error:
+        settlement.check_signature(body, request.headers.get("Stripe-Signature"), secret)
+    except settlement.InvalidSignature as error:
         current_app.logger.warning("rejected a Stripe webhook: %s", error)
         return INVALID_SIGNATURE, 400, _JSON
     try:

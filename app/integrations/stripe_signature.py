@@ -5,6 +5,8 @@ the body is Stripe's if one ``v1`` matches (several appear while a secret is rol
 no older than ``TOLERANCE`` seconds (a replayed old delivery is refused). This is what
 ``stripe.WebhookSignature.verify_header`` checks (the SDK's ``construct_event`` then also builds
 StripeObjects the ingest never needs): one HMAC and a constant-time comparison, nothing else.
+Stripe's protocol, so it lives with the other Stripe code; views reach it through
+``settlement.check_signature``.
 """
 from __future__ import annotations
 
