@@ -106,10 +106,9 @@ def _remember_card(appointment: Appointment, result: settlement.SyncResult) -> N
     """A confirmed payment with a card kept on file makes it the default (best effort: the payment stands)."""
     if result.state != "confirmed" or not _signed_in_patient(appointment):
         return
-    attempt = result.attempt or payments.current_attempt(db.session, appointment)
-    try:
-        cards.remember_default(db.session, gateway(), attempt, patient=appointment.patient, actor=actor(),
-                               intent=result.intent) if attempt is not None else None
+    try:           # a confirmed result always carries its attempt and the intent settle read
+        cards.remember_default(db.session, gateway(), result.attempt, patient=appointment.patient,
+                               actor=actor(), intent=result.intent)
     except PaymentServiceError:
         log.warning("could not remember the default card for checkout %s", appointment.id)
         db.session.rollback()
