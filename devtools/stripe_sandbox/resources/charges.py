@@ -132,7 +132,7 @@ def balance_transaction(ctx: Ctx, ch: dict, amount: int, *, type_: str = "charge
 
 
 def with_refunds(ctx: Ctx, ch: dict) -> dict:
-    refunds = ctx.store.all("refund", charge=ch["id"], where=lambda r: r.get("charge") == ch["id"])
+    refunds = ctx.store.all("refund", charge=ch["id"])
     ch = dict(ch)
     ch["refunds"] = {"object": "list", "data": refunds[:10], "has_more": len(refunds) > 10,
                      "url": f"/v1/charges/{ch['id']}/refunds"}
@@ -151,9 +151,8 @@ def list_(ctx: Ctx):
     pi = ctx.str_("payment_intent")
     tg = ctx.str_("transfer_group")
     cf = created_filter(ctx)
-    items = ctx.store.all("charge", customer=cus, where=lambda o: (cus is None or o.get("customer") == cus)
-                          and (pi is None or o.get("payment_intent") == pi)
-                          and (tg is None or o.get("transfer_group") == tg) and cf(o))
+    items = ctx.store.all("charge", customer=cus, payment_intent=pi,
+                          where=lambda o: (tg is None or o.get("transfer_group") == tg) and cf(o))
     return list_object(ctx, [with_refunds(ctx, c) for c in items], "/v1/charges")
 
 

@@ -143,7 +143,7 @@ def list_payment_methods(ctx: Ctx, id):
     ctx.allow("limit", "starting_after", "ending_before", "type")
     retrieve_raw(ctx, id)
     t = ctx.str_("type")
-    items = ctx.store.all("payment_method", customer=id, where=lambda o: o.get("customer") == id and (t is None or o["type"] == t))
+    items = ctx.store.all("payment_method", customer=id, where=lambda o: t is None or o["type"] == t)
     return list_object(ctx, items, f"/v1/customers/{id}/payment_methods")
 
 

@@ -443,7 +443,7 @@ def list_(ctx: Ctx):
     ctx.allow("customer", "limit", "starting_after", "ending_before", "created")
     cus = ctx.str_("customer")
     cf = created_filter(ctx)
-    items = ctx.store.all("payment_intent", customer=cus, where=lambda o: (cus is None or o.get("customer") == cus) and cf(o))
+    items = ctx.store.all("payment_intent", customer=cus, where=cf)
     return list_object(ctx, items, "/v1/payment_intents")
 
 

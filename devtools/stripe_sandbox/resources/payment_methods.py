@@ -208,8 +208,7 @@ def list_(ctx: Ctx):
     ctx.allow("customer", "type", "limit", "starting_after", "ending_before")
     cus = ctx.str_("customer")
     t = ctx.str_("type")
-    items = ctx.store.all("payment_method", customer=cus, where=lambda o: (cus is None or o.get("customer") == cus)
-                          and (t is None or o["type"] == t))
+    items = ctx.store.all("payment_method", customer=cus, where=lambda o: t is None or o["type"] == t)
     return list_object(ctx, items, "/v1/payment_methods")
 
 

@@ -32,7 +32,7 @@ def create(ctx: Ctx):
         raise errors.invalid(f"Charge {ch['id']} has not been captured; it cannot be refunded.",
                              param="charge", code="charge_not_refundable")
     reason = ctx.str_("reason", choices=REASONS)
-    existing = ctx.store.all("refund", charge=ch["id"], where=lambda r: r.get("charge") == ch["id"] and r["status"] in
+    existing = ctx.store.all("refund", charge=ch["id"], where=lambda r: r["status"] in
                              ("pending", "succeeded", "requires_action"))
     refunded = sum(r["amount"] for r in existing)
     remaining = ch["amount_captured"] - refunded
@@ -101,8 +101,7 @@ def list_(ctx: Ctx):
     pi = ctx.str_("payment_intent")
     ch = ctx.str_("charge")
     cf = created_filter(ctx)
-    items = ctx.store.all("refund", payment_intent=pi, where=lambda o: (pi is None or o.get("payment_intent") == pi)
-                          and (ch is None or o.get("charge") == ch) and cf(o))
+    items = ctx.store.all("refund", payment_intent=pi, charge=ch, where=cf)
     return list_object(ctx, items, "/v1/refunds")
 
 

@@ -204,8 +204,8 @@ def list_(ctx: Ctx):
     cus = ctx.str_("customer")
     pm = ctx.str_("payment_method")
     cf = created_filter(ctx)
-    items = ctx.store.all("setup_intent", customer=cus, where=lambda o: (cus is None or o.get("customer") == cus)
-                          and (pm is None or o.get("payment_method") == pm) and cf(o))
+    items = ctx.store.all("setup_intent", customer=cus,
+                          where=lambda o: (pm is None or o.get("payment_method") == pm) and cf(o))
     return list_object(ctx, items, "/v1/setup_intents")
 
 
