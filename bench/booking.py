@@ -20,7 +20,6 @@ Prints the absolute figures, then the ratio, then the goal line.
 """
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 import threading
@@ -38,28 +37,19 @@ HOLD_RE = re.compile(r"/book/holds/(\d+)")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--concurrency", type=int, default=16, help="client connections (default 16)")
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds per measurement (default 20)")
-    parser.add_argument("--providers", type=int, default=8)
-    args = parser.parse_args()
+    args = serve.crowd_parser(__doc__.splitlines()[0], duration=20.0).parse_args()
     with scratch_services("bench-booking-") as (database_url, redis_url, tmp):
-        with serve.stack(database_url, redis_url, tmp, {"MAX_HOLDS_PER_PATIENT": "1000000",
-                                                        "HOLDS_PER_HOUR": "1000000"}) as st:
+        with serve.stack(database_url, redis_url, tmp, serve.CROWD_LIMITS) as st:
             return run(st, args)
 
 
 def run(st, args) -> int:
     c = args.concurrency
-    clinic = serve.seed_clinic(st.app, providers=args.providers, patients=c)
-    slots = serve.free_slots(st.app, clinic["providers"], clinic["type"])
-    pairs = [(pid, s) for pid in clinic["providers"] for s in slots[pid]]
-    streams = [pairs[n::c] for n in range(c)]
+    crowd = serve.HoldCrowd.seed(st, providers=args.providers, concurrency=c)
     print(f"booking: hold + checkout + Stripe.js confirm (sandbox) + complete; {c} connections, "
           f"{args.duration:.0f} s per measurement", flush=True)
     st.start_servers()
-    browsers = [serve.sign_in(st.portal.base, email) for email in clinic["patients"]]
-    cursor = [0] * c
+    crowd.sign_in(st)
     sandbox_port = urlsplit(st.sandbox.api_base).port
     local = threading.local()
     pk_headers = {"Authorization": f"Bearer {st.sandbox.publishable_key}",
@@ -80,14 +70,9 @@ def run(st, args) -> int:
         return status == 200
 
     def book(client, n, i):
-        pid, starts_at = streams[n][cursor[n]]
-        cursor[n] += 1
-        b = browsers[n]
+        b = crowd.browsers[n]
         common = {"Cookie": b.cookie, "Sec-Fetch-Site": "same-origin"}
-        status, headers, _ = client.request("POST", f"/book/providers/{pid}/holds", body=urlencode(
-            {"type_id": clinic["type"], "starts_at": starts_at.isoformat()}).encode(), headers={
-            **common, "Content-Type": "application/x-www-form-urlencoded", "X-CSRFToken": b.csrf,
-            "HX-Request": "true"})
+        status, headers = crowd.hold(client, n)
         found = HOLD_RE.search(headers.get("HX-Redirect") or headers.get("Location") or "")
         if not (200 <= status < 400 and found):
             return False, f"hold {status}"

@@ -16,10 +16,8 @@ Prints the absolute figures, then the ratio, then the goal line.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
-from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -30,38 +28,22 @@ GOAL = 0.40
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--concurrency", type=int, default=16, help="client connections (default 16)")
-    parser.add_argument("--duration", type=float, default=15.0, help="seconds per measurement (default 15)")
-    parser.add_argument("--providers", type=int, default=8, help="providers whose slots are held (default 8)")
-    args = parser.parse_args()
+    args = serve.crowd_parser(__doc__.splitlines()[0], duration=15.0).parse_args()
     with scratch_services("bench-hold-") as (database_url, redis_url, tmp):
-        with serve.stack(database_url, redis_url, tmp, {"MAX_HOLDS_PER_PATIENT": "1000000",
-                                                        "HOLDS_PER_HOUR": "1000000"}) as st:
+        with serve.stack(database_url, redis_url, tmp, serve.CROWD_LIMITS) as st:
             return run(st, args)
 
 
 def run(st, args) -> int:
     c = args.concurrency
-    clinic = serve.seed_clinic(st.app, providers=args.providers, patients=c)
-    slots = serve.free_slots(st.app, clinic["providers"], clinic["type"])
-    # One stream of (provider, slot) per connection, never shared: every hold is for a free slot.
-    pairs = [(pid, s) for pid in clinic["providers"] for s in slots[pid]]
-    streams = [pairs[n::c] for n in range(c)]
-    print(f"hold: {len(pairs)} free slots over {args.providers} providers; {c} connections, "
+    crowd = serve.HoldCrowd.seed(st, providers=args.providers, concurrency=c)
+    print(f"hold: {len(crowd.pairs)} free slots over {args.providers} providers; {c} connections, "
           f"{args.duration:.0f} s per measurement", flush=True)
     st.start_servers()
-    browsers = [serve.sign_in(st.portal.base, email) for email in clinic["patients"]]
-    cursor = [0] * c
+    crowd.sign_in(st)
 
     def hold(client, n, i):
-        pid, starts_at = streams[n][cursor[n]]
-        cursor[n] += 1
-        b = browsers[n]
-        body = urlencode({"type_id": clinic["type"], "starts_at": starts_at.isoformat()}).encode()
-        status, _, _ = client.request("POST", f"/book/providers/{pid}/holds", body=body, headers={
-            "Content-Type": "application/x-www-form-urlencoded", "Cookie": b.cookie, "X-CSRFToken": b.csrf,
-            "HX-Request": "true", "Sec-Fetch-Site": "same-origin"})
+        status, _ = crowd.hold(client, n)
         return 200 <= status < 400, status
 
     bare = serve.measure_bare(st, concurrency=c, duration=args.duration)

@@ -425,3 +425,55 @@ def measure_bare(st: Stack, *, concurrency: int, duration: float, label: str = "
 
 def verdict(ok: bool) -> str:
     return "met" if ok else "not met"
+
+
+# -- a crowd of patients taking holds (bench/hold.py, bench/booking.py) ------------------------------
+
+# Per-patient hold limits raised for a run: the benches are a crowd, not one patient.
+CROWD_LIMITS = {"MAX_HOLDS_PER_PATIENT": "1000000", "HOLDS_PER_HOUR": "1000000"}
+
+
+def crowd_parser(description: str, *, duration: float):
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--concurrency", type=int, default=16, help="client connections (default 16)")
+    parser.add_argument("--duration", type=float, default=duration,
+                        help=f"seconds per measurement (default {duration:g})")
+    parser.add_argument("--providers", type=int, default=8, help="providers whose slots are held (default 8)")
+    return parser
+
+
+@dataclass
+class HoldCrowd:
+    """``concurrency`` signed-in patients, each with its own stream of free (provider, slot) pairs
+    (never shared: every hold is for a free slot)."""
+    clinic: dict
+    pairs: list
+    streams: list
+    browsers: list
+    cursor: list
+
+    @classmethod
+    def seed(cls, st: Stack, *, providers: int, concurrency: int) -> "HoldCrowd":
+        clinic = seed_clinic(st.app, providers=providers, patients=concurrency)
+        slots = free_slots(st.app, clinic["providers"], clinic["type"])
+        pairs = [(pid, s) for pid in clinic["providers"] for s in slots[pid]]
+        return cls(clinic, pairs, [pairs[n::concurrency] for n in range(concurrency)], [], [0] * concurrency)
+
+    def sign_in(self, st: Stack) -> None:
+        """After ``st.start_servers()``: every patient signed in."""
+        self.browsers = [sign_in(st.portal.base, email) for email in self.clinic["patients"]]
+
+    def hold(self, client: Client, n: int):
+        """Patient ``n`` holds its next free slot (htmx, as the page does): (status, headers)."""
+        from urllib.parse import urlencode
+
+        pid, starts_at = self.streams[n][self.cursor[n]]
+        self.cursor[n] += 1
+        b = self.browsers[n]
+        body = urlencode({"type_id": self.clinic["type"], "starts_at": starts_at.isoformat()}).encode()
+        status, headers, _ = client.request("POST", f"/book/providers/{pid}/holds", body=body, headers={
+            "Content-Type": "application/x-www-form-urlencoded", "Cookie": b.cookie, "X-CSRFToken": b.csrf,
+            "HX-Request": "true", "Sec-Fetch-Site": "same-origin"})
+        return status, headers
