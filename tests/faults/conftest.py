@@ -29,14 +29,10 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def fake_mail():
-    from tests.helpers.fake_servers import FakeSmtp
+    from tests.helpers.fake_servers import FakeSmtp, serving
 
-    fake = FakeSmtp()
-    fake.thread.start()
-    yield fake
-    fake.server.shutdown()
-    fake.server.server_close()
-    fake.thread.join(timeout=5)
+    with serving(FakeSmtp()) as fake:
+        yield fake
 
 
 @pytest.fixture(scope="session")

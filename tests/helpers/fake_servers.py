@@ -9,10 +9,23 @@ import json
 import socketserver
 import threading
 import time
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 from tests.helpers.messages import ACCOUNT_SID
+
+
+@contextmanager
+def serving(fake):
+    """``fake`` (a FakeTwilio or FakeSmtp) answering in its thread while the block runs."""
+    fake.thread.start()
+    try:
+        yield fake
+    finally:
+        fake.server.shutdown()
+        fake.server.server_close()
+        fake.thread.join(timeout=5)
 
 
 # -- Twilio's Messages API ----------------------------------------------------------------------------

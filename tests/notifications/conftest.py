@@ -8,17 +8,13 @@ from dataclasses import replace
 
 import pytest
 
-from tests.helpers.fake_servers import FakeSmtp, FakeTwilio
+from tests.helpers.fake_servers import FakeSmtp, FakeTwilio, serving
 
 
 @pytest.fixture
 def fake_twilio():
-    fake = FakeTwilio()
-    fake.thread.start()
-    yield fake
-    fake.server.shutdown()
-    fake.server.server_close()
-    fake.thread.join(timeout=5)
+    with serving(FakeTwilio()) as fake:
+        yield fake
 
 
 @pytest.fixture
@@ -46,12 +42,8 @@ def slow_twilio(fake_twilio):
 
 @pytest.fixture
 def fake_smtp():
-    fake = FakeSmtp(refuse={"nobody@clinic.example"})
-    fake.thread.start()
-    yield fake
-    fake.server.shutdown()
-    fake.server.server_close()
-    fake.thread.join(timeout=5)
+    with serving(FakeSmtp(refuse={"nobody@clinic.example"})) as fake:
+        yield fake
 
 
 # -- app settings for a test ------------------------------------------------------------------------------
