@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from functools import lru_cache
 
 from psycopg import errors as pg_errors
@@ -21,11 +21,8 @@ from app.models import Appointment, AppointmentType, Patient, Provider
 from app.models.state import Ignored, InvalidTransition  # noqa: F401 (re-exported)
 from app.services import DomainError, audit, availability, links, signals
 from app.services.audit import Actor
-from app.services.availability import zone
-from app.services.schedule import SearchResult, load_schedules, provider_query, slot_type
+from app.services.schedule import load_schedules, slot_type
 from app.services.unit_of_work import request
-
-UTC = timezone.utc
 
 
 class SlotTaken(DomainError):
@@ -370,43 +367,3 @@ def mark(session: Session, appointment: Appointment, action: str, *, actor: Acto
     if action == "no_show" and now < appointment.starts_at:
         raise BookingRuleError("A no-show can be recorded only after the start time.")
     _transition(session, appointment, action, actor=actor, now=now)
-
-
-def first_free(session: Session, *, now: datetime, appointment_type: AppointmentType,
-               specialty_id: int | None = None, modality: str | None = None, on_date=None,
-               viewer_tz: str = "UTC", days: int = 7) -> list[SearchResult]:
-    """The booking search page's answer: the providers offering the type, each with its first open
-    slot in the ``days`` from ``on_date`` (in the viewer's zone; today when None), soonest first
-    and providers with nothing open last: what ``schedule.search`` answers with ``per_provider=1``.
-
-    The page shows one time per provider, so only that is computed: the first day of the window
-    for everyone, then the rest of the window for the providers with nothing open that day (laying
-    out and filtering a week of slots for every provider on every page view cost most of the page).
-    """
-    providers = [p for p in session.scalars(
-        provider_query(specialty_id=specialty_id, type_id=appointment_type.id,
-                       modality=modality or appointment_type.modality))
-        if p.offers(appointment_type)]
-    start = now
-    if on_date is not None:
-        start = max(now, datetime.combine(on_date, datetime.min.time(), zone(viewer_tz)).astimezone(UTC))
-    end = start + timedelta(days=days)
-    loaded = load_schedules(session, providers, now=now, window_start=start, window_end=end)
-    spec = slot_type(appointment_type)
-    first: dict[int, availability.Slot] = {}
-    pending = [lp.schedule for lp in loaded]
-    lo = start
-    for span in (timedelta(days=1), timedelta(days=days)):
-        hi = min(end, lo + span)
-        for provider_id, slots in availability.slots_for_many(pending, spec, now=now, start=lo, end=hi).items():
-            if slots:
-                first[provider_id] = slots[0]
-        pending = [s for s in pending if s.provider_id not in first]
-        if not pending or hi >= end:
-            break
-        lo = hi
-    results = [SearchResult(lp.provider, [first[lp.provider.id]] if lp.provider.id in first else [])
-               for lp in loaded]
-    far = datetime.max.replace(tzinfo=UTC)
-    results.sort(key=lambda r: (r.slots[0].starts_at if r.slots else far, r.provider.id))
-    return results

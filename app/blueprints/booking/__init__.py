@@ -106,10 +106,10 @@ def search():
     if appointment_type is None:
         return render("booking/search.html", block="results", results=[], first_available=[], providers={},
                       appointment_type=None, types=[], specialties=[], chosen={})
-    # One time per provider is shown, so one is computed (booking.first_free).
-    results = booking.first_free(db.session, now=now(), appointment_type=appointment_type,
-                                 specialty_id=specialty_id, modality=modality, on_date=on_date,
-                                 viewer_tz=current_user.timezone)
+    # One time per provider is shown, so one is computed (the engine stops at it).
+    results = schedule.search(db.session, now=now(), appointment_type=appointment_type,
+                              specialty_id=specialty_id, modality=modality, on_date=on_date,
+                              viewer_tz=current_user.timezone, per_provider=1)
     first = sorted((s for r in results for s in r.slots[:1]), key=lambda s: s.starts_at)[:5]
     providers = {r.provider.id: r.provider for r in results}
     return render("booking/search.html", block="results", results=results, first_available=first,
