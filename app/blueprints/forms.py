@@ -19,7 +19,31 @@ def timezone_check(form, field: Field) -> None:
 
 
 def password_check(form, field: Field) -> None:
+    """The password policy (app/services/passwords.py). The account's email is the form's own
+    ``email`` field when it has one (sign-up, staff creation), else ``form.account_email`` if the
+    view set it (a reset knows whose password it is)."""
+    email_field = getattr(form, "email", None)
+    email = email_field.data if isinstance(email_field, Field) else getattr(form, "account_email", None)
     try:
-        accounts.check_password(field.data)
+        accounts.check_password(field.data, email=email if isinstance(email, str) else None)
     except ValueError as error:
         raise ValidationError(str(error)) from None
+
+
+def at_most(maximum: int, message: str | None = None):
+    """A whole-number field's upper bound (the database column, or what the schedule can compute)."""
+    def check(form, field: Field) -> None:
+        if field.data is not None and field.data > maximum:
+            raise ValidationError(message or f"Enter {maximum:,} or less.")
+    return check
+
+
+def date_in_range(form, field: Field) -> None:
+    """A date or date-time field within 1900..2200 (app/input_guard.py): no date arithmetic overflows."""
+    from app import input_guard
+
+    if field.data is not None:
+        try:
+            input_guard.check_date(field.data)
+        except input_guard.BadValue as error:
+            raise ValidationError(str(error)) from None

@@ -5,21 +5,26 @@ import re
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import Patient, User
 from app.models.user import STAFF_ROLES
-from app.services import DomainError, audit
+from app.services import DomainError, audit, notifications
 from app.services.audit import Actor
 
-_hasher = PasswordHasher()
+# argon2id with RFC 9106's "low memory" profile (argon2-cffi's defaults, spelled out so a library
+# upgrade cannot change them silently): 64 MiB, 3 passes, 4 lanes, 16-byte salt, 32-byte hash.
+# Above OWASP's floor for argon2id (19 MiB, t=2, p=1). A hash made with other parameters is
+# re-made at the next successful sign-in (``authenticate``: check_needs_rehash).
+ARGON2_PARAMETERS = dict(time_cost=3, memory_cost=64 * 1024, parallelism=4, hash_len=32, salt_len=16,
+                         type=Type.ID)
+_hasher = PasswordHasher(**ARGON2_PARAMETERS)
 # A hash of a random password, verified against when the account does not
 # exist, so a wrong email costs as much time as a wrong password.
 _DUMMY_HASH = _hasher.hash("not-a-real-password-for-timing")
-MIN_PASSWORD = 10
 
 
 class EmailTaken(DomainError):
@@ -49,10 +54,11 @@ def check_timezone(name: str) -> str:
     return name
 
 
-def check_password(password: str) -> str:
-    if len(password or "") < MIN_PASSWORD:
-        raise ValueError(f"Use at least {MIN_PASSWORD} characters.")
-    return password
+def check_password(password: str, *, email: str | None = None) -> str:
+    """The password policy (app/services/passwords.py): PasswordRefused, a ValueError, when it says no."""
+    from app.services import passwords       # passwords imports this module
+
+    return passwords.check_policy(password, email=email)
 
 
 def hash_password(password: str) -> str:
@@ -65,6 +71,7 @@ def find_by_email(session: Session, email: str) -> User | None:
 
 def register_patient(session: Session, *, full_name: str, email: str, phone: str,
                      timezone_name: str, password: str, actor: Actor) -> User:
+    check_password(password, email=email)
     if find_by_email(session, email) is not None:
         raise EmailTaken()
     user = User(email=normalize_email(email), password_hash=hash_password(password),
@@ -78,10 +85,37 @@ def register_patient(session: Session, *, full_name: str, email: str, phone: str
     return user
 
 
+def sign_up_patient(session: Session, *, full_name: str, email: str, phone: str, timezone_name: str,
+                    password: str, actor: Actor, now: datetime) -> User | None:
+    """Sign-up that does not tell whether the email already has an account.
+
+    A new email: the account is made and its owner gets a "your account is ready" email. A taken
+    one: nothing is made, the same work is done (a password hash, one email queued) and the owner
+    gets a "someone tried to register with your email" email instead, at most one an hour. The
+    caller answers both the same way; returns the new user, or None for a taken email.
+    """
+    check_password(password, email=email)
+    existing = find_by_email(session, email)
+    if existing is None:
+        user = register_patient(session, full_name=full_name, email=email, phone=phone,
+                                timezone_name=timezone_name, password=password, actor=actor)
+        notifications.queue(session, dedupe_key=f"account_created:{user.id}", template="account_created",
+                            user=user, scheduled_for=now, address=notifications.Address("email", user.email))
+        return user
+    hash_password(password)                     # as long as a real sign-up takes: the time tells nothing
+    notifications.queue(session, dedupe_key=f"signup_attempt:{existing.id}:{now:%Y%m%dT%H}",
+                        template="signup_attempt", user=existing, scheduled_for=now,
+                        address=notifications.Address("email", existing.email))
+    audit.record(session, actor=actor, action="account.signup_email_taken", outcome="failure",
+                 subject_user_id=existing.id)
+    return None
+
+
 def create_staff(session: Session, *, actor: Actor, full_name: str, email: str, role: str,
                  timezone_name: str, password: str, phone: str | None = None) -> User:
     if role not in STAFF_ROLES:
         raise DomainError(f"Unknown staff role {role!r}.")
+    check_password(password, email=email)
     if find_by_email(session, email) is not None:
         raise EmailTaken()
     user = User(email=normalize_email(email), password_hash=hash_password(password), role=role,

@@ -44,7 +44,7 @@ def test_reset_works_once(db, client, forms, factories, clinic, jobs_app):
     assert db.query(LinkToken).one().used_at is None
 
     short = forms.post(path, {"password": "short", "confirm": "short"})
-    assert short.status_code == 422 and "at least 10 characters" in short.get_data(as_text=True)
+    assert short.status_code == 422 and "at least 12 characters" in short.get_data(as_text=True)
     done = forms.post(path, {"password": "a-new-long-password", "confirm": "a-new-long-password"})
     assert done.status_code == 303 and done.headers["Location"] == "/login"
 

@@ -1,4 +1,4 @@
-"""A patient signs up and in on a phone-sized viewport, in Chromium."""
+"""A patient signs up, then signs in, on a phone-sized viewport, in Chromium."""
 import pytest
 
 pytestmark = pytest.mark.e2e
@@ -16,11 +16,17 @@ def test_patient_signs_up_signs_out_and_signs_in_on_a_phone(live_server, phone):
     page.get_by_label("Repeat password").fill("short")
     page.get_by_role("button", name="Create account").click()
     # htmx swaps the form with its errors; nothing typed is lost.
-    page.get_by_text("Use at least 10 characters.").wait_for()
+    page.get_by_text("Use at least 12 characters.").wait_for()
     assert page.get_by_label("Full name").input_value() == "Morgan Phone"
     page.get_by_label("Password", exact=True).fill("a-long-password")
     page.get_by_label("Repeat password").fill("a-long-password")
     page.get_by_role("button", name="Create account").click()
+    # Sign-up signs no one in (it answers the same for an email that has an account): sign in next.
+    page.get_by_role("heading", name="Sign in").wait_for()
+    page.get_by_text("Thanks for signing up").wait_for()
+    page.get_by_label("Email").fill("morgan@example.com")
+    page.get_by_label("Password").fill("a-long-password")
+    page.get_by_role("button", name="Sign in").click()
     page.get_by_role("heading", name="Hello, Morgan").wait_for()
     # The page fits a 360 px screen: nothing scrolls sideways.
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
