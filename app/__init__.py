@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from datetime import timedelta
 
 from flask import Flask, flash, g, request, session
 from flask_login import current_user, logout_user
@@ -63,7 +62,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         SETTINGS=settings,
         APP_ENV=settings.APP_ENV,
         SECRET_KEY=settings.SECRET_KEY,
-        SQLALCHEMY_DATABASE_URI=_sqlalchemy_url(settings.DATABASE_URL),
+        # The runtime engine connects as the app's role (DATABASE_APP_URL, owning nothing) when set;
+        # migrations (migrations/env.py) connect as the owner, SQLALCHEMY_OWNER_URI (DATABASE_URL).
+        SQLALCHEMY_DATABASE_URI=_sqlalchemy_url(settings.runtime_database_url),
+        SQLALCHEMY_OWNER_URI=_sqlalchemy_url(settings.DATABASE_URL or settings.runtime_database_url),
         # hide_parameters: no PHI in errors or logs; connect_timeout: a dropped host fails fast (503).
         SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True, "hide_parameters": True,
                                    "connect_args": {"connect_timeout": 5}},
@@ -80,7 +82,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.is_production,
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        # The cookie's own limit is the longest server-side lifetime ("remember me"); the
+        # user_sessions row (app/services/sessions.py) ends each sign-in at its own lifetime.
+        PERMANENT_SESSION_LIFETIME=max(settings.SESSION_LIFETIME_STAFF, settings.SESSION_LIFETIME_PATIENT,
+                                       settings.SESSION_LIFETIME_REMEMBER),
         TESTING=settings.APP_ENV == "test",
     )
 
@@ -94,9 +99,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["clock"] = SystemClock()   # tests swap in a FrozenClock
     db.init_app(app)
     migrate.init_app(app, db, directory=str(settings_root() / "migrations"))
-    from app import compression
+    from app import compression, input_guard
 
     compression.init_app(app)   # registered first so it runs last, after every other after_request
+    input_guard.init_app(app)   # NUL bytes: 400; <int:> ids within PostgreSQL's integer (before the blueprints)
     csrf.init_app(app)
     htmx.init_app(app)
     limiter.init_app(app)
@@ -104,18 +110,36 @@ def create_app(settings: Settings | None = None) -> Flask:
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to continue."
 
-    from sqlalchemy import bindparam, select
+    from sqlalchemy import bindparam, func, select
     from sqlalchemy.orm import joinedload
 
-    from app.models import User
+    from app.models import User, UserSession
+    from app.services.sessions import session_id
 
-    # The user of every signed-in request, with the patient profile (patient pages all need it) in
-    # the same statement; built once.
-    user_by_id = select(User).options(joinedload(User.patient)).where(User.id == bindparam("user_id"))
+    # The user of every signed-in request, through its live server-side session row (not revoked,
+    # not past its absolute lifetime), with the patient profile (patient pages all need it), in one
+    # statement; built once. No row: the request goes on anonymous (the access rules send it to
+    # sign in). Nothing is written here: the idle stamp stays in the cookie.
+    user_by_session = (
+        select(User, UserSession)
+        .join(UserSession, UserSession.user_id == User.id)
+        .options(joinedload(User.patient))
+        .where(UserSession.id == bindparam("sid"), User.id == bindparam("user_id"),
+               UserSession.revoked_at.is_(None), UserSession.expires_at > func.now()))
 
     @login_manager.user_loader
     def load_user(user_id: str):
-        return db.session.execute(user_by_id, {"user_id": int(user_id)}).unique().scalar_one_or_none()
+        token = session.get("sid")
+        if not isinstance(token, str) or not str(user_id).isdigit() or len(str(user_id)) > 18:
+            g.session_ended = True
+            return None
+        found = db.session.execute(user_by_session, {"sid": session_id(token), "user_id": int(user_id)}
+                                   ).unique().one_or_none()
+        if found is None:
+            g.session_ended = True
+            return None
+        g.user_session = found[1]
+        return found[0]
 
     from app.blueprints import register_blueprints
 
@@ -127,13 +151,22 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.before_request
     def start_unit_of_work():
-        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        g.request_id = input_guard.request_id()   # the caller's id only if 1-64 of [A-Za-z0-9._-]
         audit.set_context(db.session, request_id=g.request_id, ip=request.remote_addr)
 
     @app.before_request
     def idle_logoff():
-        if request.blueprint in SESSIONLESS or not current_user.is_authenticated:
+        if request.blueprint in SESSIONLESS:
             return None
+        if not current_user.is_authenticated:
+            if g.get("session_ended"):
+                # Signed out elsewhere, revoked, or past its absolute lifetime: drop the stale cookie.
+                session.clear()
+                flash("Your session has ended. Please sign in again.", "info")
+            return None
+        row = g.get("user_session")
+        if row is not None and row.remember and not current_user.is_staff:
+            return None   # a patient's "remember me" session: only its absolute lifetime applies
         limit = settings.IDLE_LOGOFF_STAFF if current_user.is_staff else settings.IDLE_LOGOFF_PATIENT
         now = time.time()
         last = session.get("last_seen")
@@ -142,6 +175,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
             audit.record(db.session, actor=Actor.of(current_user), action="auth.idle_logoff",
                          subject_user_id=current_user.id)
+            from app.services import sessions as server_sessions
+
+            server_sessions.revoke(db.session, token=session.get("sid"), reason="idle")
             db.session.commit()
             logout_user()
             session.clear()
@@ -154,6 +190,15 @@ def create_app(settings: Settings | None = None) -> Flask:
         return None
 
     app.before_request(access_rules.enforce)
+    from app.blueprints.stepup import enrolment_gate
+
+    app.before_request(enrolment_gate)   # staff without an authenticator: the enrolment page only
+    from app import security_headers as browser_security
+
+    browser_security.init_app(app)   # CSP with nonces, HSTS in production, MAX_CONTENT_LENGTH, ProxyFix
+    from app import phi
+
+    phi.init_app(app)        # one audit event per view of a page that declares phi=... (app/phi.py)
 
     @app.after_request
     def security_headers(response):

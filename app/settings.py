@@ -34,6 +34,10 @@ class Settings:
     APP_ENV: str = "development"
     SECRET_KEY: str | None = None
     DATABASE_URL: str | None = None
+    # The runtime engine's URL: a login role that owns nothing (app/services/db_roles.py grants it
+    # SELECT/INSERT/UPDATE/DELETE, and only SELECT + INSERT on the audit tables). Unset: DATABASE_URL.
+    # Migrations and `flask db grant-app-role` always use DATABASE_URL (the schema's owner).
+    DATABASE_APP_URL: str | None = None
     REDIS_URL: str | None = None
     AUDIT_HMAC_KEY: str | None = None
     # Namespace for every Redis key this deployment writes (queues, rate
@@ -43,6 +47,20 @@ class Settings:
     # Automatic logoff after inactivity, per role family.
     IDLE_LOGOFF_STAFF: timedelta = timedelta(minutes=15)
     IDLE_LOGOFF_PATIENT: timedelta = timedelta(minutes=30)
+    # Break-glass (app/blueprints/staff/patients.py): how long a provider's reasoned access to a
+    # patient not on their schedule lasts in that browser session.
+    BREAK_GLASS_MINUTES: int = 30
+    # Server-side sessions (app/services/sessions.py): the absolute lifetime of a sign-in, whatever
+    # the activity; a patient who ticks "remember me" gets SESSION_LIFETIME_REMEMBER instead.
+    SESSION_LIFETIME_STAFF: timedelta = timedelta(hours=12)
+    SESSION_LIFETIME_PATIENT: timedelta = timedelta(hours=12)
+    SESSION_LIFETIME_REMEMBER: timedelta = timedelta(days=30)
+    # MFA (app/services/mfa.py): how long the half-signed-in state (password right, code not yet
+    # given) lasts, how old the last code may be for a step-up action (refunds), and the throttle
+    # of code attempts per account.
+    MFA_PENDING_TTL: timedelta = timedelta(minutes=5)
+    STEP_UP_MAX_AGE: timedelta = timedelta(minutes=15)
+    MFA_LIMIT_PER_ACCOUNT: str = "5 per minute"
     # Sign-in throttling (Flask-Limiter syntax).
     LOGIN_LIMIT_PER_ACCOUNT: str = "5 per minute"
     LOGIN_LIMIT_PER_ADDRESS: str = "20 per minute"
@@ -51,6 +69,13 @@ class Settings:
     SWEEP_INTERVAL: timedelta = timedelta(seconds=60)
     # How often app.jobs.audit.link appends the audit chain's links (the sweep links too).
     AUDIT_LINK_INTERVAL: timedelta = timedelta(seconds=5)
+    # The audit anchor (app/services/audit.py write_anchor): the chain head appended as one JSON line
+    # to this append-only file (unset: <INSTANCE_PATH>/audit_anchors.jsonl) and to the log, by the
+    # linking jobs at most every AUDIT_ANCHOR_INTERVAL, or sooner once AUDIT_ANCHOR_ROWS rows were
+    # linked since the last anchor; `flask audit verify` compares the chain with the latest anchor.
+    AUDIT_ANCHOR_PATH: Path | None = None
+    AUDIT_ANCHOR_INTERVAL: timedelta = timedelta(seconds=60)
+    AUDIT_ANCHOR_ROWS: int = 1000
     # The worker (worker.py): RQ SimpleWorker processes (more than 1: an RQ WorkerPool), the cap
     # of its reconnect backoff while Redis is away, and the default retry delays (seconds) of a
     # job that raised (a PostgreSQL outage, say) or was killed with its worker.
@@ -107,11 +132,26 @@ class Settings:
     # GET /admin/metrics also answers `Authorization: Bearer <METRICS_TOKEN>` (Prometheus); unset:
     # an admin's session only. At least 32 characters.
     METRICS_TOKEN: str | None = None
+    # Request bodies larger than this (bytes) are answered 413 (app/security_headers.py).
+    MAX_CONTENT_LENGTH: int = 1024 * 1024
+    # Behind a reverse proxy: werkzeug's ProxyFix arguments, e.g. "x_for=1,x_proto=1" (how many
+    # proxies to trust per X-Forwarded-* header). Unset: off (the headers are ignored).
+    PROXY_FIX: str | None = None
     extra: dict = field(default_factory=dict)
 
     @property
     def is_production(self) -> bool:
         return self.APP_ENV == "production"
+
+    @property
+    def audit_anchor_path(self) -> Path:
+        """Where the audit anchors are appended (AUDIT_ANCHOR_PATH, else under the instance path)."""
+        return self.AUDIT_ANCHOR_PATH or self.INSTANCE_PATH / "audit_anchors.jsonl"
+
+    @property
+    def runtime_database_url(self) -> str | None:
+        """The URL the app's engine connects with: DATABASE_APP_URL, else DATABASE_URL."""
+        return self.DATABASE_APP_URL or self.DATABASE_URL
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Settings":
@@ -123,16 +163,27 @@ class Settings:
             APP_ENV=mode,
             SECRET_KEY=env.get("SECRET_KEY") or None,
             DATABASE_URL=env.get("DATABASE_URL") or None,
+            DATABASE_APP_URL=env.get("DATABASE_APP_URL") or None,
             REDIS_URL=env.get("REDIS_URL") or None,
             AUDIT_HMAC_KEY=env.get("AUDIT_HMAC_KEY") or None,
             REDIS_NAMESPACE=env.get("REDIS_NAMESPACE") or "clinic",
             INSTANCE_PATH=Path(env.get("INSTANCE_PATH") or ROOT / "instance"),
             IDLE_LOGOFF_STAFF=_seconds(env.get("IDLE_LOGOFF_STAFF_SECONDS"), 15 * 60),
             IDLE_LOGOFF_PATIENT=_seconds(env.get("IDLE_LOGOFF_PATIENT_SECONDS"), 30 * 60),
+            BREAK_GLASS_MINUTES=int(env.get("BREAK_GLASS_MINUTES") or 30),
+            SESSION_LIFETIME_STAFF=_seconds(env.get("SESSION_LIFETIME_STAFF_SECONDS"), 12 * 3600),
+            SESSION_LIFETIME_PATIENT=_seconds(env.get("SESSION_LIFETIME_PATIENT_SECONDS"), 12 * 3600),
+            SESSION_LIFETIME_REMEMBER=_seconds(env.get("SESSION_LIFETIME_REMEMBER_SECONDS"), 30 * 86400),
+            MFA_PENDING_TTL=_seconds(env.get("MFA_PENDING_TTL_SECONDS"), 300),
+            STEP_UP_MAX_AGE=_seconds(env.get("STEP_UP_MAX_AGE_SECONDS"), 15 * 60),
+            MFA_LIMIT_PER_ACCOUNT=env.get("MFA_LIMIT_PER_ACCOUNT") or "5 per minute",
             LOGIN_LIMIT_PER_ACCOUNT=env.get("LOGIN_LIMIT_PER_ACCOUNT") or "5 per minute",
             LOGIN_LIMIT_PER_ADDRESS=env.get("LOGIN_LIMIT_PER_ADDRESS") or "20 per minute",
             SWEEP_INTERVAL=_seconds(env.get("SWEEP_INTERVAL_SECONDS"), 60),
             AUDIT_LINK_INTERVAL=_seconds(env.get("AUDIT_LINK_INTERVAL_SECONDS"), 5),
+            AUDIT_ANCHOR_PATH=Path(env["AUDIT_ANCHOR_PATH"]) if env.get("AUDIT_ANCHOR_PATH") else None,
+            AUDIT_ANCHOR_INTERVAL=_seconds(env.get("AUDIT_ANCHOR_INTERVAL_SECONDS"), 60),
+            AUDIT_ANCHOR_ROWS=max(1, int(env.get("AUDIT_ANCHOR_ROWS") or 1000)),
             WORKER_PROCESSES=max(1, int(env.get("WORKER_PROCESSES") or 1)),
             WORKER_BACKOFF_MAX=_seconds(env.get("WORKER_BACKOFF_MAX_SECONDS"), 30),
             JOB_RETRY_DELAYS=tuple(int(float(x)) for x in
@@ -172,6 +223,8 @@ class Settings:
             STRIPE_API_BASE=env.get("STRIPE_API_BASE") or "https://api.stripe.com",
             STRIPE_JS_URL=env.get("STRIPE_JS_URL") or "https://js.stripe.com/v3/",
             METRICS_TOKEN=env.get("METRICS_TOKEN") or None,
+            MAX_CONTENT_LENGTH=int(env.get("MAX_CONTENT_LENGTH") or 1024 * 1024),
+            PROXY_FIX=env.get("PROXY_FIX") or None,
         )
         values.update(overrides)
         return cls(**values).checked()
@@ -179,6 +232,9 @@ class Settings:
     def checked(self) -> "Settings":
         if self.METRICS_TOKEN is not None and len(self.METRICS_TOKEN) < 32:
             raise ConfigError("METRICS_TOKEN must be at least 32 characters (or unset).")
+        from app.security_headers import parse_proxy_fix
+
+        parse_proxy_fix(self.PROXY_FIX)            # a malformed value stops the start-up, named
         if self.is_production:
             missing = [name for name in PRODUCTION_SECRETS if not getattr(self, name)]
             if missing:

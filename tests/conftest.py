@@ -99,6 +99,7 @@ def database_url(service_urls):
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                      "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(APP_ROLE)))   # app_database_url's
 
 
 @pytest.fixture(scope="session")
@@ -139,17 +140,51 @@ def make_settings(database_url, redis_url, tmp_path, **overrides):
     return Settings(**values).checked()
 
 
+APP_ROLE = f"clinic_app_{RUN_ID}"
+
+
+def grant_app_role(owner_url: str, role: str, password: str | None = None) -> None:
+    """As the owner: create the app's role if missing and (re)grant it (app/services/db_roles.py)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from app.services import db_roles
+
+    engine = create_engine(make_url(owner_url).set(drivername="postgresql+psycopg"), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            db_roles.grant_app_role(conn, role, password=password)
+            conn.commit()
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture(scope="session")
-def app(database_url, service_urls, tmp_path_factory, stripe_sandbox):
+def app_database_url(database_url):
+    """The URL the app's engine uses: this run's login role owning nothing (as in production);
+    migrations, truncation and ``raw_conn`` use ``database_url`` (the owner). The role is created
+    here and granted by ``app`` after the migrations; dropped with the database."""
+    password = f"pw-{RUN_ID}"
+    grant_app_role(database_url, APP_ROLE, password)
+    yield make_url(database_url).set(username=APP_ROLE, password=password).render_as_string(hide_password=False)
+    with psycopg.connect(_psycopg_url(database_url), autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (APP_ROLE,))
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(APP_ROLE)))
+
+
+@pytest.fixture(scope="session")
+def app(database_url, app_database_url, service_urls, tmp_path_factory, stripe_sandbox):
     from flask_migrate import upgrade
 
     from app import create_app
 
     application = create_app(make_settings(database_url, service_urls["REDIS_URL"],
                                            tmp_path_factory.mktemp("instance"),
+                                           DATABASE_APP_URL=app_database_url,
                                            **stripe_settings(stripe_sandbox)))
     with application.app_context():
-        upgrade()     # the schema only ever comes from the migrations
+        upgrade()     # the schema only ever comes from the migrations (run as the owner)
+    grant_app_role(database_url, APP_ROLE)      # the app's role: no UPDATE/DELETE on the audit tables
     yield application
     from app.extensions import db as sqla
 
@@ -185,8 +220,15 @@ def db(app):
         truncate_all(app)
 
 
+def owner_url(app) -> str:
+    """The test database as its owner (the app's own engine connects as its role, owning nothing)."""
+    return _psycopg_url(app.config["SQLALCHEMY_OWNER_URI"])
+
+
 def truncate_all(app) -> None:
-    url = _psycopg_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    # A fresh database gets a fresh anchor file: anchors of the truncated chain would not match.
+    app.config["SETTINGS"].audit_anchor_path.unlink(missing_ok=True)
+    url = owner_url(app)
     with psycopg.connect(url, autocommit=True) as conn:
         tables = _tables(conn)
         if not tables:
@@ -203,7 +245,7 @@ def truncate_all(app) -> None:
 @pytest.fixture
 def raw_conn(app):
     """A direct psycopg connection to the test database (as its owner)."""
-    with psycopg.connect(_psycopg_url(app.config["SQLALCHEMY_DATABASE_URI"]), autocommit=True) as conn:
+    with psycopg.connect(owner_url(app), autocommit=True) as conn:
         yield conn
 
 
@@ -241,7 +283,9 @@ class Factories:
         Factories.counter += 1
         return Factories.counter
 
-    def user(self, role="patient", *, password="correct-horse-battery", email=None, **fields):
+    def user(self, role="patient", *, password="correct-horse-battery", email=None, enrolled=None, **fields):
+        """An account. Staff come enrolled in MFA by default (``enrolled=False``: not yet), so
+        ``login()`` completes the code step for them; patients only when ``enrolled=True``."""
         from app.services import accounts
         from app.services.audit import Actor
 
@@ -255,8 +299,22 @@ class Factories:
         else:
             user = accounts.create_staff(self.session, actor=Actor.system("test"), role=role,
                                          phone=fields.get("phone"), **common)
+        if enrolled if enrolled is not None else role != "patient":
+            self.enrol(user, commit=False)
         self.session.commit()
         return user
+
+    def enrol(self, user, *, commit=True) -> str:
+        """Give the account an authenticator (as a confirmed enrolment would); returns its secret."""
+        from datetime import datetime, timezone
+
+        from app.services import mfa
+
+        user.mfa_secret = mfa.new_secret()
+        user.mfa_enrolled_at = datetime.now(timezone.utc)
+        if commit:
+            self.session.commit()
+        return user.mfa_secret
 
 
     def specialty(self, name=None, **fields):
@@ -355,6 +413,35 @@ def live_server(app, db):
     thread.join(timeout=5)
 
 
+# Content-Security-Policy violations Chromium reported in any context the browser fixture opened
+# (app/security_headers.py): a page's securitypolicyviolation events, handed to Python through a
+# binding as they happen (so none is lost to a navigation), and the console's "Refused to ..."
+# errors. The autouse ``no_csp_violations`` fails a browser test during which any occurred.
+CSP_VIOLATIONS: list[str] = []
+_CSP_LISTENER = """
+document.addEventListener("securitypolicyviolation", function (e) {
+  try {
+    window.__cspViolation([e.effectiveDirective || e.violatedDirective, e.blockedURI || "inline",
+                           (e.sourceFile || location.href) + ":" + (e.lineNumber || 0),
+                           (e.sample || "").slice(0, 80)].join(" "));
+  } catch (ignored) {}
+}, true);
+"""
+
+
+def _watch_csp(context):
+    context.expose_binding("__cspViolation", lambda source, text: CSP_VIOLATIONS.append(text))
+    context.add_init_script(_CSP_LISTENER)
+
+    def console(message):
+        text = message.text
+        if "Content Security Policy" in text or text.startswith("Refused to"):
+            CSP_VIOLATIONS.append(f"console: {text}")
+
+    context.on("console", console)
+    return context
+
+
 @pytest.fixture(scope="session")
 def browser():
     from playwright.sync_api import sync_playwright
@@ -367,13 +454,31 @@ def browser():
             args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"],
         )
+        new_context = launched.new_context
+
+        def watched_context(*args, **kwargs):     # every context a test opens reports CSP violations
+            return _watch_csp(new_context(*args, **kwargs))
+
+        launched.new_context = watched_context
         yield launched
         launched.close()
 
 
+@pytest.fixture(autouse=True)
+def no_csp_violations(request):
+    """A test that drove Chromium fails if Chromium reported any CSP violation meanwhile."""
+    if "browser" not in request.fixturenames:
+        yield
+        return
+    CSP_VIOLATIONS.clear()
+    yield
+    found, CSP_VIOLATIONS[:] = list(CSP_VIOLATIONS), []
+    assert not found, "Content-Security-Policy violations reported by Chromium:\n  " + "\n  ".join(found)
+
+
 @pytest.fixture
 def phone(browser):
-    """A page in a phone-sized viewport (360 px wide, touch)."""
+    """A page in a phone-sized viewport (360 px wide, touch); CSP violations are reported."""
     context = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True,
                                   device_scale_factor=2)
     page = context.new_page()

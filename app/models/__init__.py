@@ -7,7 +7,8 @@ from app.models.payment import Charge, PaymentAttempt, PaymentFailure, Refund, S
 from app.models.scheduling import (AppointmentType, AvailabilityException, AvailabilityRule, Provider,
                                    Specialty)
 from app.models.user import Patient, User, ROLES, STAFF_ROLES
+from app.models.security import RecoveryCode, UserSession
 
 __all__ = ["Appointment", "AppointmentType", "AuditEvent", "Charge", "PaymentAttempt", "PaymentFailure",
            "StripeEvent", "ProviderAlert", "Refund", "LinkToken", "Notification", "PhoneVerification", "SmsOptOut", "AvailabilityException", "AvailabilityRule",
-           "ClinicSettings", "Patient", "Provider", "Specialty", "User", "ROLES", "STAFF_ROLES"]
+           "ClinicSettings", "Patient", "RecoveryCode", "UserSession", "Provider", "Specialty", "User", "ROLES", "STAFF_ROLES"]

@@ -14,7 +14,8 @@ def test_admin_creates_a_provider_who_can_sign_in(client, forms, login_as, db, a
     assert staff.role == "provider" and staff.patient is None
     assert "account.staff_created" in audit.actions_for(db, actor_id=admin.id)
     fresh = app.test_client()
-    assert login(fresh, "sam@example.com", "provider-password").headers["Location"].endswith("/provider")
+    # A new staff account has no authenticator yet: its first sign-in goes to the enrolment page.
+    assert login(fresh, "sam@example.com", "provider-password").headers["Location"].endswith("/account/mfa")
 
 
 def test_staff_form_errors_are_shown(forms, login_as, db):
@@ -24,7 +25,7 @@ def test_staff_form_errors_are_shown(forms, login_as, db):
     assert response.status_code == 422
     html = response.get_data(as_text=True)
     assert "Enter a name." in html and "Enter a valid email." in html
-    assert "Choose a timezone" in html and "Use at least 10 characters." in html
+    assert "Choose a timezone" in html and "Use at least 12 characters." in html
 
 
 def test_admin_edits_clinic_settings_used_by_pages(client, forms, login_as, db):

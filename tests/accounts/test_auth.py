@@ -9,10 +9,14 @@ GOOD = dict(full_name="Jamie Rivera", email="Jamie@Example.com", phone="(555) 55
             timezone="America/Chicago", password="a-long-password", confirm="a-long-password")
 
 
-def test_patient_signs_up_and_lands_signed_in(client, forms, db):
+def test_patient_signs_up_then_signs_in(client, forms, db):
     response = forms.post("/signup", GOOD)
     assert response.status_code == 303
-    assert response.headers["Location"].endswith("/patient")
+    assert response.headers["Location"].endswith("/login")     # the same answer for a taken email
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Thanks for signing up" in page
+    assert client.get("/patient").status_code == 302           # nobody is signed in by sign-up
+    assert login(client, "jamie@example.com", "a-long-password").headers["Location"].endswith("/patient")
     home = client.get("/patient")
     assert home.status_code == 200
     assert "Hello, Jamie" in home.get_data(as_text=True)
@@ -21,7 +25,8 @@ def test_patient_signs_up_and_lands_signed_in(client, forms, db):
     assert user.timezone == "America/Chicago"
     assert user.patient is not None
     assert user.password_hash.startswith("$argon2")
-    assert audit.actions_for(db, subject_user_id=user.id) == ["account.patient_registered"]
+    assert audit.actions_for(db, subject_user_id=user.id)[:2] == ["account.patient_registered",
+                                                                  "notification.queued"]
 
 
 def test_signup_bad_input_shows_errors_next_to_fields_and_keeps_what_was_typed(client, forms, db):
@@ -33,16 +38,18 @@ def test_signup_bad_input_shows_errors_next_to_fields_and_keeps_what_was_typed(c
     assert "Enter an email like name@example.com." in html
     assert "Enter a phone number with its country code" in html
     assert "Choose a timezone from the list" in html
-    assert "Use at least 10 characters." in html
+    assert "Use at least 12 characters." in html
     assert 'value="Jamie Rivera"' in html          # nothing typed is lost
     assert db.query(User).count() == 0
 
 
-def test_signup_with_a_taken_email_says_so(client, forms, factories):
+def test_signup_with_a_taken_email_does_not_say_so(client, forms, factories, db):
+    # The full check (same answer as a new email, the owner's email) is in test_signup_enumeration.py.
     existing = factories.user("patient", email="taken@example.com")
     response = forms.post("/signup", dict(GOOD, email=existing.email.upper()))
-    assert response.status_code == 422
-    assert "already exists" in response.get_data(as_text=True)
+    assert response.status_code == 303 and response.headers["Location"].endswith("/login")
+    assert "already exists" not in client.get("/login").get_data(as_text=True)
+    assert db.query(User).count() == 1
 
 
 def test_htmx_signup_error_returns_only_the_form_fragment(client, forms):
@@ -65,7 +72,7 @@ def test_sign_in_and_out(client, factories, db):
     out = client.post("/logout", data={"csrf_token": csrf_from(html)})
     assert out.status_code == 303
     assert client.get("/provider").status_code == 302     # back to sign-in
-    assert audit.actions_for(db, subject_user_id=user.id)[-2:] == ["auth.login", "auth.logout"]
+    assert audit.actions_for(db, subject_user_id=user.id)[-3:] == ["auth.login", "mfa.verified", "auth.logout"]
 
 
 def test_wrong_password_is_refused_plainly_and_audited(client, factories, db):

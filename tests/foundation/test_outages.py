@@ -190,6 +190,7 @@ def test_a_database_on_a_closed_port_answers_503_everywhere(service_urls, tmp_pa
         with client.session_transaction() as cookie:
             cookie["_user_id"] = "1"
             cookie["_fresh"] = True
+            cookie["sid"] = "a-server-side-session-token"      # app/services/sessions.py
         _assert_friendly_503(client.get("/patient"))
         assert outage.test_client().get("/healthz").status_code == 200              # alive, not ready
 

@@ -11,6 +11,7 @@ from app.access import PUBLIC, access
 from app.blueprints.forms import password_check, phone_check
 from app.extensions import db, limiter
 from app.services import accounts, passwords, phone
+from app.services import sessions as server_sessions
 from app.services.audit import Actor
 from app.web import actor, is_htmx, now, redirect_htmx, render
 
@@ -77,13 +78,13 @@ def _phone_page(status: int = 200, *, phone_form=None, code_form=None, notice=No
 
 
 @bp.get("/account/phone")
-@access("patient")
+@access("patient", phi="contact")
 def phone_page():
     return _phone_page()
 
 
 @bp.post("/account/phone")
-@access("patient")
+@access("patient", phi="contact")
 def change_phone():
     form = PhoneForm()
     if not form.validate_on_submit():
@@ -96,7 +97,7 @@ def change_phone():
 
 
 @bp.post("/account/phone/send-code")
-@access("patient")
+@access("patient", phi="contact")
 @limiter.limit(_limit("PHONE_CODE_SEND_LIMIT"), key_func=_account_key)
 def send_code():
     form = SendCodeForm()
@@ -115,7 +116,7 @@ def send_code():
 
 
 @bp.post("/account/phone/verify")
-@access("patient")
+@access("patient", phi="contact")
 @limiter.limit(_limit("PHONE_VERIFY_LIMIT"), key_func=_account_key)
 def verify_phone():
     form = CodeForm()
@@ -133,7 +134,7 @@ def verify_phone():
 # -- password reset ------------------------------------------------------------------------------------
 
 @bp.route("/password/forgot", methods=["GET", "POST"])
-@access(PUBLIC)
+@access(PUBLIC, phi=False)
 @limiter.limit(_limit("PASSWORD_RESET_LIMIT_PER_EMAIL"), key_func=_reset_email_key, methods=["POST"])
 @limiter.limit(_limit("PASSWORD_RESET_LIMIT_PER_ADDRESS"), methods=["POST"])
 def forgot_password():
@@ -150,7 +151,7 @@ def forgot_password():
 
 
 @bp.route("/password/reset/<token>", methods=["GET", "POST"])
-@access(PUBLIC)
+@access(PUBLIC, phi=False)
 def reset_password(token: str):
     secret = current_app.config["SECRET_KEY"]
     try:
@@ -163,8 +164,8 @@ def reset_password(token: str):
         status = 422 if form.is_submitted() else 200
         return render("account/reset.html", block="form", form=form, token=token, status=status)
     try:
-        passwords.reset_password(db.session, signed=token, password=form.password.data, secret_key=secret,
-                                 now=now(), actor=Actor.of(current_user))
+        user = passwords.reset_password(db.session, signed=token, password=form.password.data, secret_key=secret,
+                                        now=now(), actor=Actor.of(current_user))
     except passwords.LinkProblem as problem:       # used by a parallel request a moment ago
         db.session.rollback()
         return _link_problem(problem)
@@ -172,6 +173,8 @@ def reset_password(token: str):
         db.session.rollback()
         form.password.errors = [*form.password.errors, str(error)]
         return render("account/reset.html", block="form", form=form, token=token, status=422)
+    # Every sign-in of the account ends with the old password (a stolen cookie too).
+    server_sessions.revoke_all(db.session, user_id=user.id, actor=Actor.of(current_user), reason="password_reset")
     db.session.commit()
     flash("Your password is changed. Sign in with the new one.", "success")
     return redirect_htmx(url_for("auth.login"))

@@ -36,13 +36,13 @@ class ClinicForm(FlaskForm):
 
 
 @bp.get("/")
-@access("admin")
+@access("admin", phi=False)
 def home():
     return render("admin/home.html")
 
 
 @bp.route("/staff", methods=["GET", "POST"])
-@access("admin")
+@access("admin", phi=False)
 def staff():
     form = StaffForm()
     status = 200
@@ -56,6 +56,10 @@ def staff():
             db.session.rollback()
             form.email.errors.append(str(taken))
             status = 422
+        except ValueError as refused:           # the password policy, checked again by the service
+            db.session.rollback()
+            form.password.errors = [*form.password.errors, str(refused)]
+            status = 422
         else:
             db.session.commit()
             flash("Staff account created.", "success")
@@ -68,7 +72,7 @@ def staff():
 
 
 @bp.route("/clinic", methods=["GET", "POST"])
-@access("admin")
+@access("admin", phi=False)
 def clinic():
     current = clinic_service.current_clinic(db.session)
     form = ClinicForm(obj=current)
@@ -81,3 +85,55 @@ def clinic():
         return redirect_htmx(url_for("admin.clinic"))
     status = 422 if form.is_submitted() else 200
     return render("admin/clinic.html", block="form", form=form, status=status)
+
+
+from app.blueprints.admin import access as _access_review  # noqa: E402,F401  (routes on bp)
+
+
+# -- sessions and two-step sign-in of an account -----------------------------------------------------
+
+class ConfirmForm(FlaskForm):
+    pass
+
+
+def _user_or_404(user_id: int) -> User:
+    from flask import abort
+
+    user = db.session.get(User, user_id)
+    if user is None:
+        abort(404)
+    return user
+
+
+@bp.post("/users/<int:user_id>/sessions/revoke")
+@access("admin", phi=False)
+def revoke_sessions(user_id: int):
+    """Sign the account out everywhere (a lost laptop, a departing employee); audited."""
+    from app.services import sessions
+
+    user = _user_or_404(user_id)
+    if not ConfirmForm().validate_on_submit():
+        flash("Your form expired. Reload the page and try again.", "error")
+        return redirect_htmx(url_for("admin.staff"))
+    count = sessions.revoke_all(db.session, user_id=user.id, actor=Actor.of(current_user), reason="admin")
+    db.session.commit()
+    flash(f"Signed out of {count} session{'' if count == 1 else 's'}.", "success")
+    return redirect_htmx(url_for("admin.staff"))
+
+
+@bp.post("/users/<int:user_id>/mfa/reset")
+@access("admin", phi=False)
+def reset_mfa(user_id: int):
+    """Remove an account's authenticator (a lost phone): its sessions end, and a staff member
+    enrols again at the next sign-in; audited."""
+    from app.services import mfa
+
+    user = _user_or_404(user_id)
+    if not ConfirmForm().validate_on_submit():
+        flash("Your form expired. Reload the page and try again.", "error")
+        return redirect_htmx(url_for("admin.staff"))
+    mfa.reset(db.session, user=user, actor=Actor.of(current_user))
+    db.session.commit()
+    flash("Two-step sign-in reset. The account enrols again at its next sign-in.", "success")
+    return redirect_htmx(url_for("admin.staff"))
+

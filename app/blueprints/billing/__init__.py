@@ -14,7 +14,9 @@ from wtforms import SelectField, StringField, TextAreaField, ValidationError
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
+from app import phi
 from app.access import access
+from app.blueprints.stepup import require_recent_mfa
 from app.extensions import db
 from app.models import Appointment, Charge, Patient, Refund, User
 from app.services import refunds, settlement
@@ -65,6 +67,7 @@ def _charge_or_404(charge_id: int) -> Charge:
 
 def _payment_context(charge: Charge) -> dict:
     appointment = db.session.get(Appointment, charge.appointment_id)
+    phi.shown(appointment=appointment, record={"charge_id": charge.id})
     rows = refunds.refunds_of(db.session, [charge.id])
     people = {u.id: u for u in db.session.scalars(select(User).where(
         User.id.in_({r.authorized_by_id for r in rows if r.authorized_by_id})))} if rows else {}
@@ -73,13 +76,14 @@ def _payment_context(charge: Charge) -> dict:
 
 
 @bp.get("")
-@access("billing", "admin")
+@access("billing", "admin", phi="payments")
 def payments():
     charges = db.session.scalars(
         select(Charge).options(selectinload(Charge.attempts),
                                selectinload(Charge.appointment).selectinload(Appointment.patient)
                                .selectinload(Patient.user))
         .order_by(Charge.created_at.desc(), Charge.id.desc()).limit(100)).all()
+    phi.shown(patient_ids=[c.appointment.patient_id for c in charges if c.appointment is not None])
     by_charge: dict[int, list[Refund]] = {}
     for r in refunds.refunds_of(db.session, [c.id for c in charges]):
         by_charge.setdefault(r.charge_id, []).append(r)
@@ -87,7 +91,7 @@ def payments():
 
 
 @bp.get("/<int:charge_id>")
-@access("billing", "admin")
+@access("billing", "admin", phi="payment")
 def payment(charge_id: int):
     charge = _charge_or_404(charge_id)
     return render("billing/payment.html", block="refund_form", form=RefundForm(), notice=None,
@@ -95,7 +99,8 @@ def payment(charge_id: int):
 
 
 @bp.post("/<int:charge_id>/refunds")
-@access("billing", "admin")
+@access("billing", "admin", phi="payment")
+@require_recent_mfa           # step-up: a code from the last STEP_UP_MAX_AGE (app/blueprints/stepup.py)
 def refund(charge_id: int):
     charge = _charge_or_404(charge_id)
     form = RefundForm()
