@@ -1,9 +1,9 @@
-"""Command-line tools: ``flask audit verify|link|anchor`` and ``flask seed``."""
+"""Command-line tools: ``flask audit verify|link|anchor``, ``flask grant-app-role`` and ``flask seed``."""
 import sys
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from app.extensions import db
 
@@ -16,10 +16,15 @@ def register_cli(app: Flask) -> None:
         """Walk the links, then check the rows not yet linked; exit 1 and name the first break if any."""
         from app.services import audit
 
-        result = audit.verify(db.session, key=current_app.config["SETTINGS"].AUDIT_HMAC_KEY)
+        settings = current_app.config["SETTINGS"]
+        result = audit.verify(db.session, key=settings.AUDIT_HMAC_KEY)
         click.echo(str(result))
         click.echo(f"linked: {result.linked} rows; not yet linked: {result.lag}")
-        sys.exit(0 if result.ok else 1)
+        # Rows cut from the end leave an intact (shorter) chain: only the anchors outside the database show it.
+        anchored = audit.check_anchors(db.session, settings.audit_anchor_path)
+        db.session.rollback()
+        click.echo(anchored.message)
+        sys.exit(0 if result.ok and anchored.ok else 1)
 
     @audit_cli.command("link")
     def link():
@@ -30,13 +35,21 @@ def register_cli(app: Flask) -> None:
 
     @audit_cli.command("anchor")
     def anchor():
-        """Write the chain head (the last link) to the log (an anchor outside the database)."""
+        """Append the chain head (the last link) to the anchor file (AUDIT_ANCHOR_PATH) and the log."""
         from app.services import audit
 
-        head = audit.anchor(db.session)
-        click.echo(f"head position={head[0]} hash={head[1]}" if head else "no links yet")
+        path = current_app.config["SETTINGS"].audit_anchor_path
+        try:
+            head = audit.anchor(db.session, path)
+        except OSError as error:
+            db.session.rollback()
+            click.echo(f"could not write the audit anchor to {path}: {error}", err=True)
+            sys.exit(1)
+        db.session.commit()
+        click.echo(f"head position={head[0]} hash={head[1]} anchored in {path}" if head else "no links yet")
 
     app.cli.add_command(audit_cli)
+    app.cli.add_command(grant_app_role_command)
 
     @app.cli.command("seed")
     def seed():
@@ -48,3 +61,41 @@ def register_cli(app: Flask) -> None:
         click.echo("Demo logins:")
         for role, email, password in logins:
             click.echo(f"  {role:<9} {email:<22} {password}")
+
+
+@click.command("grant-app-role")
+@click.argument("role")
+@click.option("--password-env", metavar="VAR", default=None,
+              help="Set the role's password from this environment variable (never on the command line).")
+@with_appcontext
+def grant_app_role_command(role: str, password_env: str | None):
+    """Create ROLE (LOGIN, owning nothing) if missing and (re)grant what the app needs: run as the
+    owner (DATABASE_URL) after every `flask db upgrade`. The app then connects with DATABASE_APP_URL."""
+    import os
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.pool import NullPool
+
+    from app.services import db_roles
+
+    password = None
+    if password_env:
+        password = os.environ.get(password_env)
+        if not password:
+            click.echo(f"{password_env} is not set", err=True)
+            sys.exit(2)
+    engine = create_engine(current_app.config["SQLALCHEMY_OWNER_URI"], poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            restricted = db_roles.grant_app_role(conn, role, password=password)
+            conn.commit()
+    except db_roles.RoleError as error:
+        click.echo(f"refused: {error}", err=True)
+        sys.exit(1)
+    except SQLAlchemyError as error:
+        click.echo(f"could not grant {role}: {type(error).__name__}: {getattr(error, 'orig', error)}", err=True)
+        sys.exit(1)
+    finally:
+        engine.dispose()
+    click.echo(f"role {role}: granted; SELECT and INSERT only on {', '.join(restricted)}")

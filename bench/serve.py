@@ -141,6 +141,24 @@ class Stack:
         return w
 
 
+def _drop_app_role(database_url: str, role: str | None) -> None:
+    """The stack's app role (devtools.run.with_app_role) goes with its scratch database."""
+    if not role:
+        return
+    import psycopg
+    from psycopg import sql
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+    except Exception as error:                 # the scratch database goes anyway
+        print(f"(could not drop the role {role}: {error})", file=sys.stderr)
+
+
 @contextmanager
 def stack(database_url: str, redis_url: str, tmp: Path, extra_env: dict | None = None):
     """The portal's environment (APP_ENV=development, i.e. not production: the sandbox's keys are
@@ -177,6 +195,9 @@ def stack(database_url: str, redis_url: str, tmp: Path, extra_env: dict | None =
         with app.app_context():
             upgrade()
             db.session.remove()
+        from devtools.run import with_app_role
+
+        st.env = with_app_role({**env, "APP_DB_ROLE": f"clinic_app_{namespace[-8:]}"})   # served as production is
         yield st
     finally:
         for proc in reversed(st.started):
@@ -198,6 +219,7 @@ def stack(database_url: str, redis_url: str, tmp: Path, extra_env: dict | None =
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
+        _drop_app_role(database_url, st.env.get("APP_DB_ROLE"))
 
 
 # -- seeding ------------------------------------------------------------------------------------------------

@@ -4,7 +4,9 @@
    are set (devtools/embedded.py), and the Stripe sandbox unless
    STRIPE_SECRET_KEY is set (devtools/stripe_sandbox), and exports their
    URLs to every process it starts (the app itself never starts a service);
-2. applies the migrations and seeds the demo clinic (once);
+2. applies the migrations (as DATABASE_URL's owner), creates and grants the app's own
+   database role (``clinic_app``, owning nothing: app/services/db_roles.py) and hands its URL
+   to the app as DATABASE_APP_URL, and seeds the demo clinic (once);
 3. starts the RQ worker (with its scheduler) and the web server, waits until
    both are up, then prints the Stripe sandbox's address, every seeded login
    and, last and alone on its line, the portal's URL; and waits.
@@ -60,6 +62,27 @@ def service_env(settings) -> dict[str, str]:
     return env
 
 
+def with_app_role(env: dict) -> dict:
+    """After the migrations (run as the owner, DATABASE_URL): create and grant the app's own role
+    (APP_DB_ROLE, default ``clinic_app``; its password kept in the instance folder) with
+    ``flask grant-app-role``, and return ``env`` with DATABASE_APP_URL pointing at it, so the web
+    server, the worker and the seed connect as a role that owns nothing, as in production. An
+    environment that names DATABASE_APP_URL itself is returned unchanged."""
+    if env.get("DATABASE_APP_URL"):
+        return env
+    from sqlalchemy.engine import make_url
+
+    from app.settings import ROOT as APP_ROOT, _instance_secret
+
+    role = env.get("APP_DB_ROLE") or "clinic_app"
+    password = _instance_secret(Path(env.get("INSTANCE_PATH") or APP_ROOT / "instance"), "db_app_password")
+    subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "grant-app-role", role,
+                    "--password-env", "APP_DB_PASSWORD"], cwd=ROOT, env=dict(env, APP_DB_PASSWORD=password),
+                   check=True)
+    url = make_url(env["DATABASE_URL"]).set(username=role, password=password)
+    return dict(env, DATABASE_APP_URL=url.render_as_string(hide_password=False))
+
+
 def seeded_logins() -> list[tuple[str, str, str]]:
     """(role, email, password) of every account the demo seed creates."""
     from app.services.seed import DEMO_ACCOUNTS, DEMO_PASSWORD, PROVIDERS
@@ -78,6 +101,7 @@ def banner(url: str, logins, *, stripe_sandbox: str | None = None) -> str:
     lines.append("  Demo logins:")
     width = max((len(email) for _, email, _ in logins), default=0)
     lines += [f"    {role:<9} {email:<{width}}  password: {password}" for role, email, password in logins]
+    lines += ["  Staff accounts set up an authenticator app (two-step sign-in) at their first sign-in."]
     lines += ["", "  Ctrl-C stops everything. Clinic Portal is up at:", url]
     return "\n".join(lines) + "\n"
 
@@ -161,6 +185,7 @@ def web_command(port: int, *, dev_server: bool = False) -> list[str]:
 def serve(env: dict, port: int, *, stripe_sandbox: str | None = None, dev_server: bool = False) -> int:
     flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
     subprocess.run(flask + ["db", "upgrade"], cwd=ROOT, env=env, check=True)
+    env = with_app_role(env)            # from here on the app connects as its role, owning nothing
     seeded = subprocess.run(flask + ["seed"], cwd=ROOT, env=env, capture_output=True, text=True)
     if seeded.returncode != 0:
         sys.stdout.write(seeded.stdout)

@@ -16,6 +16,13 @@ logger = logging.getLogger('alembic.env')
 
 
 def get_engine():
+    # Migrations run as the schema's owner (DATABASE_URL), not as the app's runtime role.
+    owner_url = current_app.config.get("SQLALCHEMY_OWNER_URI")
+    if owner_url and owner_url != current_app.config.get("SQLALCHEMY_DATABASE_URI"):
+        from sqlalchemy import create_engine
+        from sqlalchemy.pool import NullPool
+
+        return create_engine(owner_url, poolclass=NullPool)
     return current_app.extensions['migrate'].db.engine
 
 

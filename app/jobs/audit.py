@@ -20,9 +20,15 @@ log = logging.getLogger("app.audit")
 
 
 def link() -> int:
-    """Link every committed, unlinked audit row (in batches); return how many were linked."""
+    """Link every committed, unlinked audit row (in batches); return how many were linked. Then
+    anchor the head outside the database when due (AUDIT_ANCHOR_INTERVAL / AUDIT_ANCHOR_ROWS)."""
+    from app.jobs.periodic import anchor_due
+
     with job_session() as session:
-        return audit.link_all(session)
+        linked = audit.link_all(session)
+        anchor_due(session)
+        session.commit()
+        return linked
 
 
 def ticker(app: Flask, stop: threading.Event) -> None:

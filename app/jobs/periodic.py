@@ -10,8 +10,9 @@ own step; every step is safe to run twice:
 - send refunds stored but never confirmed by Stripe (same idempotency key);
 - raise T-window alerts a lost job never raised, settle ones left open;
 - link committed audit rows into the chain (the sequencer; app.jobs.audit.link
-  also runs it every AUDIT_LINK_INTERVAL), log the lag, and write the chain's
-  head (the last link) to the log: an anchor outside the database;
+  also runs it every AUDIT_LINK_INTERVAL), log the lag, and, when due
+  (AUDIT_ANCHOR_INTERVAL / AUDIT_ANCHOR_ROWS), anchor the chain's head (the last
+  link) outside the database: a line in the append-only AUDIT_ANCHOR_PATH and the log;
 - stamp its end and counts in Redis (``<REDIS_NAMESPACE>:ops:last_sweep``) for the
   admin ops page and /admin/metrics.
 """
@@ -39,7 +40,8 @@ def sweep() -> dict:
     refunds = resume_unsent()
     with job_session() as session:
         _link_and_report(session)
-        head = audit.anchor(session)
+        head = audit.head(session)
+        anchor_due(session)
         session.commit()
         result = {"audit_head": head[0] if head else None, "holds_released": released, "messages": messages,
                   "alerts": alerts, "refunds": refunds, **paid}
@@ -56,6 +58,19 @@ def _stamp(result: dict) -> None:
         ops.record_sweep(redis_connection(), current_app.config["SETTINGS"].REDIS_NAMESPACE, result)
     except Exception as error:      # Redis away: the sweep's work is done; only the stamp is missed
         log.warning("could not stamp the sweep's end (%s)", type(error).__name__)
+
+
+def anchor_due(session):
+    """After linking: append the chain head to the anchor file (and the log) when due. A failure to
+    write it (disk full, a file that is not append-only-writable) is logged, never fatal to the
+    job: the links are already committed, and the next run anchors again."""
+    settings = current_app.config["SETTINGS"]
+    try:
+        return audit.anchor_if_due(session, settings.audit_anchor_path, interval=settings.AUDIT_ANCHOR_INTERVAL,
+                                   rows=settings.AUDIT_ANCHOR_ROWS)
+    except OSError as error:
+        log.error("could not write the audit anchor to %s (%s)", settings.audit_anchor_path, type(error).__name__)
+        return None
 
 
 def _link_and_report(session) -> None:

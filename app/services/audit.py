@@ -14,6 +14,13 @@ advisory lock, finds committed rows that have no link yet by an anti-join
 checks each row's HMAC and appends links to ``audit_links``: gap-free positions,
 each ``HMAC(key, prev_hash : row HMAC : position)``. ``verify()`` walks the links,
 then checks every row not yet linked by its own HMAC and reports the lag.
+
+Rows cut from the end leave a shorter chain that is intact in itself, so the head is
+also kept outside the database: ``anchor()`` appends it (position, hash, time) as one
+JSON line to an append-only file (AUDIT_ANCHOR_PATH) and to the log; the linking jobs
+call ``anchor_if_due()`` after linking, and ``check_anchors()`` (run by ``flask audit
+verify``) says how many rows are missing after the last linked position, or where the
+chain no longer matches an anchored hash.
 """
 from __future__ import annotations
 
@@ -21,8 +28,10 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, func, insert, select, text
@@ -317,13 +326,178 @@ def head(session: Session) -> tuple[int, str] | None:
     return (row.position, row.hash) if row else None
 
 
-def anchor(session: Session) -> tuple[int, str] | None:
-    """Write the chain head (the last link) to the application log: an anchor outside the database."""
-    row = _last_link(session.connection())
+# -- anchors: the chain head, kept outside the database ------------------------------------------
+
+@dataclass(frozen=True)
+class Anchor:
+    position: int
+    hash: str
+    at: datetime
+    line: int = 0           # its line in the anchor file (1-based), 0 when just written
+
+    def as_line(self) -> str:
+        return json.dumps({"position": self.position, "hash": self.hash,
+                           "at": self.at.astimezone(timezone.utc).isoformat(timespec="seconds")},
+                          sort_keys=True, separators=(",", ":")) + "\n"
+
+
+class AnchorFileError(Exception):
+    """The anchor file cannot be read, or a line of it is not an anchor."""
+
+
+def anchor(session: Session, path: Path | str | None = None, *, now: datetime | None = None
+           ) -> tuple[int, str] | None:
+    """Write the chain head (the last link) outside the database: to the application log
+    (position and hash, nothing else), and, given ``path``, appended as one JSON line to that
+    append-only file (``O_APPEND``, one ``write``, fsynced). Holds the sequencer's lock until the
+    caller ends the transaction, so anchors from two workers are appended in chain order.
+    Returns (position, hash), or None before the first link."""
+    conn = session.connection()
+    if path is not None:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LINK_LOCK_KEY})
+    row = _last_link(conn)
     if row is None:
         return None
+    if path is not None:
+        _append(Path(path), Anchor(row.position, row.hash, now or datetime.now(timezone.utc)))
     log.info("audit anchor position=%s hash=%s seq=%s", row.position, row.hash, row.event_seq)
     return row.position, row.hash
+
+
+def anchor_if_due(session: Session, path: Path | str, *, interval: timedelta, rows: int,
+                  now: datetime | None = None) -> tuple[int, str] | None:
+    """The linking jobs' anchor step (after linking): anchor when the head moved past the file's
+    latest anchor and either ``interval`` has passed since it or ``rows`` links were added; with
+    no (readable) anchor yet, now. Returns the anchored head, or None when nothing was written."""
+    now = now or datetime.now(timezone.utc)
+    head_row = _last_link(session.connection())
+    if head_row is None:
+        return None
+    try:
+        last = latest_anchor_line(Path(path))
+    except AnchorFileError as error:
+        log.error("audit anchor file unreadable (%s); writing a new anchor", error)
+        last = None
+    if last is not None:
+        if head_row.position <= last.position:
+            return None
+        if now - last.at < interval and head_row.position - last.position < rows:
+            return None
+    return anchor(session, path, now=now)
+
+
+def _append(path: Path, entry: Anchor) -> None:
+    data = entry.as_line().encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    try:
+        if os.write(fd, data) != len(data):       # one short line: a local file takes it whole
+            raise OSError(f"short write to the audit anchor file {path}")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _parse_anchor(raw: str, number: int) -> Anchor:
+    try:
+        value = json.loads(raw)
+        position, digest, at = value["position"], value["hash"], value["at"]
+        if not isinstance(position, int) or isinstance(position, bool) or position < 1:
+            raise ValueError("position is not a positive integer")
+        if not isinstance(digest, str) or len(digest) != 64 or set(digest) - set("0123456789abcdef"):
+            raise ValueError("hash is not 64 hex digits")
+        when = datetime.fromisoformat(at)
+        if when.tzinfo is None:
+            raise ValueError("time has no offset")
+    except (ValueError, KeyError, TypeError) as error:
+        reason = f"missing {error}" if isinstance(error, KeyError) else str(error) or type(error).__name__
+        raise AnchorFileError(f"line {number} is not an anchor ({reason[:120]})") from None
+    return Anchor(position, digest, when, number)
+
+
+def read_anchors(path: Path | str) -> list[Anchor]:
+    """Every anchor in the file, in file order; [] when there is no file yet. Raises
+    AnchorFileError naming the first line that is not an anchor, or why the file cannot be read."""
+    path = Path(path)
+    try:
+        with path.open("r", encoding="utf-8", errors="strict") as handle:
+            return [_parse_anchor(raw, number) for number, raw in enumerate(handle, start=1) if raw.strip()]
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as error:
+        raise AnchorFileError(f"cannot read {path}: {type(error).__name__}: {error}") from None
+
+
+def latest_anchor_line(path: Path) -> Anchor | None:
+    """The file's last anchor, reading only its tail."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            chunk, tail = 4096, b""
+            while size > 0:
+                step = min(chunk, size)
+                size -= step
+                handle.seek(size)
+                tail = handle.read(step) + tail
+                if tail.rstrip(b"\n").count(b"\n") >= 1:
+                    break
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise AnchorFileError(f"cannot read {path}: {error}") from None
+    lines = [line for line in tail.split(b"\n") if line.strip()]
+    if not lines:
+        return None
+    try:
+        return _parse_anchor(lines[-1].decode("utf-8"), 0)
+    except UnicodeDecodeError:
+        raise AnchorFileError("its last line is not an anchor (not UTF-8)") from None
+
+
+@dataclass(frozen=True)
+class AnchorCheck:
+    ok: bool
+    message: str
+    missing: int = 0
+
+
+def check_anchors(session: Session, path: Path | str) -> AnchorCheck:
+    """Compare the chain with the anchors written outside the database: the chain must reach the
+    highest anchored position, and its link at every anchored position must have the anchored
+    hash. Read only."""
+    path = Path(path)
+    try:
+        anchors = read_anchors(path)
+    except AnchorFileError as error:
+        return AnchorCheck(False, f"audit anchor file {path}: {error}")
+    if not anchors:
+        return AnchorCheck(True, f"no audit anchor in {path} yet: rows cut from the end of the chain "
+                                 "cannot be detected until the first one is written")
+    latest = max(anchors, key=lambda a: (a.position, a.line))
+    last = session.scalar(select(func.max(_links.c.position))) or 0
+    if last < latest.position:
+        missing = latest.position - last
+        return AnchorCheck(False, f"audit chain is missing {missing} rows after position {last} "
+                                  f"(anchor of {_when(latest)} names position {latest.position}, "
+                                  f"{path} line {latest.line})", missing)
+    wanted = sorted({a.position for a in anchors})
+    hashes: dict[int, str] = {}
+    for start in range(0, len(wanted), 10000):
+        part = wanted[start:start + 10000]
+        hashes.update((position, digest) for position, digest in session.execute(
+            select(_links.c.position, _links.c.hash).where(_links.c.position.in_(part))))
+    for entry in sorted(anchors, key=lambda a: (a.position, a.line)):
+        if hashes.get(entry.position) != entry.hash:
+            return AnchorCheck(False, f"audit chain differs from the anchor of {_when(entry)} at position "
+                                      f"{entry.position} ({path} line {entry.line}): the links up to it "
+                                      "were rewritten")
+    return AnchorCheck(True, f"audit chain matches {len(anchors)} anchors; the latest, of {_when(latest)}, "
+                             f"at position {latest.position} ({last - latest.position} links since)")
+
+
+def _when(entry: Anchor) -> str:
+    return entry.at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def actions_for(session: Session, **filters) -> list[str]:

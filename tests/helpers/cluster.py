@@ -155,6 +155,9 @@ class Cluster:
         done = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT,
                               env=self.env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        from devtools.run import with_app_role
+
+        self.env = with_app_role(self.env)      # web servers and workers connect as the app's role
 
     # -- readiness ------------------------------------------------------------------------------------
     @property
