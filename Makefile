@@ -27,11 +27,12 @@ node_modules/.package-lock.json: package.json package-lock.json
 chromium: setup
 	$(PY) -m devtools.chromium
 
+# wsgi.py defaults to APP_ENV=production; the run command is development (the outbox, no HSTS).
 run: setup
-	$(PY) -m devtools.run
+	APP_ENV=development $(PY) -m devtools.run
 
 dev: setup
-	$(PY) -m devtools.run --dev
+	APP_ENV=development $(PY) -m devtools.run --dev
 
 test: setup chromium
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -104,7 +104,7 @@ logger_class = Logger
 
 
 def _app_env() -> str:
-    return os.environ.get("APP_ENV", "development")
+    return os.environ.get("APP_ENV") or "production"      # as wsgi.py: unset means production
 
 
 def _redacting(handler):

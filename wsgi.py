@@ -3,7 +3,13 @@
 
 Settings come from the environment; DATABASE_URL and REDIS_URL must be set
 (``make run`` starts embedded services and sets them for the processes it runs).
+Here APP_ENV defaults to ``production`` (its secrets required, no /dev pages, HSTS): a server
+started without it is a production server. ``make run`` / ``make dev`` (devtools/run.py) set
+``APP_ENV=development`` for the processes they start; tests set their own.
 """
-from app import create_app
+import os
 
-app = create_app()
+from app import create_app
+from app.settings import Settings
+
+app = create_app(Settings.from_env({**os.environ, "APP_ENV": os.environ.get("APP_ENV") or "production"}))

@@ -2,8 +2,10 @@
 
 ``configure(app_env)`` is called by ``create_app`` (so the web server and the worker, which both
 build the app, get the same logging) and is idempotent. Every record passes ``RedactTokens``
-(app/logging_filters.py) on the handler, whatever logger it came from, so a token in a path never
-reaches a line in either format. What is logged stays ids only (docs/architecture.md, Logs); the
+(app/logging_filters.py) on the handler, whatever logger it came from (the app's, RQ's: the worker's
+RQ loggers add no handler of their own while the root has one, SQLAlchemy's, werkzeug's), so a
+token in a path, an email address, a phone number, an argon2 hash or a ``name=...`` pair never
+reaches a line in either format, in the message or in the traceback. What is logged stays ids only (docs/architecture.md, Logs); the
 JSON formatter adds no request data of its own beyond the request id and the RQ job id.
 
 A JSON line carries ``time`` (UTC, ISO 8601 with milliseconds), ``level``, ``logger``, ``message``,

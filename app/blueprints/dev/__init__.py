@@ -1,4 +1,5 @@
-"""Development only (never registered in production): the message outbox.
+"""Development only (registered only when APP_ENV=development, and then only for a signed-in
+admin: it lists recipients' addresses and numbers): the message outbox.
 
 Every SMS and email the portal sent while Twilio / SMTP are not configured,
 newest first, with their links clickable."""
@@ -8,7 +9,7 @@ from flask import Blueprint
 from markupsafe import Markup, escape
 from sqlalchemy import select
 
-from app.access import PUBLIC, access
+from app.access import access
 from app.extensions import db
 from app.models import Notification
 from app.web import render
@@ -22,7 +23,7 @@ def linkify(text: str | None) -> Markup:
 
 
 @bp.get("/outbox")
-@access(PUBLIC)
+@access("admin", phi="outbox")   # development only, and then only for a signed-in admin
 def outbox():
     rows = db.session.scalars(select(Notification).where(Notification.provider == "outbox")
                               .order_by(Notification.id.desc()).limit(200)).all()

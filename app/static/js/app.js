@@ -54,3 +54,10 @@ function startCountdowns(root) {
 }
 document.addEventListener("DOMContentLoaded", function () { startCountdowns(); });
 document.addEventListener("htmx:afterSettle", function (e) { startCountdowns(e.target); });
+// A select marked data-submit-on-change sends its form when changed (no inline handler: CSP).
+document.addEventListener("change", function (event) {
+  var el = event.target;
+  if (el.matches && el.matches("select[data-submit-on-change]") && el.form) {
+    el.form.submit();
+  }
+});

@@ -11,6 +11,8 @@
   "use strict";
   var script = document.currentScript;
   var API = script && script.src ? new URL(script.src).origin : window.location.origin;
+  // A page with a Content-Security-Policy gives this script tag its nonce; our one <style> carries it too.
+  var NONCE = (script && (script.nonce || script.getAttribute("nonce"))) || "";
   var uid = 0;
 
   function IntegrationError(message) {
@@ -96,6 +98,7 @@
     if (!el) {
       el = document.createElement("style");
       el.id = "sbx-stripe-styles";
+      if (NONCE) el.setAttribute("nonce", NONCE);
       document.head.appendChild(el);
     }
     if (!styleInjected || appearance) el.textContent = css;

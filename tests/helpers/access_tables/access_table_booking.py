@@ -34,8 +34,8 @@ BOOKING_EXPECTED = {
     # One-click links: public (the signed token is the credential); a forged token is a 404 for everyone.
     ("GET", "links.retry"): dict(anonymous=404, patient=404, provider=404, billing=404, admin=404),
     ("POST", "links.retry_take"): dict(anonymous=404, patient=404, provider=404, billing=404, admin=404),
-    # The development outbox (never registered in production).
-    ("GET", "dev.outbox"): dict(anonymous=200, patient=200, provider=200, billing=200, admin=200),
+    # The development outbox ("dev.outbox") is registered only when APP_ENV=development (never in
+    # these test-mode apps), and then for admins only: tests/foundation/test_dev_outbox.py.
     # The message log of an appointment (another provider's appointment is not found).
     ("GET", "staff.messages"): dict(anonymous=302, patient=403, provider=404, billing=200, admin=200),
 }
