@@ -39,7 +39,10 @@ def fingerprint(path: Path) -> str | None:
 
 def _static_path(filename: str) -> Path | None:
     folder = Path(current_app.static_folder)
-    path = (folder / filename).resolve()
+    try:
+        path = (folder / filename).resolve()
+    except (ValueError, OSError):        # a NUL byte, a name the file system refuses: no such file
+        return None
     if folder.resolve() not in path.parents:
         return None
     return path
@@ -89,7 +92,7 @@ def cache_control() -> str | None:
 
 
 @bp.get("/vendor/htmx.min.js")
-@access(PUBLIC)
+@access(PUBLIC, phi=False)
 def htmx():
     _, path = _vendor_files()["htmx.min.js"]
     if not path.exists():

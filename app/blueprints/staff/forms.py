@@ -6,7 +6,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from app.blueprints.forms import timezone_check
+from app.blueprints.forms import at_most, date_in_range, timezone_check
 from app.models.scheduling import EXCEPTION_REASONS
 from app.services.staffing import WEEKDAYS, dollars_to_cents
 
@@ -17,9 +17,12 @@ MODALITY_CHOICES = [SelectChoice("telehealth", "Telehealth"), SelectChoice("in_p
 REASONS = [SelectChoice(r, r.title()) for r in EXCEPTION_REASONS]
 
 
-def _whole(label: str, minimum: int, message: str):
+def _whole(label: str, minimum: int, message: str, maximum: int):
     return IntegerField(label, validators=[InputRequired("Enter a whole number."),
-                                           NumberRange(min=minimum, message=message)])
+                                           NumberRange(min=minimum, message=message), at_most(maximum)])
+
+
+MINUTES_A_DAY, DAYS_TEN_YEARS = 24 * 60, 3650     # bounds the schedule's date arithmetic stays well within
 
 
 class RuleForm(FlaskForm):
@@ -35,9 +38,9 @@ class RuleForm(FlaskForm):
 
 class ExceptionForm(FlaskForm):
     starts_local = DateTimeLocalField("Starts", format="%Y-%m-%dT%H:%M",
-                                      validators=[InputRequired("Enter when the time off starts.")])
+                                      validators=[InputRequired("Enter when the time off starts."), date_in_range])
     ends_local = DateTimeLocalField("Ends", format="%Y-%m-%dT%H:%M",
-                                    validators=[InputRequired("Enter when the time off ends.")])
+                                    validators=[InputRequired("Enter when the time off ends."), date_in_range])
     reason = SelectField("Reason", choices=REASONS)
     note = StringField("Note", validators=[Optional(), Length(max=200)])
 
@@ -48,17 +51,18 @@ class ExceptionForm(FlaskForm):
 
 class TypeForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired("Enter a name."), Length(max=80)])
-    duration_minutes = _whole("Duration (minutes)", 1, "The visit must last at least one minute.")
-    buffer_before_minutes = _whole("Buffer before (minutes)", 0, "Enter 0 or more.")
-    buffer_after_minutes = _whole("Buffer after (minutes)", 0, "Enter 0 or more.")
+    duration_minutes = _whole("Duration (minutes)", 1, "The visit must last at least one minute.", MINUTES_A_DAY)
+    buffer_before_minutes = _whole("Buffer before (minutes)", 0, "Enter 0 or more.", MINUTES_A_DAY)
+    buffer_after_minutes = _whole("Buffer after (minutes)", 0, "Enter 0 or more.", MINUTES_A_DAY)
     price = StringField("Price (USD)", validators=[DataRequired("Enter a price.")])
     payment_timing = SelectField("Payment timing", choices=TIMINGS)
     modality = SelectField("Modality", choices=MODALITY_CHOICES)
-    min_notice_minutes = _whole("Minimum notice (minutes)", 0, "Enter 0 or more.")
-    horizon_days = _whole("Booking horizon (days)", 1, "Enter at least 1 day.")
-    cancellation_window_hours = _whole("Cancellation window (hours)", 0, "Enter 0 or more.")
+    min_notice_minutes = _whole("Minimum notice (minutes)", 0, "Enter 0 or more.", DAYS_TEN_YEARS * MINUTES_A_DAY)
+    horizon_days = _whole("Booking horizon (days)", 1, "Enter at least 1 day.", DAYS_TEN_YEARS)
+    cancellation_window_hours = _whole("Cancellation window (hours)", 0, "Enter 0 or more.", DAYS_TEN_YEARS * 24)
     slot_interval_minutes = IntegerField("Slot interval (minutes)", validators=[
-        Optional(), NumberRange(min=1, message="Enter at least 1 minute, or leave it empty.")])
+        Optional(), NumberRange(min=1, message="Enter at least 1 minute, or leave it empty."),
+        at_most(MINUTES_A_DAY)])
     is_active = BooleanField("Active (patients can book it)", default=True)
 
     price_cents: int | None = None
@@ -94,3 +98,9 @@ class SpecialtyForm(FlaskForm):
 class CancelForm(FlaskForm):
     reason = TextAreaField("Reason for canceling", validators=[
         DataRequired("Give a reason for canceling."), Length(max=500)])
+
+
+class BreakGlassForm(FlaskForm):
+    reason = TextAreaField("Why do you need this patient's record?", validators=[
+        DataRequired("Give the reason: it is kept in the audit trail and reviewed."),
+        Length(min=10, max=500, message="Say why in 10 to 500 characters.")])
