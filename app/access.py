@@ -1,7 +1,12 @@
-"""Who may use each route. Every view declares it with ``@access(...)``;
-``enforce()`` runs before each request and denies any endpoint that did not
-declare a rule, so a forgotten declaration fails closed (and the route table
-test fails)."""
+"""Who may use each route, and whether it shows PHI. Every view declares both with
+``@access(rules..., phi=...)``; ``enforce()`` runs before each request and denies
+any endpoint that did not declare a rule, so a forgotten declaration fails closed
+(and the route table test fails).
+
+``phi`` names what a route shows: a string (the kind of record, e.g. ``"appointment"``)
+for a page that shows PHI, ``False`` for one that shows none. A route that leaves it out
+is treated as showing PHI (never cached, each view audited) and fails the route-table
+test. app/phi.py writes the one audit event per PHI view."""
 from __future__ import annotations
 
 from flask import Flask, abort, redirect, request, url_for
@@ -15,16 +20,31 @@ STAFF = "staff"
 _KNOWN = {PUBLIC, AUTHENTICATED, STAFF, *ROLES}
 
 
-def access(*rules: str):
+def access(*rules: str, phi: str | bool | None = None):
     unknown = set(rules) - _KNOWN
     if not rules or unknown:
         raise ValueError(f"access(): unknown or missing rule(s) {unknown or rules}")
+    if phi is True or (isinstance(phi, str) and not phi.strip()):
+        raise ValueError("access(): phi= names the kind of record shown (a word), or False for none")
 
     def mark(view):
         view.access_rules = frozenset(rules)
+        view.phi = phi
         return view
 
     return mark
+
+
+UNDECLARED = object()
+
+
+def phi_for(app: Flask, endpoint: str):
+    """What the endpoint declared it shows: a kind (str), False, or UNDECLARED."""
+    declared = app.extensions.setdefault("phi", {})
+    if endpoint in declared:
+        return declared[endpoint]
+    value = getattr(app.view_functions.get(endpoint), "phi", None)
+    return UNDECLARED if value is None else value
 
 
 def allowed_roles(rules: frozenset[str]) -> set[str] | None:
@@ -50,9 +70,10 @@ def rules_for(app: Flask, endpoint: str) -> frozenset[str] | None:
     return getattr(view, "access_rules", None)
 
 
-def declare(app: Flask, endpoint: str, *rules: str) -> None:
+def declare(app: Flask, endpoint: str, *rules: str, phi: str | bool = False) -> None:
     """For endpoints whose view we do not write (Flask's static files)."""
     app.extensions.setdefault("access", {})[endpoint] = frozenset(rules)
+    app.extensions.setdefault("phi", {})[endpoint] = phi
 
 
 def enforce():

@@ -9,6 +9,7 @@ def register_blueprints(app: Flask) -> None:
     from app.blueprints import account, billing, twilio
     from app.blueprints import chain
     from app.blueprints import health
+    from app.blueprints.admin import access_review  # noqa: F401  (the access review: routes on admin.bp)
 
     app.register_blueprint(assets.bp)
     app.register_blueprint(auth.bp)
@@ -27,7 +28,7 @@ def register_blueprints(app: Flask) -> None:
     from app.blueprints import ops
 
     app.register_blueprint(ops.bp)        # /admin/metrics, /admin/ops
-    if not app.config["SETTINGS"].is_production:
+    if app.config["SETTINGS"].APP_ENV == "development":     # the outbox: never in test or production
         from app.blueprints import dev
 
         app.register_blueprint(dev.bp)

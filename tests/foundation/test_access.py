@@ -44,6 +44,8 @@ from tests.helpers.access_tables.access_table_cards import CARDS_EXPECTED, CARDS
 from tests.helpers.access_tables.access_table_chain import CHAIN_EXPECTED, CHAIN_SAMPLE_ARGS  # noqa: E402
 from tests.helpers.access_tables.access_table_health import HEALTH_EXPECTED, HEALTH_SAMPLE_ARGS  # noqa: E402
 from tests.helpers.access_tables.access_table_ops import OPS_EXPECTED, OPS_SAMPLE_ARGS  # noqa: E402
+from tests.helpers.access_tables.access_table_security import SECURITY_EXPECTED, SECURITY_SAMPLE_ARGS  # noqa: E402
+from tests.helpers.access_tables.access_table_phi import PHI_EXPECTED, PHI_SAMPLE_ARGS  # noqa: E402
 
 EXPECTED.update(STAFF_EXPECTED)
 SAMPLE_ARGS.update(STAFF_SAMPLE_ARGS)
@@ -61,6 +63,10 @@ EXPECTED.update(HEALTH_EXPECTED)
 SAMPLE_ARGS.update(HEALTH_SAMPLE_ARGS)
 EXPECTED.update(OPS_EXPECTED)
 SAMPLE_ARGS.update(OPS_SAMPLE_ARGS)
+EXPECTED.update(SECURITY_EXPECTED)
+SAMPLE_ARGS.update(SECURITY_SAMPLE_ARGS)
+EXPECTED.update(PHI_EXPECTED)
+SAMPLE_ARGS.update(PHI_SAMPLE_ARGS)
 
 
 def routes(app):
@@ -83,8 +89,9 @@ def test_every_route_is_in_the_table(app):
 def test_not_everything_is_public(app):
     public = {endpoint for _, endpoint in routes(app) if "public" in rules_for(app, endpoint)}
     assert public == {"home.index", "health.healthz", "health.readyz", "auth.signup", "auth.login",
+                      "auth.login_mfa",
                       "assets.htmx", "static",
-                      "webhooks.stripe_webhook", "links.retry", "links.retry_take", "dev.outbox",
+                      "webhooks.stripe_webhook", "links.retry", "links.retry_take",
                       "account.forgot_password", "account.reset_password", "twilio.inbound", "twilio.status",
                       "checkout.show", "checkout.save_card", "checkout.complete", "checkout.browser_return",
                       "checkout.done", "checkout.pay_saved"}

@@ -10,7 +10,9 @@ from app.extensions import db as flask_db
 from tests.helpers.payments import MON_10_NY, SUCCESS
 from tests.helpers.web import csrf_from, login
 
-CEILING = {"hold": 9, "checkout": 19, "complete": 21}
+# The checkout page shows PHI, so its view is audited (app/phi.py): its row's id and insert are two
+# of checkout's statements (issue 12).
+CEILING = {"hold": 9, "checkout": 21, "complete": 21}
 
 
 @contextmanager

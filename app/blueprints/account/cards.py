@@ -34,13 +34,13 @@ def _cards_page(status: int = 200, *, error: str | None = None):
 
 
 @bp.get("/account/cards")
-@access("patient")
+@access("patient", phi="payment_methods")
 def cards_page():
     return _cards_page()
 
 
 @bp.post("/account/cards/<payment_method>/remove")
-@access("patient")
+@access("patient", phi="payment_methods")
 def remove_card(payment_method: str):
     form = RemoveCardForm()
     if not form.validate_on_submit():

@@ -7,6 +7,8 @@ from flask import Blueprint, abort, current_app, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
+from app import phi
+from app import input_guard
 from app.access import access
 from app.extensions import db
 from app.models import Appointment, AppointmentType, Provider
@@ -29,9 +31,9 @@ def _int_arg(name: str, required: bool = False) -> int | None:
             raise BadInput(f"Missing {name.replace('_', ' ')}.")
         return None
     try:
-        return int(raw)
-    except ValueError:
-        raise BadInput(f"{name.replace('_', ' ').capitalize()} must be a number.") from None
+        return input_guard.parse_int(raw, what=name.replace("_", " "))
+    except input_guard.BadValue as error:
+        raise BadInput(str(error)) from None
 
 
 def _date_arg(name: str) -> date | None:
@@ -39,20 +41,16 @@ def _date_arg(name: str) -> date | None:
     if not raw:
         return None
     try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise BadInput("Dates look like 2026-12-31.") from None
+        return input_guard.parse_date(raw)
+    except input_guard.BadValue as error:
+        raise BadInput(str(error)) from None
 
 
 def _instant_arg(name: str) -> datetime:
-    raw = request.values.get(name, "").strip()
     try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadInput("That time is not valid.") from None
-    if value.tzinfo is None:
-        raise BadInput("That time is not valid.")
-    return value.astimezone(timezone.utc)
+        return input_guard.parse_instant(request.values.get(name, ""))
+    except input_guard.BadValue as error:
+        raise BadInput(str(error)) from None
 
 
 def _patient():
@@ -64,6 +62,7 @@ def _own_appointment(appointment_id: int) -> Appointment:
     appointment = db.session.get(Appointment, appointment_id)
     if appointment is None or appointment.patient_id != _patient().id:
         not_found_audited(appointment_id)
+    phi.shown(appointment=appointment)
     return appointment
 
 
@@ -85,12 +84,11 @@ def _type_or_default(type_id: int | None, types: list[AppointmentType] | None = 
 
 
 def _bad_request(message: str):
-    return render("errors/error.html", status=400, code=400, title="Please check your choice",
-                  message=message)
+    return input_guard.bad_request(message, title="Please check your choice")    # shows no record
 
 
 @bp.get("/book")
-@access("patient")
+@access("patient", phi=False)
 def search():
     try:
         type_id = _int_arg("type_id")
@@ -143,7 +141,7 @@ def _tz():
 
 
 @bp.get("/book/providers/<int:provider_id>")
-@access("patient")
+@access("patient", phi=False)
 def provider(provider_id: int):
     found = db.session.get(Provider, provider_id)
     if found is None or not found.is_active:
@@ -165,7 +163,7 @@ def provider(provider_id: int):
 
 
 @bp.post("/book/providers/<int:provider_id>/holds")
-@access("patient")
+@access("patient", phi=False)
 def take_hold(provider_id: int):
     try:
         type_id = _int_arg("type_id", required=True)
@@ -208,7 +206,7 @@ def take_hold(provider_id: int):
 
 
 @bp.get("/book/holds/<int:appointment_id>")
-@access("patient")
+@access("patient", phi="appointment")
 def review(appointment_id: int):
     appointment = _own_appointment(appointment_id)
     return render("booking/review.html", appointment=appointment, now=now(),
@@ -217,7 +215,7 @@ def review(appointment_id: int):
 
 
 @bp.post("/book/holds/<int:appointment_id>/release")
-@access("patient")
+@access("patient", phi="appointment")
 def release(appointment_id: int):
     appointment = _own_appointment(appointment_id)
     if appointment.status == "held":
@@ -230,7 +228,7 @@ def release(appointment_id: int):
 # -- the patient's appointments ------------------------------------------------------------
 
 @bp.get("/appointments")
-@access("patient")
+@access("patient", phi="appointments")
 def appointments():
     rows = db.session.scalars(select(Appointment).where(
         Appointment.patient_id == _patient().id,
@@ -243,7 +241,7 @@ def appointments():
 
 
 @bp.get("/appointments/<int:appointment_id>")
-@access("patient")
+@access("patient", phi="appointment")
 def appointment(appointment_id: int):
     found = _own_appointment(appointment_id)
     return render("booking/appointment.html", appointment=found, error=None,
@@ -251,7 +249,7 @@ def appointment(appointment_id: int):
 
 
 @bp.post("/appointments/<int:appointment_id>/cancel")
-@access("patient")
+@access("patient", phi="appointment")
 def cancel(appointment_id: int):
     found = _own_appointment(appointment_id)
     reason = request.form.get("reason", "")
@@ -270,7 +268,7 @@ def cancel(appointment_id: int):
 
 
 @bp.get("/appointments/<int:appointment_id>/reschedule")
-@access("patient")
+@access("patient", phi="appointment")
 def reschedule_form(appointment_id: int):
     found = _own_appointment(appointment_id)
     return _reschedule_page(found)
@@ -297,7 +295,7 @@ def _slots_excluding(found: Appointment):
 
 
 @bp.post("/appointments/<int:appointment_id>/reschedule")
-@access("patient")
+@access("patient", phi="appointment")
 def reschedule(appointment_id: int):
     found = _own_appointment(appointment_id)
     try:
@@ -318,7 +316,7 @@ def reschedule(appointment_id: int):
 
 
 @bp.get("/appointments/<int:appointment_id>.ics")
-@access("patient")
+@access("patient", phi="appointment")
 def ics(appointment_id: int):
     found = _own_appointment(appointment_id)
     if found.status not in ("confirmed", "checked_in"):

@@ -34,7 +34,7 @@ class ReceiptLine:
 
 
 @bp.get("/appointments/<int:appointment_id>/receipt")
-@access("patient")
+@access("patient", phi="receipt")
 def receipt(appointment_id: int):
     appointment = _own_appointment(appointment_id)
     charges = db.session.scalars(select(Charge).where(Charge.appointment_id == appointment.id,

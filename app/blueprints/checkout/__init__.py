@@ -6,6 +6,7 @@ from flask_login import current_user
 
 import logging
 
+from app import phi
 from app.access import AUTHENTICATED, PUBLIC, access
 from app.blueprints.links import GRANTS
 from app.extensions import db
@@ -36,13 +37,14 @@ def _own(appointment_id: int) -> Appointment:
         g.checkout_actor = Actor("link", appointment.patient.user_id, "patient")
     if not (mine or granted):
         not_found_audited(appointment_id, actor())
+    phi.shown(appointment=appointment, actor=g.get("checkout_actor"))
     return appointment
 
 
 # Checkout routes: the signed-in patient, or a browser a one-click link granted this one checkout
 # (not a sign-in); ``_own`` checks either and answers 404 otherwise.
 @bp.get("/checkout/<int:appointment_id>")
-@access(PUBLIC)
+@access(PUBLIC, phi="appointment")
 def show(appointment_id: int):
     appointment = _own(appointment_id)
     if appointment.status in ("confirmed", "checked_in"):
@@ -117,7 +119,7 @@ def _remember_card(appointment: Appointment, result: settlement.SyncResult) -> N
 
 
 @bp.post("/checkout/<int:appointment_id>/save-card")
-@access(PUBLIC)
+@access(PUBLIC, phi="appointment")
 def save_card(appointment_id: int):
     appointment = _own(appointment_id)
     attempt = payments.current_attempt(db.session, appointment, lock=True)
@@ -149,7 +151,7 @@ def _complete(appointment: Appointment) -> settlement.SyncResult | None:
 
 
 @bp.post("/checkout/<int:appointment_id>/complete")
-@access(PUBLIC)
+@access(PUBLIC, phi="appointment")
 def complete(appointment_id: int):
     """Called by the page after Stripe.js answers: the server re-reads the intent itself."""
     appointment = _own(appointment_id)
@@ -165,7 +167,7 @@ def complete(appointment_id: int):
 
 
 @bp.post("/checkout/<int:appointment_id>/pay-saved")
-@access(PUBLIC)
+@access(PUBLIC, phi="appointment")
 def pay_saved(appointment_id: int):
     """One tap with a saved card: the server confirms on-session; 3-D Secure goes back to the page."""
     appointment = _own(appointment_id)
@@ -212,7 +214,7 @@ def pay_saved(appointment_id: int):
 
 
 @bp.get("/checkout/<int:appointment_id>/return")
-@access(PUBLIC)
+@access(PUBLIC, phi="appointment")
 def browser_return(appointment_id: int):
     """Where Stripe sends the browser after a redirect (3-D Secure): never trusted, re-read."""
     appointment = _own(appointment_id)
@@ -229,7 +231,7 @@ def browser_return(appointment_id: int):
 
 
 @bp.get("/checkout/<int:appointment_id>/done")
-@access(PUBLIC)
+@access(PUBLIC, phi="appointment")
 def done(appointment_id: int):
     appointment = _own(appointment_id)
     attempt = payments.current_attempt(db.session, appointment)
@@ -239,7 +241,7 @@ def done(appointment_id: int):
 
 
 @bp.get("/visits/<int:appointment_id>/join")
-@access(AUTHENTICATED)
+@access(AUTHENTICATED, phi="visit")
 def join(appointment_id: int):
     """The visit link: who you are is checked; opens from VISIT_OPENS_BEFORE the start."""
     appointment = db.session.get(Appointment, appointment_id)
@@ -249,6 +251,7 @@ def join(appointment_id: int):
         db.session.commit()
         abort(403)
     settings = current_app.config["SETTINGS"]
+    phi.shown(appointment=appointment)
     state = visits.join_state(appointment, now=now(), opens_before=settings.VISIT_OPENS_BEFORE)
     if state != "open":
         return render("checkout/visit_wait.html", appointment=appointment, state=state,
@@ -261,10 +264,11 @@ def join(appointment_id: int):
 
 
 @bp.get("/visits/room/<room>")
-@access(AUTHENTICATED)
+@access(AUTHENTICATED, phi="visit")
 def room(room: str):
     """The local stand-in for a video room (TELEHEALTH_BASE_URL unset)."""
     appointment = visits.by_room(db.session, room)
     if appointment is None or not visits.may_join(appointment, current_user):
         abort(403)
+    phi.shown(appointment=appointment)
     return render("checkout/room.html", appointment=appointment)

@@ -9,7 +9,7 @@ bp = Blueprint("home", __name__)
 
 
 @bp.get("/")
-@access(PUBLIC)
+@access(PUBLIC, phi=False)
 def index():
     if current_user.is_authenticated:
         from app.blueprints.auth.views import home_for
@@ -19,7 +19,7 @@ def index():
 
 
 @bp.get("/patient")
-@access("patient")
+@access("patient", phi="patient_home")
 def patient():
     from sqlalchemy import select
 
@@ -35,12 +35,12 @@ def patient():
 
 
 @bp.get("/provider")
-@access("provider")
+@access("provider", phi=False)
 def provider():
     return render("home/provider.html")
 
 
 @bp.get("/billing")
-@access("billing", "admin")
+@access("billing", "admin", phi=False)
 def billing():
     return render("home/billing.html")

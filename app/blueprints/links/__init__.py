@@ -8,10 +8,10 @@ appointment is booked (by any path) its links are void, and opening or
 tapping one says "You're booked" and points to the visit: no hold, no checkout."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from flask import Blueprint, current_app, request, session, url_for
 
+from app import phi
+from app import input_guard
 from app.access import PUBLIC, access
 from app.extensions import db
 from app.services import booking, links
@@ -44,6 +44,7 @@ def _nearest(link, count=4):
 def _booked(appointment):
     """The link has nothing left to do: say so, with the time and the way to the visit."""
     db.session.rollback()
+    phi.shown(appointment=appointment, actor=Actor("link", appointment.patient.user_id, "patient"))
     return render("links/booked.html", appointment=appointment, tz=appointment.patient.user.timezone)
 
 
@@ -53,12 +54,14 @@ def _invalid(error: links.LinkInvalid):
     booked = links.booked_appointment(db.session, link)
     if booked is not None:
         return _booked(booked)
+    if link is not None and link.appointment is not None:
+        phi.shown(appointment=link.appointment, actor=Actor("link", link.user_id, "patient"))
     return render("links/invalid.html", status=410 if error.kind != "tampered" else 404, message=str(error),
                   link=link, nearest=_nearest(link), tz=link.user.timezone if link else "UTC")
 
 
 @bp.get("/r/<token>")
-@access(PUBLIC)
+@access(PUBLIC, phi="appointment")
 def retry(token: str):
     try:
         link = links.resolve(db.session, token, secret=_secret(), purpose=PURPOSE, now=now())
@@ -67,12 +70,13 @@ def retry(token: str):
     booked = links.booked_appointment(db.session, link)
     if booked is not None:
         return _booked(booked)
+    phi.shown(appointment=link.appointment, actor=Actor("link", link.user_id, "patient"))
     return render("links/retry.html", link=link, appointment=link.appointment, tz=link.user.timezone,
                   token=token)
 
 
 @bp.post("/r/<token>")
-@access(PUBLIC)
+@access(PUBLIC, phi="appointment")
 def retry_take(token: str):
     try:
         link = links.resolve(db.session, token, secret=_secret(), purpose=PURPOSE, now=now())
@@ -88,9 +92,9 @@ def retry_take(token: str):
     chosen = request.form.get("starts_at")
     if chosen:
         try:
-            starts_at = datetime.fromisoformat(chosen).astimezone(timezone.utc)
-        except ValueError:
-            return render("links/invalid.html", status=400, message="That time is not valid.", link=link,
+            starts_at = input_guard.parse_instant(chosen)
+        except input_guard.BadValue as error:
+            return render("links/invalid.html", status=400, message=str(error), link=link,
                           nearest=_nearest(link), tz=link.user.timezone)
     try:
         if (original.status == "held" and original.hold_expires_at > now() and starts_at == original.starts_at):

@@ -46,13 +46,13 @@ def _exposition():
 
 
 @bp.get("/metrics")
-@access("admin")
+@access("admin", phi=False)
 def metrics_view():
     return _exposition()
 
 
 @bp.get("/ops")
-@access("admin")
+@access("admin", phi=False)
 def show():
     conn, namespace = redis_connection(), _namespace()
     context = dict(queues=None, failed=None, sweep=None, redis_error=None)
@@ -95,13 +95,13 @@ def _act(job_id: str, action: str, operation, done: str):
 
 
 @bp.post("/ops/jobs/<job_id>/retry")
-@access("admin")
+@access("admin", phi=False)
 def retry_job(job_id: str):
     return _act(job_id, "ops.job_retried", ops.retry_failed, "Job queued again.")
 
 
 @bp.post("/ops/jobs/<job_id>/delete")
-@access("admin")
+@access("admin", phi=False)
 def delete_job(job_id: str):
     return _act(job_id, "ops.job_deleted", ops.delete_failed, "Job deleted.")
 

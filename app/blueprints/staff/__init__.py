@@ -3,4 +3,4 @@ from flask import Blueprint
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 
-from app.blueprints.staff import availability, calendar, catalog  # noqa: E402,F401  (routes on bp)
+from app.blueprints.staff import availability, calendar, catalog, patients  # noqa: E402,F401  (routes on bp)

@@ -45,7 +45,7 @@ def _done(provider: Provider, block: str, notice: str):
 
 
 @bp.get("/availability")
-@access("provider", "admin")
+@access("provider", "admin", phi=False)
 def my_availability():
     """A provider's own editor; an admin picks a provider from the list."""
     from flask_login import current_user
@@ -59,13 +59,13 @@ def my_availability():
 
 
 @bp.get("/providers/<int:provider_id>/availability")
-@access("provider", "admin")
+@access("provider", "admin", phi=False)
 def availability(provider_id: int):
     return _page(provider_or_404(provider_id))
 
 
 @bp.post("/providers/<int:provider_id>/rules")
-@access("provider", "admin")
+@access("provider", "admin", phi=False)
 def add_rule(provider_id: int):
     provider = provider_or_404(provider_id)
     form = _rule_form(provider)
@@ -83,7 +83,7 @@ def add_rule(provider_id: int):
 
 
 @bp.post("/providers/<int:provider_id>/rules/<int:rule_id>/delete")
-@access("provider", "admin")
+@access("provider", "admin", phi=False)
 def delete_rule(provider_id: int, rule_id: int):
     provider = provider_or_404(provider_id)
     if not staffing.delete_rule(db.session, provider, actor=actor(), rule_id=rule_id):
@@ -93,7 +93,7 @@ def delete_rule(provider_id: int, rule_id: int):
 
 
 @bp.post("/providers/<int:provider_id>/exceptions")
-@access("provider", "admin")
+@access("provider", "admin", phi=False)
 def add_exception(provider_id: int):
     provider = provider_or_404(provider_id)
     form = ExceptionForm()
@@ -116,7 +116,7 @@ def add_exception(provider_id: int):
 
 
 @bp.post("/providers/<int:provider_id>/exceptions/<int:exception_id>/delete")
-@access("provider", "admin")
+@access("provider", "admin", phi=False)
 def delete_exception(provider_id: int, exception_id: int):
     provider = provider_or_404(provider_id)
     if not staffing.delete_exception(db.session, provider, actor=actor(), exception_id=exception_id):

@@ -12,6 +12,8 @@ from flask import abort, request, url_for
 from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
+from app import phi
+from app import input_guard
 from app.access import access
 from app.blueprints.staff import bp
 from app.blueprints.staff.common import own_provider
@@ -33,7 +35,7 @@ CANNOT = {"check_in": "Only a confirmed visit can be checked in.",
 
 def _viewed_provider() -> Provider | None:
     """The provider whose schedule is shown; None when a staff member has not picked one."""
-    wanted = request.args.get("provider_id", type=int)
+    wanted = _provider_id_arg()
     if current_user.role == "provider":
         provider = own_provider()       # None until an admin sets up the profile: the page says so
         if wanted is not None and (provider is None or wanted != provider.id):
@@ -44,13 +46,20 @@ def _viewed_provider() -> Provider | None:
     return db.session.get(Provider, wanted) or abort(404)
 
 
+def _provider_id_arg() -> int | None:
+    wanted = request.args.get("provider_id", type=int)      # not a number: none picked
+    if wanted is not None and not 0 <= wanted <= input_guard.PG_INT_MAX:
+        abort(404)                      # like any provider that does not exist
+    return wanted
+
+
 def _day(provider: Provider | None) -> date:
     raw = request.args.get("date")
     if raw:
         try:
-            return date.fromisoformat(raw)
-        except ValueError:
-            abort(400)
+            return input_guard.parse_date(raw)
+        except input_guard.BadValue as error:
+            input_guard.refuse(str(error))
     return staffing.local_today(provider, now()) if provider else now().date()
 
 
@@ -68,12 +77,13 @@ def _context(provider: Provider | None, first: date, days: int) -> dict:
     by_day = {first + timedelta(days=i): [] for i in range(days)}
     for appt in appointments:
         by_day.setdefault(staffing.local_today(provider, appt.starts_at), []).append(appt)
+    phi.shown(patient_ids=[appt.patient_id for appt in appointments], record={"provider_id": provider.id})
     context["by_day"] = by_day
     return context
 
 
 @bp.get("/day")
-@access("provider", "billing", "admin")
+@access("provider", "billing", "admin", phi="schedule")
 def day():
     provider = _viewed_provider()
     first = _day(provider)
@@ -81,7 +91,7 @@ def day():
 
 
 @bp.get("/week")
-@access("provider", "billing", "admin")
+@access("provider", "billing", "admin", phi="schedule")
 def week():
     provider = _viewed_provider()
     picked = _day(provider)
@@ -100,6 +110,7 @@ def _appointment_or_404(appointment_id: int) -> Appointment:
         provider = own_provider()
         if provider is None or appt.provider_id != provider.id:
             abort(404)
+    phi.shown(appointment=appt)
     return appt
 
 
@@ -132,7 +143,7 @@ def _refused(appt: Appointment, action: str, error: Exception, *, form=None):
 
 
 @bp.post("/appointments/<int:appointment_id>/<any(check_in, complete, no_show):action>")
-@access("provider", "admin")
+@access("provider", "admin", phi="appointment")
 def mark(appointment_id: int, action: str):
     appt = _appointment_or_404(appointment_id)
     try:
@@ -146,7 +157,7 @@ def mark(appointment_id: int, action: str):
 
 
 @bp.route("/appointments/<int:appointment_id>/cancel", methods=["GET", "POST"])
-@access("provider", "billing", "admin")
+@access("provider", "billing", "admin", phi="appointment")
 def cancel(appointment_id: int):
     appt = _appointment_or_404(appointment_id)
     form = CancelForm()
@@ -167,7 +178,7 @@ def cancel(appointment_id: int):
 
 
 @bp.get("/appointments/<int:appointment_id>/messages")
-@access("provider", "billing", "admin")
+@access("provider", "billing", "admin", phi="message_log")
 def messages(appointment_id: int):
     """The message log of an appointment: what, when, to whom, status."""
     from app.services import notifications

@@ -14,7 +14,7 @@ from app.web import actor, redirect_htmx, render
 # -- appointment types ----------------------------------------------------------------------
 
 @bp.get("/types")
-@access("admin")
+@access("admin", phi=False)
 def types():
     return render("staff/types.html", types=staffing.appointment_types(db.session))
 
@@ -50,13 +50,13 @@ def _type_form_page(form: TypeForm, appointment_type: AppointmentType | None):
 
 
 @bp.route("/types/new", methods=["GET", "POST"])
-@access("admin")
+@access("admin", phi=False)
 def new_type():
     return _type_form_page(TypeForm(), None)
 
 
 @bp.route("/types/<int:type_id>", methods=["GET", "POST"])
-@access("admin")
+@access("admin", phi=False)
 def edit_type(type_id: int):
     appointment_type = db.session.get(AppointmentType, type_id) or abort(404)
     form = TypeForm(obj=appointment_type)
@@ -68,7 +68,7 @@ def edit_type(type_id: int):
 # -- provider profiles ----------------------------------------------------------------------
 
 @bp.get("/providers")
-@access("admin")
+@access("admin", phi=False)
 def providers():
     return render("staff/providers.html", providers=staffing.providers(db.session),
                   without_profile=staffing.users_without_profile(db.session))
@@ -95,7 +95,7 @@ def _place(form: ProviderForm, error: staffing.StaffingError) -> None:
 
 
 @bp.route("/providers/new", methods=["GET", "POST"])
-@access("admin")
+@access("admin", phi=False)
 def new_provider():
     form = _provider_form(creating=True)
     return _provider_form_page(form, None, lambda: staffing.create_provider(
@@ -104,7 +104,7 @@ def new_provider():
 
 
 @bp.route("/providers/<int:provider_id>", methods=["GET", "POST"])
-@access("admin")
+@access("admin", phi=False)
 def edit_provider(provider_id: int):
     provider = db.session.get(Provider, provider_id) or abort(404)
     form = _provider_form(obj=provider, creating=False)
@@ -141,7 +141,7 @@ def _provider_form_page(form: ProviderForm, provider: Provider | None, save, don
 # -- specialties ----------------------------------------------------------------------------
 
 @bp.route("/specialties", methods=["GET", "POST"])
-@access("admin")
+@access("admin", phi=False)
 def specialties():
     form = SpecialtyForm()
     status = 200

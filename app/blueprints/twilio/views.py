@@ -43,7 +43,7 @@ def _number(raw: str) -> str:
 
 
 @bp.post("/twilio/inbound")
-@access(PUBLIC)          # Twilio's signature is the credential
+@access(PUBLIC, phi=False)          # Twilio's signature is the credential
 @csrf.exempt
 def inbound():
     _verified_or_abort()
@@ -67,7 +67,7 @@ def inbound():
 
 
 @bp.post("/twilio/status")
-@access(PUBLIC)          # Twilio's signature is the credential
+@access(PUBLIC, phi=False)          # Twilio's signature is the credential
 @csrf.exempt
 def status():
     _verified_or_abort()

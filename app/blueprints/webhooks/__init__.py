@@ -40,7 +40,7 @@ NOT_CONFIGURED = b'{"error":"webhooks are not configured"}\n'
 
 
 @bp.post("/webhooks/stripe")
-@access(PUBLIC)          # Stripe cannot sign in: its signature is the credential
+@access(PUBLIC, phi=False)          # Stripe cannot sign in: its signature is the credential
 @csrf.exempt
 def stripe_webhook():
     secret = current_app.config["SETTINGS"].STRIPE_WEBHOOK_SECRET

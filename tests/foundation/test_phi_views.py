@@ -1,0 +1,255 @@
+"""Every route declares whether it shows PHI, and each view of a PHI page writes exactly one
+audit event: who (user and role), which patient and record, when and from where
+(45 CFR 164.312(b); issue 12).
+
+The declaration table below is the route-table test for PHI: a new route without a ``phi=``
+declaration fails ``test_every_route_declares_phi``; a route whose declaration changes fails
+``test_phi_declarations_match_the_table`` until the table says so. Every GET route declared to
+show PHI must have a case in ``PAGES`` (``test_every_phi_page_has_a_case``), which is opened as
+each role allowed to see it.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from app.access import UNDECLARED, allowed_roles, phi_for, rules_for
+from app.models import AuditEvent
+from app.services import access_log, links
+from tests.helpers.payments import MON_10_NY, paid_appointment, sign_in
+from tests.helpers.web import IsolatedClient
+
+# endpoint -> the kind of record it shows (routes not listed show no PHI: phi=False)
+PHI_ROUTES = {
+    "home.patient": "patient_home",
+    "booking.appointments": "appointments",
+    "booking.appointment": "appointment",
+    "booking.review": "appointment",
+    "booking.release": "appointment",
+    "booking.cancel": "appointment",
+    "booking.reschedule_form": "appointment",
+    "booking.reschedule": "appointment",
+    "booking.ics": "appointment",
+    "booking.receipt": "receipt",
+    "checkout.show": "appointment",
+    "checkout.save_card": "appointment",
+    "checkout.complete": "appointment",
+    "checkout.pay_saved": "appointment",
+    "checkout.browser_return": "appointment",
+    "checkout.done": "appointment",
+    "checkout.join": "visit",
+    "checkout.room": "visit",
+    "links.retry": "appointment",
+    "links.retry_take": "appointment",
+    "account.cards_page": "payment_methods",
+    "account.remove_card": "payment_methods",
+    "account.phone_page": "contact",
+    "account.change_phone": "contact",
+    "account.send_code": "contact",
+    "account.verify_phone": "contact",
+    "staff.day": "schedule",
+    "staff.week": "schedule",
+    "staff.mark": "appointment",
+    "staff.cancel": "appointment",
+    "staff.messages": "message_log",
+    "staff.patient": "patient",
+    "staff.break_glass": "patient",
+    "billing.payments": "payments",
+    "billing.payment": "payment",
+    "billing.refund": "payment",
+    "chain.show": "audit_chain",
+    "chain.export_csv": "audit_chain",
+    "chain.export_json": "audit_chain",
+    "admin.access_review": "patients",
+    "admin.patient_access": "access_report",
+    "admin.patient_access_csv": "access_report",
+    "admin.user_access": "access_report",
+    "admin.user_access_csv": "access_report",
+    "dev.outbox": "outbox",
+}
+
+# GET routes that show PHI but answer with a redirect to a page that is audited itself.
+REDIRECT_ONLY = {
+    "checkout.browser_return": "the return from 3-D Secure: redirects to checkout or done",
+}
+
+
+def _routes(app):
+    return sorted({rule.endpoint for rule in app.url_map.iter_rules()})
+
+
+def test_every_route_declares_phi(app):
+    undeclared = [endpoint for endpoint in _routes(app) if phi_for(app, endpoint) is UNDECLARED]
+    assert undeclared == [], "declare phi= in @access(...) for these routes"
+
+
+def test_phi_declarations_match_the_table(app):
+    declared = {endpoint: phi_for(app, endpoint) for endpoint in _routes(app)
+                if phi_for(app, endpoint) not in (False, UNDECLARED)}
+    assert declared == {e: k for e, k in PHI_ROUTES.items() if e in app.view_functions}
+
+
+def test_a_route_without_a_declaration_counts_as_phi(app):
+    app.view_functions["tests.undeclared"] = lambda: "x"      # a view that forgot phi=
+    try:
+        assert phi_for(app, "tests.undeclared") is UNDECLARED
+    finally:
+        del app.view_functions["tests.undeclared"]
+
+
+# -- each PHI page, opened by each role allowed to see it, writes exactly one audit event --------------
+
+@pytest.fixture
+def clinic(db, factories, clock, policy, sandbox, app):
+    """A patient with a paid, confirmed visit (Monday 10:00 New York) and a hold on Tuesday."""
+    from app.models import Provider
+    from app.services import booking
+    from app.services.audit import Actor
+
+    confirmed = paid_appointment(db, factories, clock, policy, sandbox, starts_at=MON_10_NY)
+    patient_user = confirmed.patient.user
+    hold = booking.take_hold(db, now=clock.now(), patient=confirmed.patient, provider_id=confirmed.provider_id,
+                             type_id=confirmed.type_id, starts_at=MON_10_NY + timedelta(days=1), policy=policy,
+                             actor=Actor("user", patient_user.id, "patient"))
+    db.commit()
+    token = links.issue(db, secret=app.config["SETTINGS"].SECRET_KEY, purpose="retry_checkout",
+                        user=patient_user, now=clock.now(), ttl=timedelta(hours=1), appointment=hold)
+    db.commit()
+    provider_user = db.get(Provider, confirmed.provider_id).user
+    charge_id = confirmed.charges[0].id if getattr(confirmed, "charges", None) else _charge_id(db, confirmed.id)
+    return dict(patient_id=confirmed.patient_id, appointment_id=confirmed.id, hold_id=hold.id,
+                provider_id=confirmed.provider_id, room=confirmed.telehealth_room, charge_id=charge_id,
+                token=token, users={"patient": patient_user, "provider": provider_user,
+                                    "billing": factories.user("billing"), "admin": factories.user("admin")},
+                patient_user_id=patient_user.id)
+
+
+def _charge_id(db, appointment_id):
+    from app.models import Charge
+
+    return db.scalar(select(Charge.id).where(Charge.appointment_id == appointment_id))
+
+
+# endpoint -> (roles that may see it, url builder, what the event must name: "appointment" | "hold" | "patient")
+PAGES = {
+    "home.patient": (["patient"], lambda c: "/patient", "patient"),
+    "booking.appointments": (["patient"], lambda c: "/appointments", "patient"),
+    "booking.appointment": (["patient"], lambda c: f"/appointments/{c['appointment_id']}", "appointment"),
+    "booking.review": (["patient"], lambda c: f"/book/holds/{c['hold_id']}", "hold"),
+    "booking.reschedule_form": (["patient"], lambda c: f"/appointments/{c['appointment_id']}/reschedule",
+                                "appointment"),
+    "booking.ics": (["patient"], lambda c: f"/appointments/{c['appointment_id']}.ics", "appointment"),
+    "booking.receipt": (["patient"], lambda c: f"/appointments/{c['appointment_id']}/receipt", "appointment"),
+    "checkout.show": (["patient"], lambda c: f"/checkout/{c['hold_id']}", "hold"),
+    "checkout.done": (["patient"], lambda c: f"/checkout/{c['appointment_id']}/done", "appointment"),
+    "checkout.join": (["patient", "provider"], lambda c: f"/visits/{c['appointment_id']}/join", "appointment"),
+    "checkout.room": (["patient", "provider"], lambda c: f"/visits/room/{c['room']}", "appointment"),
+    "links.retry": (["anonymous"], lambda c: f"/r/{c['token']}", "hold"),
+    "account.cards_page": (["patient"], lambda c: "/account/cards", "patient"),
+    "account.phone_page": (["patient"], lambda c: "/account/phone", "patient"),
+    "staff.day": (["provider", "billing", "admin"],
+                  lambda c: f"/staff/day?date=2026-12-07&provider_id={c['provider_id']}", "listed"),
+    "staff.week": (["provider", "billing", "admin"],
+                   lambda c: f"/staff/week?date=2026-12-07&provider_id={c['provider_id']}", "listed"),
+    "staff.cancel": (["provider", "billing", "admin"],
+                     lambda c: f"/staff/appointments/{c['appointment_id']}/cancel", "appointment"),
+    "staff.messages": (["provider", "billing", "admin"],
+                       lambda c: f"/staff/appointments/{c['appointment_id']}/messages", "appointment"),
+    "staff.patient": (["provider", "admin"], lambda c: f"/staff/patients/{c['patient_id']}", "patient"),
+    "billing.payments": (["billing", "admin"], lambda c: "/billing/payments", "listed"),
+    "billing.payment": (["billing", "admin"], lambda c: f"/billing/payments/{c['charge_id']}", "appointment"),
+    "chain.show": (["billing", "admin"], lambda c: f"/billing/appointments/{c['appointment_id']}/chain",
+                   "appointment"),
+    "chain.export_csv": (["billing", "admin"],
+                         lambda c: f"/billing/appointments/{c['appointment_id']}/chain.csv", "appointment"),
+    "chain.export_json": (["billing", "admin"],
+                          lambda c: f"/billing/appointments/{c['appointment_id']}/chain.json", "appointment"),
+    "admin.access_review": (["admin"], lambda c: "/admin/access?q=example", "listed"),
+    "admin.patient_access": (["admin"], lambda c: f"/admin/access/patients/{c['patient_id']}", "patient"),
+    "admin.patient_access_csv": (["admin"], lambda c: f"/admin/access/patients/{c['patient_id']}.csv",
+                                 "patient"),
+    "admin.user_access": (["admin"], lambda c: f"/admin/access/users/{c['patient_user_id']}", "none"),
+    "admin.user_access_csv": (["admin"], lambda c: f"/admin/access/users/{c['patient_user_id']}.csv", "none"),
+}
+# Registered only when APP_ENV=development (never in the tests' app or production); declared
+# phi="outbox" (it lists recipients' addresses) and audited like any PHI page when it exists.
+DEVELOPMENT_ONLY = {"dev.outbox"}
+
+
+def test_every_phi_page_has_a_case(app):
+    get_routes = {rule.endpoint for rule in app.url_map.iter_rules() if "GET" in rule.methods}
+    phi_pages = {e for e in get_routes if phi_for(app, e) not in (False, UNDECLARED)}
+    assert phi_pages - set(REDIRECT_ONLY) == set(PAGES)
+    assert not DEVELOPMENT_ONLY & set(app.view_functions), "the tests' app registered a development page"
+    # each case opens the page as every role the route admits (public pages: the link's browser)
+    for endpoint, (roles, _, _) in PAGES.items():
+        admitted = allowed_roles(rules_for(app, endpoint))
+        if admitted is not None and endpoint not in ("checkout.join", "checkout.room"):
+            assert set(roles) == admitted, endpoint
+
+
+def _views_since(db, seq):
+    return db.scalars(select(AuditEvent).where(AuditEvent.seq > seq,
+                                               AuditEvent.action.in_(access_log.VIEW_ACTIONS))
+                      .order_by(AuditEvent.seq)).all()
+
+
+@pytest.mark.parametrize("endpoint", sorted(PAGES))
+def test_each_phi_page_writes_one_audit_event_per_view(app, db, clinic, endpoint):
+    roles, url_of, names = PAGES[endpoint]
+    for role in roles:
+        client = IsolatedClient(app, app.response_class, use_cookies=True)
+        user = clinic["users"].get(role)
+        if user is not None:
+            sign_in(client, user)
+        before = db.scalar(select(func.coalesce(func.max(AuditEvent.seq), 0)))
+        response = client.get(url_of(clinic), headers={"X-Request-Id": f"phi-{role}"})
+        assert response.status_code == 200, (endpoint, role, response.status_code)
+        assert "no-store" in response.headers["Cache-Control"]
+        db.expire_all()
+        events = _views_since(db, before)
+        assert len(events) == 1, (endpoint, role, [e.action for e in events])
+        event = events[0]
+        if role == "anonymous":          # the one-click link speaks for its patient
+            assert (event.actor_type, event.actor_id) == ("link", clinic["patient_user_id"])
+        else:
+            assert (event.actor_type, event.actor_id, event.actor_role) == ("user", user.id, role)
+        assert event.request_id == f"phi-{role}" and event.ip
+        if names == "appointment":
+            assert (event.patient_id, event.appointment_id) == (clinic["patient_id"], clinic["appointment_id"])
+        elif names == "hold":
+            assert (event.patient_id, event.appointment_id) == (clinic["patient_id"], clinic["hold_id"])
+        elif names == "patient":
+            assert event.patient_id == clinic["patient_id"]
+        elif names == "listed":
+            assert event.patient_id == clinic["patient_id"] or \
+                clinic["patient_id"] in event.details.get("patient_ids", [])
+        # a second view is a second event
+        client.get(url_of(clinic)).close()
+        db.expire_all()
+        assert len(_views_since(db, before)) == 2
+
+
+def test_pages_without_phi_write_no_view_event(app, db, client, login_as):
+    login_as("patient")
+    before = db.scalar(select(func.coalesce(func.max(AuditEvent.seq), 0)))
+    for url in ("/book", "/healthz", "/"):
+        client.get(url).close()
+    db.expire_all()
+    assert _views_since(db, before) == []
+
+
+def test_a_view_whose_audit_cannot_be_written_is_not_shown(app, db, client, login_as, monkeypatch):
+    """The page and its audit row commit together: no row, no page."""
+    login_as("patient")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("audit store refused the row")
+
+    monkeypatch.setattr(access_log, "record_view", broken)
+    monkeypatch.setitem(app.config, "PROPAGATE_EXCEPTIONS", False)     # answer as in production
+    response = client.get("/appointments")
+    assert response.status_code == 500
+    assert "Your appointments" not in response.get_data(as_text=True)
