@@ -91,8 +91,10 @@ def run(st, args) -> int:
 
     bare = serve.measure_bare(st, concurrency=c, duration=args.duration)
     serve.run_load(st.portal.port, book, concurrency=c, duration=2.0)        # warm-up
-    portal = serve.run_load(st.portal.port, book, concurrency=c, duration=args.duration)
+    with serve.CpuMeter(st, "portal") as meter:
+        portal = serve.run_load(st.portal.port, book, concurrency=c, duration=args.duration)
     print(portal.line(f"{'booking':>14}", unit="bookings/s"), flush=True)
+    print(meter.line(portal.done, "booking"), flush=True)
     if portal.failed:
         print(f"{'':>14}  outcomes: {portal.statuses}")
     ratio = portal.rate / bare.rate if bare.rate else 0.0

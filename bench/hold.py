@@ -48,8 +48,10 @@ def run(st, args) -> int:
 
     bare = serve.measure_bare(st, concurrency=c, duration=args.duration)
     serve.run_load(st.portal.port, hold, concurrency=c, duration=1.5)          # warm-up
-    portal = serve.run_load(st.portal.port, hold, concurrency=c, duration=args.duration)
+    with serve.CpuMeter(st, "portal") as meter:
+        portal = serve.run_load(st.portal.port, hold, concurrency=c, duration=args.duration)
     print(portal.line(f"{'hold':>14}"), flush=True)
+    print(meter.line(portal.done, "hold"), flush=True)
     if portal.failed:
         print(f"{'':>14}  statuses: {portal.statuses}")
     ratio = portal.rate / bare.rate if bare.rate else 0.0

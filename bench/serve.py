@@ -440,9 +440,89 @@ def bare_insert_call(client: Client, n: int, i: int):
 def measure_bare(st: Stack, *, concurrency: int, duration: float, label: str = "bare insert") -> LoadResult:
     """The baseline's inserts/s (closed loop), after a short warm-up."""
     run_load(st.bare.port, bare_insert_call, concurrency=concurrency, duration=1.5)
-    result = run_load(st.bare.port, bare_insert_call, concurrency=concurrency, duration=duration)
+    with CpuMeter(st, "bare") as meter:
+        result = run_load(st.bare.port, bare_insert_call, concurrency=concurrency, duration=duration)
     print(result.line(f"{label:>14}"), flush=True)
+    print(meter.line(result.done, "insert"), flush=True)
     return result
+
+
+# -- where the CPU goes -------------------------------------------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds user+system) of a live process, from /proc (Linux)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2:].split()       # after "pid (comm) "
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _tree(root: int) -> list[int]:
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            st = _stat(int(entry.name))
+            if st is not None:
+                parents.setdefault(st[0], []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(parents.get(pid, ()))
+    return out
+
+
+def _cpu(pids) -> float:
+    return sum(st[1] for st in map(_stat, pids) if st is not None)
+
+
+class CpuMeter:
+    """CPU seconds spent during a run by: the server under test (gunicorn master and workers), the
+    Stripe sandbox, every PostgreSQL and Redis process of the machine, and this load-driving process.
+    Processes that started and ended inside the run are not counted (none do here)."""
+
+    def __init__(self, st: Stack, server: str):
+        self.groups = {
+            "server": lambda: _tree((st.portal if server == "portal" else st.bare).proc.pid),
+            "sandbox": lambda: _tree(st.sandbox.proc.pid) if getattr(st.sandbox, "proc", None) else [],
+            "postgres": lambda: [int(e.name) for e in Path("/proc").iterdir()
+                                 if e.name.isdigit() and _comm(int(e.name)).startswith(("postgres", "postmaster"))],
+            "redis": lambda: [int(e.name) for e in Path("/proc").iterdir()
+                              if e.name.isdigit() and _comm(int(e.name)).startswith("redis")],
+            "client": lambda: [os.getpid()],
+        }
+        self.used: dict[str, float] = {}
+
+    def __enter__(self):
+        self._pids = {name: find() for name, find in self.groups.items()}
+        self._before = {name: _cpu(pids) for name, pids in self._pids.items()}
+        return self
+
+    def __exit__(self, *exc):
+        self.used = {name: max(0.0, _cpu(self._pids[name]) - self._before[name]) for name in self._pids}
+        return False
+
+    def per(self, count: int) -> dict[str, float]:
+        """CPU milliseconds per unit of work, per group."""
+        return {name: (1000 * used / count if count else 0.0) for name, used in self.used.items()}
+
+    def line(self, count: int, unit: str) -> str:
+        per = self.per(count)
+        parts = ", ".join(f"{name} {ms:.2f}" for name, ms in per.items() if name != "client")
+        return (f"{'':>14}  CPU ms per {unit}: {parts}; all but the load driver {sum(per.values()) - per['client']:.2f} "
+                f"(client {per['client']:.2f})")
 
 
 def verdict(ok: bool) -> str:
