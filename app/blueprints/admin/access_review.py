@@ -55,33 +55,28 @@ def patient_access_csv(patient_id: int):
                 f"patient-{patient.id}-access.csv")
 
 
-def _user_or_404(user_id: int) -> User:
+def _user_report(user_id: int):
+    """The user (or 404) and their rows; the patients those rows name are what this view shows."""
     user = db.session.get(User, user_id)
     if user is None:
         abort(404)
-    return user
-
-
-def _shown_in(rows) -> None:
+    rows = access_log.user_report(db.session, user.id)
     ids = {row.patient_id for row in rows if row.patient_id is not None}
     for row in rows:
         ids.update(row.patient_ids)
-    phi.shown(patient_ids=ids, record={"user_id": request.view_args["user_id"]})
+    phi.shown(patient_ids=ids, record={"user_id": user.id})
+    return user, rows
 
 
 @bp.get("/access/users/<int:user_id>")
 @access("admin", phi="access_report")
 def user_access(user_id: int):
-    user = _user_or_404(user_id)
-    rows = access_log.user_report(db.session, user.id)
-    _shown_in(rows)
+    user, rows = _user_report(user_id)
     return render("admin/user_access.html", user=user, rows=rows)
 
 
 @bp.get("/access/users/<int:user_id>.csv")
 @access("admin", phi="access_report")
 def user_access_csv(user_id: int):
-    user = _user_or_404(user_id)
-    rows = access_log.user_report(db.session, user.id)
-    _shown_in(rows)
+    user, rows = _user_report(user_id)
     return _csv(access_log.to_csv(rows), f"user-{user.id}-access.csv")
