@@ -94,6 +94,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.services import audit
 
     audit.use_key(settings.AUDIT_HMAC_KEY)
+    from app.services import field_crypto
+
+    # PHI columns encrypted at rest (app/models/types.py EncryptedText): this app's keys.
+    app.extensions[field_crypto.EXTENSION] = field_crypto.keyring_from_settings(settings)
+    field_crypto.use_keyring(app.extensions[field_crypto.EXTENSION])
     from app.services.clock import SystemClock
 
     app.extensions["clock"] = SystemClock()   # tests swap in a FrozenClock

@@ -1,4 +1,5 @@
-"""Command-line tools: ``flask audit verify|link|anchor``, ``flask grant-app-role`` and ``flask seed``."""
+"""Command-line tools: ``flask audit verify|link|anchor``, ``flask crypto reencrypt|status``,
+``flask grant-app-role`` and ``flask seed``."""
 import sys
 
 import click
@@ -50,6 +51,40 @@ def register_cli(app: Flask) -> None:
 
     app.cli.add_command(audit_cli)
     app.cli.add_command(grant_app_role_command)
+
+    crypto_cli = AppGroup("crypto", help="Field-level encryption keys (FIELD_KEYS, FIELD_KEY_ACTIVE).")
+
+    @crypto_cli.command("reencrypt")
+    @click.option("--batch", default=500, show_default=True, help="Values per column per transaction.")
+    def reencrypt(batch: int):
+        """Re-encrypt every mutable encrypted column under FIELD_KEY_ACTIVE (after a rotation: the
+        retired key stays in FIELD_KEYS). Audit rows are immutable and keep their key ids."""
+        from app.services import field_crypto
+
+        totals: dict[str, int] = {}
+        while True:
+            done = field_crypto.reencrypt_batch(db.session, limit=batch)
+            db.session.commit()
+            for column, count in done.items():
+                totals[column] = totals.get(column, 0) + count
+            if not any(done.values()):
+                break
+        active = field_crypto.current().active
+        for column, count in totals.items():
+            click.echo(f"{column}: {count} values re-encrypted under {active}")
+
+    @crypto_cli.command("status")
+    def status():
+        """How many stored values each key id (or legacy plaintext) holds, per encrypted column."""
+        from app.services import field_crypto
+
+        click.echo(f"active key: {field_crypto.current().active}")
+        for column, usage in field_crypto.key_usage(db.session).items():
+            counts = ", ".join(f"{kid}: {count}" for kid, count in usage.items()) or "empty"
+            click.echo(f"{column}: {counts}")
+        db.session.rollback()
+
+    app.cli.add_command(crypto_cli)
 
     @app.cli.command("seed")
     def seed():

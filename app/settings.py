@@ -17,7 +17,8 @@ from pathlib import Path
 
 MODES = ("development", "test", "production")
 PRODUCTION_SECRETS = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "AUDIT_HMAC_KEY",
-                      "STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET")
+                      "STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET",
+                      "FIELD_KEYS", "LOOKUP_HASH_KEY")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -40,6 +41,14 @@ class Settings:
     DATABASE_APP_URL: str | None = None
     REDIS_URL: str | None = None
     AUDIT_HMAC_KEY: str | None = None
+    # Field-level encryption of PHI at rest (app/services/field_crypto.py): FIELD_KEYS is
+    # "id:base64-of-32-random-bytes,id2:..." (every key that may have encrypted a stored value),
+    # FIELD_KEY_ACTIVE the id new values are encrypted with (required when there are several);
+    # LOOKUP_HASH_KEY (at least 32 characters) keys the look-up hashes of emails and phones.
+    # Development and test derive all three from SECRET_KEY; production must set them.
+    FIELD_KEYS: str | None = field(default=None, repr=False)
+    FIELD_KEY_ACTIVE: str | None = None
+    LOOKUP_HASH_KEY: str | None = field(default=None, repr=False)
     # Namespace for every Redis key this deployment writes (queues, rate
     # limits), so two test runs can share one Redis server.
     REDIS_NAMESPACE: str = "clinic"
@@ -166,6 +175,9 @@ class Settings:
             DATABASE_APP_URL=env.get("DATABASE_APP_URL") or None,
             REDIS_URL=env.get("REDIS_URL") or None,
             AUDIT_HMAC_KEY=env.get("AUDIT_HMAC_KEY") or None,
+            FIELD_KEYS=env.get("FIELD_KEYS") or None,
+            FIELD_KEY_ACTIVE=env.get("FIELD_KEY_ACTIVE") or None,
+            LOOKUP_HASH_KEY=env.get("LOOKUP_HASH_KEY") or None,
             REDIS_NAMESPACE=env.get("REDIS_NAMESPACE") or "clinic",
             INSTANCE_PATH=Path(env.get("INSTANCE_PATH") or ROOT / "instance"),
             IDLE_LOGOFF_STAFF=_seconds(env.get("IDLE_LOGOFF_STAFF_SECONDS"), 15 * 60),
@@ -244,6 +256,7 @@ class Settings:
                 )
             if self.STRIPE_SECRET_KEY.startswith("sk_test_sandbox"):
                 raise ConfigError("STRIPE_SECRET_KEY is the offline sandbox's key; production needs Stripe's.")
+            self._check_field_keys()
             return self
         # Development and test: stable throwaway secrets, never used in production.
         filled = {}
@@ -251,7 +264,27 @@ class Settings:
             filled["SECRET_KEY"] = _instance_secret(self.INSTANCE_PATH, "secret_key")
         if not self.AUDIT_HMAC_KEY:
             filled["AUDIT_HMAC_KEY"] = _instance_secret(self.INSTANCE_PATH, "audit_hmac_key")
-        return replace(self, **filled) if filled else self
+        if not self.FIELD_KEYS or not self.LOOKUP_HASH_KEY:
+            from app.services.field_crypto import development_keys
+
+            keys, active, lookup = development_keys(filled.get("SECRET_KEY") or self.SECRET_KEY)
+            if not self.FIELD_KEYS:
+                filled.update(FIELD_KEYS=keys, FIELD_KEY_ACTIVE=self.FIELD_KEY_ACTIVE or active)
+            if not self.LOOKUP_HASH_KEY:
+                filled["LOOKUP_HASH_KEY"] = lookup
+        result = replace(self, **filled) if filled else self
+        result._check_field_keys()
+        return result
+
+    def _check_field_keys(self) -> None:
+        from app.services.field_crypto import FieldKeyError, keyring_from_settings
+
+        if self.LOOKUP_HASH_KEY is not None and len(self.LOOKUP_HASH_KEY) < 32:
+            raise ConfigError("LOOKUP_HASH_KEY must be at least 32 characters.")
+        try:
+            keyring_from_settings(self)
+        except FieldKeyError as error:
+            raise ConfigError(str(error)) from None
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Integer, String, Text, func
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Integer, String, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
 from app.models.state import Machine, next_state
+from app.models.types import EncryptedText
 
 BLOCKING = ("held", "confirmed", "checked_in")
 BOOKED = ("confirmed", "checked_in", "completed")   # the patient has the visit (paid, if paid at booking)
@@ -64,7 +65,7 @@ class Appointment(db.Model):
     payment_timing: Mapped[str] = mapped_column(String(16))
     modality: Mapped[str] = mapped_column(String(16))
     telehealth_room: Mapped[str | None] = mapped_column(String(64))
-    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    cancel_reason: Mapped[str | None] = mapped_column(EncryptedText("appointments.cancel_reason"))
     canceled_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     canceled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -12,11 +12,12 @@ UPDATE, DELETE and TRUNCATE on both tables (see the migrations).
 """
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, Sequence, String, Text
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, Sequence, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
+from app.models.types import EncryptedText
 
 SEQ_SEQUENCE = "audit_events_seq_seq"
 
@@ -37,7 +38,9 @@ class AuditEvent(db.Model):
     encounter_id: Mapped[int | None] = mapped_column(Integer)
     subject_user_id: Mapped[int | None] = mapped_column(Integer)
     outcome: Mapped[str] = mapped_column(String(32), default="success")
-    reason: Mapped[str | None] = mapped_column(Text)
+    # Encrypted at rest; the row's HMAC is over the plaintext (app/services/audit.py), and a row is
+    # never re-encrypted (append-only): it keeps the key id it was written with.
+    reason: Mapped[str | None] = mapped_column(EncryptedText("audit_events.reason"))
     authorized_by: Mapped[int | None] = mapped_column(Integer)
     request_id: Mapped[str | None] = mapped_column(String(64))
     ip: Mapped[str | None] = mapped_column(String(64))

@@ -17,12 +17,13 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import (Boolean, CheckConstraint, DateTime, ForeignKey, Integer, String, Text, Update, Uuid,
+from sqlalchemy import (Boolean, CheckConstraint, DateTime, ForeignKey, Integer, String, Update, Uuid,
                         func, update)
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from app.extensions import db
 from app.models.state import Machine
+from app.models.types import EncryptedText
 
 NOTIFICATION_STATUSES = ("queued", "sending", "sent", "delivered", "failed", "canceled")
 TRANSITIONS = {
@@ -53,7 +54,7 @@ class Notification(db.Model):
     dedupe_key: Mapped[str] = mapped_column(String(120), unique=True)
     channel: Mapped[str] = mapped_column(String(8))
     template: Mapped[str] = mapped_column(String(40))
-    recipient: Mapped[str] = mapped_column(String(254))
+    recipient: Mapped[str] = mapped_column(EncryptedText("notifications.recipient"))   # a number or an email
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"), index=True)
     context: Mapped[dict] = mapped_column(db.JSON, default=dict)   # opaque ids only (e.g. a link token id)
@@ -64,8 +65,8 @@ class Notification(db.Model):
     provider: Mapped[str | None] = mapped_column(String(16))            # twilio | smtp | outbox
     provider_message_id: Mapped[str | None] = mapped_column(String(64), index=True)
     subject: Mapped[str | None] = mapped_column(String(200))
-    body: Mapped[str | None] = mapped_column(Text)                      # as sent, for the log and outbox
-    error: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(EncryptedText("notifications.body"))  # as sent, for the log and outbox
+    error: Mapped[str | None] = mapped_column(EncryptedText("notifications.error"))  # a provider's may name the number
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
@@ -113,19 +114,28 @@ class PhoneVerification(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    phone: Mapped[str] = mapped_column(String(20))
+    phone: Mapped[str] = mapped_column(EncryptedText("phone_verifications.phone"))
+    phone_hash: Mapped[str | None] = mapped_column(String(64))     # the code is for this number (look-up)
     code_hash: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
+    @validates("phone")
+    def _hash_phone(self, _key, value):
+        from app.services import field_crypto
+
+        self.phone_hash = field_crypto.phone_hash(value)
+        return value
+
 
 class SmsOptOut(db.Model):
-    """STOP received from a number: no SMS goes to it (email instead) until START."""
+    """STOP received from a number: no SMS goes to it (email instead) until START. Keyed by the
+    number's look-up hash (``field_crypto.phone_hash``): the number itself is not stored."""
     __tablename__ = "sms_opt_outs"
 
-    phone: Mapped[str] = mapped_column(String(20), primary_key=True)
+    phone_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     opted_out: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
                                                  onupdate=func.now())

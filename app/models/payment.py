@@ -29,6 +29,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
 from app.models.state import Machine, Mirror
+from app.models.types import EncryptedText
 
 
 OPEN_STATUSES = ("requires_payment_method", "requires_confirmation", "requires_action", "processing",
@@ -210,7 +211,7 @@ class Refund(db.Model):
     attempt_id: Mapped[int] = mapped_column(ForeignKey("payment_attempts.id"), index=True)
     amount_cents: Mapped[int] = mapped_column(Integer)
     stripe_reason: Mapped[str] = mapped_column(String(32))
-    clinical_reason: Mapped[str] = mapped_column(Text)
+    clinical_reason: Mapped[str] = mapped_column(EncryptedText("refunds.clinical_reason"))
     policy: Mapped[str] = mapped_column(String(24))
     authorized_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     stripe_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)

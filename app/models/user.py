@@ -5,10 +5,10 @@ from datetime import datetime
 
 from flask_login import UserMixin
 from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, String
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from app.extensions import db
-from app.models.types import created_at_column
+from app.models.types import EncryptedText, created_at_column
 
 PATIENT = "patient"
 STAFF_ROLES = ("provider", "billing", "admin")
@@ -23,11 +23,16 @@ class User(UserMixin, db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # The email stays readable (mail is sent to it; the admin's access review searches it); look-ups
+    # go by its keyed hash (app/services/field_crypto.py), set with the email by the validator below.
     email: Mapped[str] = mapped_column(String(254), unique=True)
+    email_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
     full_name: Mapped[str] = mapped_column(String(120))
-    phone: Mapped[str | None] = mapped_column(String(20))
+    # Encrypted at rest (E.164 inside); looked up by its keyed hash (Twilio STOP/START, opt-outs).
+    phone: Mapped[str | None] = mapped_column(EncryptedText("users.phone"))
+    phone_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     # No reminder or link goes by SMS until the number is verified by a code.
     phone_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -36,11 +41,25 @@ class User(UserMixin, db.Model):
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # MFA (app/services/mfa.py): the TOTP secret (base32; never logged, never in repr), when the
     # enrolment was confirmed, and the last time step a code was accepted for (no replay).
-    mfa_secret: Mapped[str | None] = mapped_column(String(64))
+    mfa_secret: Mapped[str | None] = mapped_column(EncryptedText("users.mfa_secret"))
     mfa_enrolled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     mfa_last_step: Mapped[int | None] = mapped_column(BigInteger)
 
     patient: Mapped["Patient | None"] = relationship(back_populates="user", uselist=False)
+
+    @validates("email")
+    def _hash_email(self, _key, value):
+        from app.services import field_crypto
+
+        self.email_hash = field_crypto.email_hash(value)
+        return value
+
+    @validates("phone")
+    def _hash_phone(self, _key, value):
+        from app.services import field_crypto
+
+        self.phone_hash = field_crypto.phone_hash(value)
+        return value
 
     @property
     def is_active(self) -> bool:  # Flask-Login

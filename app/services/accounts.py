@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.models import Patient, User
 from app.models.user import STAFF_ROLES
-from app.services import DomainError, audit, notifications
+from app.services import DomainError, audit, field_crypto, notifications
 from app.services.audit import Actor
 
 # argon2id with RFC 9106's "low memory" profile (argon2-cffi's defaults, spelled out so a library
@@ -66,7 +66,8 @@ def hash_password(password: str) -> str:
 
 
 def find_by_email(session: Session, email: str) -> User | None:
-    return session.scalar(select(User).where(User.email == normalize_email(email)))
+    """By the email's keyed look-up hash (users.email_hash; app/services/field_crypto.py)."""
+    return session.scalar(select(User).where(User.email_hash == field_crypto.email_hash(normalize_email(email))))
 
 
 def register_patient(session: Session, *, full_name: str, email: str, phone: str,

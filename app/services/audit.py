@@ -34,10 +34,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, insert, select, text
+from sqlalchemy import Text, event, func, insert, select, text, type_coerce
 from sqlalchemy.orm import Session, scoped_session
 
 from app.models.audit import SEQ_SEQUENCE, AuditEvent, AuditLink
+from app.models.types import EncryptedText
+from app.services import field_crypto
 
 log = logging.getLogger("app.audit")
 GENESIS = "0" * 64
@@ -138,8 +140,8 @@ def _write_pending(session: Session) -> None:
     rows = []
     for seq, row in zip(seqs, pending):
         row = dict(row, seq=seq, prev_hash=None)
-        row["hash"] = compute_hash(key, row)
-        rows.append(row)
+        row["hash"] = compute_hash(key, row)       # over the plaintext: ``reason`` is encrypted by the
+        rows.append(row)                           # column's type (EncryptedText) as it is inserted
     conn.execute(insert(AuditEvent.__table__), rows)
 
 
@@ -152,11 +154,41 @@ def _drop_pending(session: Session) -> None:
 
 _events = AuditEvent.__table__
 _links = AuditLink.__table__
+# The encrypted columns (``reason``) are read as stored and decrypted row by row (``_plain``), so a
+# row whose ciphertext was altered is reported as broken instead of failing the whole batch.
+_ENCRYPTED = {c.name: c.type.context for c in _events.c if isinstance(c.type, EncryptedText)}
+_stored_events = [type_coerce(c, Text).label(c.name) if c.name in _ENCRYPTED else c for c in _events.c]
+
+
+def _plain(row) -> dict | None:
+    """The row with its encrypted columns decrypted (its HMAC is over the plaintext, whatever key
+    encrypted it); None when one of them does not decrypt (altered, or its key is gone)."""
+    row = dict(row)
+    for name, context in _ENCRYPTED.items():
+        if row.get(name) is not None:
+            try:
+                row[name] = field_crypto.decrypt(row[name], context=context)
+            except field_crypto.DecryptionError:
+                return None
+    return row
+
+
+UNDECRYPTABLE = "its encrypted reason does not decrypt (altered, or its key was removed from FIELD_KEYS)"
+
+
+def _mismatch(key: str, row) -> str | None:
+    """Why the row does not match its own HMAC, or None when it does."""
+    plain = _plain(row)
+    if plain is None:
+        return UNDECRYPTABLE
+    if not hmac.compare_digest(compute_hash(key, plain), row["hash"] or ""):
+        return "content does not match its hash"
+    return None
 
 
 def _unlinked():
     """Rows with no link yet: an anti-join (LEFT JOIN audit_links ... IS NULL), in seq order."""
-    return (select(_events).select_from(_events.outerjoin(_links, _links.c.event_seq == _events.c.seq))
+    return (select(*_stored_events).select_from(_events.outerjoin(_links, _links.c.event_seq == _events.c.seq))
             .where(_links.c.event_seq.is_(None)).order_by(_events.c.seq))
 
 
@@ -191,7 +223,7 @@ def link_pending(session: Session, *, limit: int = 500, key: str | None = None) 
     rows = conn.execute(_unlinked().limit(limit)).mappings().all()
     links, refused = [], 0
     for row in rows:
-        if not hmac.compare_digest(compute_hash(key, row), row["hash"] or ""):
+        if _mismatch(key, row):
             refused += 1
             log.error("audit: row seq=%s does not match its HMAC; not linked", row["seq"])
             continue
@@ -279,7 +311,7 @@ def verify(session: Session, *, key: str, batch: int = 5000) -> Verification:
 def _verify(session: Session, key: str, batch: int) -> Verification:
     prev, position, checked = GENESIS, 0, 0
     columns = [_links.c.position, _links.c.event_seq.label("link_seq"), _links.c.prev_hash.label("link_prev"),
-               _links.c.hash.label("link_hash"), *_events.c]
+               _links.c.hash.label("link_hash"), *_stored_events]
     while True:
         rows = session.execute(
             select(*columns).select_from(_links.outerjoin(_events, _events.c.seq == _links.c.event_seq))
@@ -298,8 +330,9 @@ def _verify(session: Session, key: str, batch: int) -> Verification:
             if row["link_prev"] != prev:
                 return _broken(session, checked, seq, f"link {row['position']} does not name the previous "
                                                       "link's hash")
-            if not hmac.compare_digest(compute_hash(key, row), row["hash"] or ""):
-                return _broken(session, checked, seq, "content does not match its hash")
+            problem = _mismatch(key, row)
+            if problem:
+                return _broken(session, checked, seq, problem)
             if not hmac.compare_digest(link_hash(key, prev, row["hash"], row["position"]), row["link_hash"]):
                 return _broken(session, checked, seq, f"link {row['position']} does not match its hash")
             prev, position, checked = row["link_hash"], row["position"], checked + 1
@@ -309,8 +342,9 @@ def _verify(session: Session, key: str, batch: int) -> Verification:
         if not rows:
             break
         for row in rows:
-            if not hmac.compare_digest(compute_hash(key, row), row["hash"] or ""):
-                return _broken(session, checked, row["seq"], "content does not match its hash (not yet linked)")
+            problem = _mismatch(key, row)
+            if problem:
+                return _broken(session, checked, row["seq"], f"{problem} (not yet linked)")
             checked, last_seq = checked + 1, row["seq"]
     return Verification(True, checked, head_position=position or None, head_hash=prev if position else None,
                         linked=linked, lag=lag(session))

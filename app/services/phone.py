@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.models import PhoneVerification, SmsOptOut, User
-from app.services import DomainError, audit, notifications
+from app.services import DomainError, audit, field_crypto, notifications
 from app.services.audit import Actor
 
 MAX_TRIES = 5
@@ -51,7 +51,8 @@ def pending(session: Session, user: User, *, now: datetime) -> PhoneVerification
         return None
     return session.scalar(
         select(PhoneVerification)
-        .where(PhoneVerification.user_id == user.id, PhoneVerification.phone == user.phone,
+        .where(PhoneVerification.user_id == user.id,
+               PhoneVerification.phone_hash == field_crypto.phone_hash(user.phone),
                PhoneVerification.verified_at.is_(None))
         .order_by(PhoneVerification.created_at.desc(), PhoneVerification.id.desc()).limit(1))
 
@@ -152,17 +153,20 @@ def change_phone(session: Session, *, user: User, phone: str, actor: Actor) -> b
 # -- STOP / START from Twilio ----------------------------------------------------------------------
 
 def users_with_phone(session: Session, phone: str) -> list[User]:
-    return list(session.scalars(select(User).where(User.phone == phone).order_by(User.id)))
+    """The accounts with this number (E.164), found by its look-up hash (the number is encrypted)."""
+    return list(session.scalars(select(User).where(User.phone_hash == field_crypto.phone_hash(phone))
+                                .order_by(User.id)))
 
 
 def set_opt_out(session: Session, *, phone: str, opted_out: bool, actor: Actor) -> bool:
     """Store STOP (True) or START (False) for a number. False when nothing changed."""
-    row = session.get(SmsOptOut, phone, with_for_update=True)
+    key = field_crypto.phone_hash(phone)            # opt-outs are keyed by the hash, not the number
+    row = session.get(SmsOptOut, key, with_for_update=True)
     current = bool(row and row.opted_out)
     if current == opted_out:
         return False
     if row is None:
-        row = SmsOptOut(phone=phone, opted_out=opted_out)
+        row = SmsOptOut(phone_hash=key, opted_out=opted_out)
         session.add(row)
     else:
         row.opted_out = opted_out

@@ -15,7 +15,8 @@ from tests.helpers.web import RUN_ID
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTROLLED = ("APP_ENV", "DATABASE_URL", "REDIS_URL", "SECRET_KEY", "AUDIT_HMAC_KEY", "INSTANCE_PATH",
-              "REDIS_NAMESPACE", "STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET",
+              "REDIS_NAMESPACE", "FIELD_KEYS", "FIELD_KEY_ACTIVE", "LOOKUP_HASH_KEY",
+              "STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET",
               "STRIPE_API_BASE", "STRIPE_JS_URL")
 
 
@@ -31,7 +32,9 @@ def _production(database_url, redis_url, instance, **changes) -> dict:
                   REDIS_NAMESPACE=f"clinic-test-{RUN_ID}-prod",
                   # a real Stripe test-mode key's shape, not the sandbox's (never called here)
                   STRIPE_SECRET_KEY="sk_test_51PackagingCheck", STRIPE_PUBLISHABLE_KEY="pk_test_51PackagingCheck",
-                  STRIPE_WEBHOOK_SECRET="whsec_packaging_check")
+                  STRIPE_WEBHOOK_SECRET="whsec_packaging_check",
+                  FIELD_KEYS="prod1:cHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHA=",
+                  LOOKUP_HASH_KEY="prod-lookup-hash-key-0123456789abcdef")
     values.update(changes)
     return _env(**values)
 

@@ -9,7 +9,7 @@ import pytest
 
 from app.models import AuditEvent
 from app.models.audit import AuditLink
-from app.services import audit
+from app.services import audit, field_crypto
 from app.services.audit import Actor
 
 
@@ -64,7 +64,8 @@ def test_database_refuses_to_change_history(db, raw_conn, statement):
     _write(db, 1)
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
         raw_conn.execute(statement)
-    assert raw_conn.execute("SELECT count(*), max(reason) FROM audit_events").fetchone() == (1, "row 0")
+    count, reason = raw_conn.execute("SELECT count(*), max(reason) FROM audit_events").fetchone()
+    assert (count, field_crypto.decrypt(reason, context="audit_events.reason")) == (1, "row 0")   # encrypted at rest
     assert raw_conn.execute("SELECT count(*) FROM audit_links").fetchone() == (1,)
 
 

@@ -9,7 +9,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from app.models import AuditEvent, User
-from app.services import audit, db_roles
+from app.services import audit, db_roles, field_crypto
 from app.services.audit import Actor
 from tests.conftest import APP_ROLE, grant_app_role
 from tests.helpers.web import RUN_ID
@@ -64,7 +64,9 @@ def test_the_app_role_cannot_change_history_or_lift_the_triggers(app, db, raw_co
         conn.execute(statement)
     message = str(refused.value)
     assert "permission denied" in message or "must be owner" in message, message
-    assert raw_conn.execute("SELECT count(*), min(reason) FROM audit_events").fetchone() == (2, "row 0")
+    reasons = [field_crypto.decrypt(reason, context="audit_events.reason")             # encrypted at rest
+               for (reason,) in raw_conn.execute("SELECT reason FROM audit_events").fetchall()]
+    assert (len(reasons), min(reasons)) == (2, "row 0")
     assert raw_conn.execute("SELECT count(*) FROM audit_links").fetchone() == (2,)
 
 

@@ -98,7 +98,9 @@ def _run(code: str, app_env: str, database_url, redis_url, instance) -> subproce
     env.update(APP_ENV=app_env, DATABASE_URL=database_url, REDIS_URL=redis_url, INSTANCE_PATH=str(instance),
                REDIS_NAMESPACE=f"clinic-test-{RUN_ID}-logs", SECRET_KEY="k", AUDIT_HMAC_KEY="a",
                STRIPE_SECRET_KEY="sk_test_51LogsCheck", STRIPE_PUBLISHABLE_KEY="pk_test_51LogsCheck",
-               STRIPE_WEBHOOK_SECRET="whsec_logs_check")
+               STRIPE_WEBHOOK_SECRET="whsec_logs_check",
+               FIELD_KEYS="prod1:cHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHA=",
+               LOOKUP_HASH_KEY="prod-lookup-hash-key-0123456789abcdef")
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=120)
 

@@ -26,7 +26,8 @@ from tests.helpers.web import RUN_ID
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "gunicorn.conf.py"
 CONTROLLED = ("APP_ENV", "DATABASE_URL", "REDIS_URL", "SECRET_KEY", "AUDIT_HMAC_KEY", "INSTANCE_PATH",
-              "REDIS_NAMESPACE", "STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET",
+              "REDIS_NAMESPACE", "FIELD_KEYS", "FIELD_KEY_ACTIVE", "LOOKUP_HASH_KEY",
+              "STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET",
               "STRIPE_API_BASE", "STRIPE_JS_URL", "PORT", "WEB_CONCURRENCY", "WEB_THREADS", "WEB_TIMEOUT",
               "WEB_GRACEFUL_TIMEOUT", "WEB_KEEPALIVE", "WEB_MAX_REQUESTS", "GUNICORN_CMD_ARGS")
 # The signed Flask-WTF token differs from one second to the next (itsdangerous signs a timestamp
@@ -42,7 +43,9 @@ def production_env(database_url, redis_url, instance, **changes) -> dict:
                REDIS_NAMESPACE=f"clinic-test-{RUN_ID}-serving",
                # a real Stripe test-mode key's shape, not the sandbox's (never called here)
                STRIPE_SECRET_KEY="sk_test_51ServingCheck", STRIPE_PUBLISHABLE_KEY="pk_test_51ServingCheck",
-               STRIPE_WEBHOOK_SECRET="whsec_serving_check", PYTHONUNBUFFERED="1")
+               STRIPE_WEBHOOK_SECRET="whsec_serving_check", PYTHONUNBUFFERED="1",
+               FIELD_KEYS="prod1:cHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHA=",
+               LOOKUP_HASH_KEY="prod-lookup-hash-key-0123456789abcdef")
     env.update({k: str(v) for k, v in changes.items()})
     return env
 

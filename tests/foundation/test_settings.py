@@ -6,6 +6,7 @@ from app.settings import ConfigError, Settings
 
 STRIPE = {"STRIPE_SECRET_KEY": "sk_live_x", "STRIPE_PUBLISHABLE_KEY": "pk_live_x",
           "STRIPE_WEBHOOK_SECRET": "whsec_x"}
+FIELD = {"FIELD_KEYS": "prod1:cHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHA=", "LOOKUP_HASH_KEY": "prod-lookup-hash-key-0123456789abcdef"}
 
 
 def test_production_refuses_to_start_without_its_secrets_and_names_them(tmp_path):
@@ -13,13 +14,13 @@ def test_production_refuses_to_start_without_its_secrets_and_names_them(tmp_path
         create_app(Settings.from_env({"APP_ENV": "production", "INSTANCE_PATH": str(tmp_path)}))
     message = str(refused.value)
     for name in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "AUDIT_HMAC_KEY", "STRIPE_SECRET_KEY",
-                 "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET"):
+                 "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET", "FIELD_KEYS", "LOOKUP_HASH_KEY"):
         assert name in message
 
 
 def test_production_names_only_the_missing_secret(tmp_path):
     env = {"APP_ENV": "production", "SECRET_KEY": "s", "DATABASE_URL": "postgresql://db/x",
-           "AUDIT_HMAC_KEY": "k", "INSTANCE_PATH": str(tmp_path), **STRIPE}
+           "AUDIT_HMAC_KEY": "k", "INSTANCE_PATH": str(tmp_path), **STRIPE, **FIELD}
     with pytest.raises(ConfigError) as refused:
         Settings.from_env(env)
     assert "REDIS_URL" in str(refused.value)
@@ -36,7 +37,7 @@ def test_production_with_secrets_builds_without_starting_embedded_services(tmp_p
     app = create_app(Settings.from_env({
         "APP_ENV": "production", "SECRET_KEY": "prod-secret", "AUDIT_HMAC_KEY": "prod-audit",
         "DATABASE_URL": "postgresql://clinic@127.0.0.1:1/clinic", "REDIS_URL": "redis://127.0.0.1:1/0",
-        "INSTANCE_PATH": str(tmp_path), **STRIPE}))
+        "INSTANCE_PATH": str(tmp_path), **STRIPE, **FIELD}))
     assert app.config["SESSION_COOKIE_SECURE"] is True
     assert app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql+psycopg://")
     assert not app.testing
@@ -70,7 +71,7 @@ def test_test_mode_app_uses_the_given_services(app):
 def test_production_refuses_the_sandbox_key(tmp_path):
     env = {"APP_ENV": "production", "SECRET_KEY": "s", "DATABASE_URL": "postgresql://db/x",
            "REDIS_URL": "redis://r", "AUDIT_HMAC_KEY": "k", "INSTANCE_PATH": str(tmp_path),
-           **STRIPE, "STRIPE_SECRET_KEY": "sk_test_sandbox"}
+           **STRIPE, **FIELD, "STRIPE_SECRET_KEY": "sk_test_sandbox"}
     with pytest.raises(ConfigError, match="sandbox"):
         Settings.from_env(env)
 

@@ -3,10 +3,15 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from app.models import Notification, SmsOptOut
-from app.services import audit, notifications
+from app.services import audit, field_crypto, notifications
 from tests.helpers.messages import AUTH_TOKEN, PUBLIC_BASE_URL
 
 PHONE = "+15555550142"
+
+
+def opt_out(db):
+    """The number's opt-out row: keyed by its look-up hash (the number itself is not stored)."""
+    return db.get(SmsOptOut, field_crypto.phone_hash(PHONE))
 
 
 @pytest.fixture
@@ -41,12 +46,12 @@ def test_stop_moves_the_patient_to_email(db, client, clinic, twilio_on, verified
     assert response.status_code == 200
     assert response.mimetype == "application/xml"
     assert response.get_data(as_text=True).endswith("<Response />")
-    assert db.get(SmsOptOut, PHONE).opted_out is True
+    assert opt_out(db).opted_out is True
     assert notifications.address_for(db, verified_patient) == notifications.Address("email", verified_patient.email)
     assert "sms.opted_out" in audit.actions_for(db, subject_user_id=verified_patient.id)
     # A reminder queued now goes by email.
     row = notifications.queue(db, dedupe_key="reminder:test", template="reminder", user=verified_patient,
-                              scheduled_for=db.get(SmsOptOut, PHONE).updated_at)
+                              scheduled_for=opt_out(db).updated_at)
     assert (row.channel, row.recipient) == ("email", verified_patient.email)
 
 
@@ -56,7 +61,7 @@ def test_start_after_stop_allows_sms_again(db, client, clinic, twilio_on, verifi
 
     assert response.status_code == 200
     assert "Riverside Clinic" in response.get_data(as_text=True)
-    assert db.get(SmsOptOut, PHONE).opted_out is False
+    assert opt_out(db).opted_out is False
     assert notifications.address_for(db, verified_patient).channel == "sms"
     assert audit.actions_for(db, subject_user_id=verified_patient.id)[-2:] == ["sms.opted_out", "sms.opted_in"]
 
@@ -67,7 +72,7 @@ def test_help_answers_with_the_clinic_name_and_phone(db, client, clinic, twilio_
     body = response.get_data(as_text=True)
     assert response.status_code == 200
     assert "<Message>" in body and "Riverside Clinic" in body and "+15550100000" in body
-    assert db.get(SmsOptOut, PHONE) is None
+    assert opt_out(db) is None
 
 
 @pytest.mark.parametrize("forge", ["wrong token", "other url", "changed body", "no signature"])
@@ -85,7 +90,7 @@ def test_a_request_not_signed_by_twilio_is_refused(db, client, clinic, twilio_on
         response = client.post("/twilio/inbound", data=params)
 
     assert response.status_code == 403
-    assert db.get(SmsOptOut, PHONE) is None
+    assert opt_out(db) is None
     assert notifications.address_for(db, verified_patient).channel == "sms"
 
 
