@@ -77,6 +77,10 @@ def test_200_patients_race_for_one_slot_across_both_web_servers(cluster, seeder,
 
     def race(args):
         p, token = args
+        # A fresh connection: the one from sign-in may have sat idle past the servers' keep-alive
+        # while 200 patients got ready, and a POST on a connection the server just closed fails in
+        # the client (a browser would retry it) before any server could answer.
+        p.http.close()
         try:
             gate.wait(timeout=30)
         except threading.BrokenBarrierError:
