@@ -31,6 +31,14 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    def tick():                       # timers fall due in real time too, not only on the next API call
+        while not stopping.wait(0.5):
+            try:
+                app.sweep()
+            except Exception as error:  # noqa: BLE001 - keep ticking; the next call sweeps again
+                print(f"sandbox sweep failed: {error!r}", file=sys.stderr, flush=True)
+
+    threading.Thread(target=tick, name="sandbox-ticker", daemon=True).start()
     print(f"STRIPE_SANDBOX_READY {app.api_base}", flush=True)
     try:
         srv.serve_forever(poll_interval=0.1)

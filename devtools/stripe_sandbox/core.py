@@ -24,6 +24,11 @@ class Ctx:
         self.request_id = request_id
         self.idempotency_key = idempotency_key
         self.events: list[dict] = []
+        self.account: str | None = None   # the Stripe-Account header: the connected account acted as
+
+    def later(self) -> int:
+        """When something Stripe does "later" is due (sandbox seconds): ``app.later_seconds`` from now."""
+        return self.now() + int(round(getattr(self.app, "later_seconds", 3)))
 
     # -- time & ids --------------------------------------------------------
     def now(self) -> int:

@@ -137,6 +137,11 @@ class SandboxProcess:
     def now(self) -> int:
         return self.admin("GET", "clock")["now"]
 
+    def set_later(self, seconds: float) -> float:
+        """How long Stripe's "later" takes in real time (a refund settling, a dispute opening, funds
+        becoming available, a payout landing); advancing the clock past it also brings it on."""
+        return self.admin("POST", "later", {"seconds": seconds})["later_seconds"]
+
     def inject_faults(self, mode: str, *, count: int = 1, path: str | None = None, method: str | None = None,
                       delay: float = 1.0) -> dict:
         """mode: slow | error_before | error_after | drop_before | drop_after."""

@@ -50,9 +50,16 @@ class Router:
     def __init__(self):
         self.routes: list[Route] = []
         self.timers = []
+        self.admin_routes: list[Route] = []
 
     def add(self, method: str, pattern: str, handler, publishable: bool = False) -> None:
         self.routes.append(Route(method, pattern, handler, publishable))
+
+    def admin(self, method: str, pattern: str, handler) -> None:
+        """An admin route under /_sandbox (``pattern`` without that prefix, e.g. ``/cards/{id}/expire``):
+        ``handler(ctx, data, **path_args)`` runs in one transaction with an admin context and returns
+        the JSON body (200); a StripeAPIError answers with its status and envelope."""
+        self.admin_routes.append(Route(method, pattern, handler, False))
 
     def timer(self, fn) -> None:
         self.timers.append(fn)
@@ -69,7 +76,14 @@ class Router:
 
 class SandboxApp:
     def __init__(self, data_dir: str, *, secret_key: str = "sk_test_sandbox", publishable_key: str = "pk_test_sandbox",
-                 webhook_secret: str = "whsec_sandbox", webhook_urls: list[str] | None = None):
+                 webhook_secret: str = "whsec_sandbox", webhook_urls: list[str] | None = None,
+                 later_seconds: float | None = None):
+        # "Later" (a refund settling, a dispute opening, funds becoming available, a payout landing):
+        # due this many seconds after the cause in real time, or at once when the sandbox clock is
+        # advanced past it. Env STRIPE_SANDBOX_LATER_SECONDS; admin POST /_sandbox/later.
+        if later_seconds is None:
+            later_seconds = float(os.environ.get("STRIPE_SANDBOX_LATER_SECONDS") or 3)
+        self.later_seconds = later_seconds
         self.secret_key = secret_key
         self.publishable_key = publishable_key
         self.webhook_secret = webhook_secret
@@ -191,6 +205,7 @@ class SandboxApp:
                 else:
                     scope = fp = None
                 ctx = Ctx(self, self.store, method, path, params, key_kind, request_id, idem_key)
+                ctx.account = headers.get("Stripe-Account") or None   # acting as a connected account
                 self.store.begin()
                 try:
                     try:
@@ -293,6 +308,22 @@ class SandboxApp:
                 return 200, public(self.run_in_tx(run))
             except StripeAPIError as e:
                 return e.status, e.body()
+        if sub == "/later":
+            if method == "POST":
+                seconds = float(data.get("seconds", self.later_seconds))
+                if seconds < 0:
+                    return 400, {"error": "seconds must be >= 0"}
+                self.later_seconds = seconds
+            return 200, {"later_seconds": self.later_seconds}
+        for r in self.router.admin_routes:
+            if r.method != method:
+                continue
+            found = r.regex.match(sub)
+            if found:
+                try:
+                    return 200, public(self.run_in_tx(lambda ctx: r.handler(ctx, data, **found.groupdict())))
+                except StripeAPIError as e:
+                    return e.status, e.body()
         return 404, {"error": f"unknown sandbox route {method} {path}"}
 
 
