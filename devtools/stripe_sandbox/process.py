@@ -176,3 +176,19 @@ class SandboxProcess:
     def complete_3ds(self, intent_id: str, *, success: bool = True) -> dict:
         """Act as the customer in the 3-D Secure challenge of a PaymentIntent or SetupIntent."""
         return self.admin("POST", f"3ds/{intent_id}", {"outcome": "succeeded" if success else "failed"})
+
+    # -- issue 13: saved cards ----------------------------------------------------
+    def expire_card(self, pm_id: str) -> dict:
+        """Mark a saved card expired now: its later charges fail ``expired_card``."""
+        return self.admin("POST", f"payment_methods/{pm_id}/expire", {})
+
+    def mark_card_lost(self, pm_id: str) -> dict:
+        """Mark a saved card lost now: its later charges fail ``card_declined`` / ``lost_card``."""
+        return self.admin("POST", f"payment_methods/{pm_id}/lost", {})
+
+    # -- issue 13: Connect ----------------------------------------------------------
+    def onboard_account(self, account_id: str, **form) -> dict:
+        """Complete a connected account's onboarding as its onboarding page would (no browser): details
+        submitted, charges and payouts enabled, capabilities active, ``account.updated``. ``form`` may give the
+        page's fields, e.g. ``account_number="000111111116"`` for a bank account whose payouts fail."""
+        return self.admin("POST", f"accounts/{account_id}/onboard", form)

@@ -298,3 +298,29 @@ NULLABLE = {
                                            "multicapture", "network", "network_token", "overcapture",
                                            "three_d_secure", "wallet", "regulated_status"},
 }
+
+
+JSON_TYPES = {"object": dict, "array": list, "string": str, "integer": int, "boolean": bool}
+
+
+def assert_shape(resource: str, obj: dict, table: dict | None = None, nullable: set | None = None) -> None:
+    """``obj`` has every field of Stripe's object (``table``, by default ``SHAPES[resource]`` from
+    fixtures3.json) with its JSON type; null only where Stripe's object may be null."""
+    table = table or SHAPES[resource]
+    nullable = NULLABLE.get(resource, set()) if nullable is None else nullable
+    missing = sorted(set(table) - set(obj))
+    assert not missing, f"{resource} lacks {missing}"
+    for key, typ in table.items():
+        val = obj[key]
+        if typ == "null" or (val is None and key in nullable):
+            continue
+        assert val is not None, f"{resource}.{key} is null"
+        assert isinstance(val, JSON_TYPES[typ]) and not (typ == "integer" and isinstance(val, bool)), \
+            f"{resource}.{key}: expected {typ}, got {val!r}"
+
+
+def raw(obj) -> dict:
+    """What the sandbox answered for an SDK object, as plain JSON."""
+    import json
+
+    return json.loads(json.dumps(obj.last_response.data))

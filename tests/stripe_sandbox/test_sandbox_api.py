@@ -9,27 +9,8 @@ import urllib.request
 import pytest
 import stripe
 
-from tests.helpers.stripe_shapes import NESTED, NULLABLE, SHAPES
+from tests.helpers.stripe_shapes import NESTED, assert_shape, raw
 
-JSON_TYPES = {"object": dict, "array": list, "string": str, "integer": int, "boolean": bool}
-
-
-def assert_shape(resource: str, obj: dict, table=None):
-    table = table or SHAPES[resource]
-    nullable = NULLABLE.get(resource, set())
-    missing = sorted(set(table) - set(obj))
-    assert not missing, f"{resource} lacks {missing}"
-    for key, typ in table.items():
-        val = obj[key]
-        if typ == "null" or (val is None and key in nullable):
-            continue
-        assert val is not None, f"{resource}.{key} is null"
-        assert isinstance(val, JSON_TYPES[typ]) and not (typ == "integer" and isinstance(val, bool)), \
-            f"{resource}.{key}: expected {typ}, got {val!r}"
-
-
-def raw(obj) -> dict:
-    return json.loads(json.dumps(obj.last_response.data))
 
 
 def test_shapes_of_every_resource(client, sandbox, new_card):

@@ -7,13 +7,13 @@ from ..core import Ctx, created_filter, list_object
 from ..errors import StripeAPIError
 from ..store import new_id, public
 from . import charges
-from .payment_methods import attach_to, behaviour, card_error, from_payment_method_data, resolve
+from .payment_methods import (attach_to, behaviour, card_error, card_state_decline, check_not_detached,
+                              from_payment_method_data, resolve)
 
 AUTH_WINDOW = 7 * 86400
 CANCEL_REASONS = ("duplicate", "fraudulent", "requested_by_customer", "abandoned")
 REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
-AUTH_REQUIRED = cards.Decline("authentication_required", "authentication_required",
-                              "Your card was declined. This transaction requires authentication.")
+AUTH_REQUIRED = cards.AUTHENTICATION_REQUIRED
 AUTH_FAILED_MSG = ("The provided PaymentMethod has failed authentication. You can provide payment_method_data "
                    "or a new PaymentMethod to attempt to fulfill this PaymentIntent again.")
 UPDATABLE_STATES = ("requires_payment_method", "requires_confirmation", "requires_action")
@@ -91,9 +91,16 @@ def _apply_common(ctx: Ctx, pi: dict) -> None:
         pi["customer"] = cid
     if ctx.has("automatic_payment_methods"):
         apm = ctx.dict_("automatic_payment_methods") or {}
+        if "enabled" not in apm:   # Stripe requires it; together with payment_method_types it is refused
+            raise errors.invalid("Missing required param: automatic_payment_methods[enabled].",
+                                 param="automatic_payment_methods[enabled]", code="parameter_missing")
+        if ctx.has("payment_method_types"):
+            raise errors.invalid("You may only specify one of these parameters: automatic_payment_methods, "
+                                 "payment_method_types.", param="automatic_payment_methods")
         enabled = ctx.bool_("enabled", False, src=apm)
-        pi["automatic_payment_methods"] = {"allow_redirects": apm.get("allow_redirects", "always"),
-                                           "enabled": enabled}
+        pi["automatic_payment_methods"] = {"allow_redirects": ctx.str_(
+            "allow_redirects", src=apm, label="automatic_payment_methods[allow_redirects]",
+            choices=("always", "never")) or "always", "enabled": enabled}
     if ctx.has("payment_method_types"):
         pmt = ctx.params["payment_method_types"]
         if not isinstance(pmt, list) or pmt != ["card"]:
@@ -117,6 +124,7 @@ def _set_payment_method(ctx: Ctx, pi: dict) -> None:
 
 
 def _check_pm_customer(pi: dict, pm: dict) -> None:
+    check_not_detached(pm)   # a detached PaymentMethod may never be used again, customer given or not
     if pm.get("customer") and pm["customer"] != pi.get("customer"):
         if pi.get("customer"):
             raise errors.invalid(
@@ -262,13 +270,17 @@ def _confirm(ctx: Ctx, pi: dict, off_session: bool) -> dict:
     _check_pm_customer(pi, pm)
     pi["last_payment_error"] = None
     pi["next_action"] = None
-    pi["_sandbox"] = {"off_session": off_session}
+    pi["_sandbox"] = {"off_session": off_session,
+                      "error_on_requires_action": bool(ctx.bool_("error_on_requires_action", False))}
     return attempt(ctx, pi, pm, off_session=off_session, authenticated=False)
 
 
 def attempt(ctx: Ctx, pi: dict, pm: dict, *, off_session: bool, authenticated: bool) -> dict:
     b = behaviour(pm)
     set_up = bool(pm.get("_sandbox", {}).get("setup"))
+    state_decline = card_state_decline(ctx, pm)   # expired (clock or admin) or marked lost
+    if state_decline:
+        return _fail(ctx, pi, pm, state_decline, authenticated=authenticated)
     if b.decline:
         return _fail(ctx, pi, pm, b.decline)
     needs_auth = False
@@ -280,8 +292,9 @@ def attempt(ctx: Ctx, pi: dict, pm: dict, *, off_session: bool, authenticated: b
         elif b.auth == "on_session_only":
             needs_auth = not off_session
     if needs_auth:
-        if off_session:
-            return _fail(ctx, pi, pm, AUTH_REQUIRED, charge=False)
+        if off_session or pi.get("_sandbox", {}).get("error_on_requires_action"):
+            # the issuer soft-declines: a failed charge, the intent back in requires_payment_method
+            return _fail(ctx, pi, pm, AUTH_REQUIRED)
         pi["status"] = "requires_action"
         pi["next_action"] = next_action(ctx, pi)
         pi["payment_method"] = pm["id"]

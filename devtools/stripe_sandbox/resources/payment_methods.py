@@ -35,13 +35,29 @@ def billing_details(ctx: Ctx, raw) -> dict:
     return bd
 
 
-def build_card_pm(ctx: Ctx, card: dict | None, billing, metadata: dict | None = None, prefix: str = "card") -> dict:
+# Sandbox wallets (Apple Pay / Google Pay): the sandbox's Stripe.js wallet sheet sends the chosen test card
+# with the internal ``card[wallet]`` (only on POST /v1/payment_methods); it shows as ``card.wallet``.
+WALLETS = ("apple_pay", "google_pay")
+
+
+def _wallet(ctx: Ctx, card: dict, prefix: str) -> str | None:
+    return ctx.str_("wallet", src=card, label=f"{prefix}[wallet]", choices=WALLETS) if "wallet" in card else None
+
+
+def wallet_details(wallet: str | None, last4: str) -> dict | None:
+    """Stripe's ``card.wallet`` hash: ``type``, ``dynamic_last4`` and a sub-hash named after the type."""
+    return {"dynamic_last4": last4, "type": wallet, wallet: {}} if wallet else None
+
+
+def build_card_pm(ctx: Ctx, card: dict | None, billing, metadata: dict | None = None, prefix: str = "card",
+                  wallet_ok: bool = False) -> dict:
     """Validate raw card data and build a PaymentMethod.  The full number and CVC are dropped here."""
     if not isinstance(card, dict):
         raise errors.invalid(f"Missing required param: {prefix}.", param=prefix, code="parameter_missing")
     for k in card:
-        if k not in ("number", "exp_month", "exp_year", "cvc", "networks"):
+        if k not in ("number", "exp_month", "exp_year", "cvc", "networks") and not (k == "wallet" and wallet_ok):
             raise errors.invalid(f"Received unknown parameter: {prefix}[{k}]", param=f"{prefix}[{k}]")
+    wallet = _wallet(ctx, card, prefix) if wallet_ok else None
     number = ctx.str_("number", required=True, src=card, label=f"{prefix}[number]").replace(" ", "")
     exp_month = ctx.int_("exp_month", required=True, src=card, label=f"{prefix}[exp_month]")
     exp_year = ctx.int_("exp_year", required=True, src=card, label=f"{prefix}[exp_year]")
@@ -88,7 +104,7 @@ def build_card_pm(ctx: Ctx, card: dict | None, billing, metadata: dict | None = 
             "last4": last4,
             "networks": {"available": [brand], "preferred": None},
             "three_d_secure_usage": {"supported": True},
-            "wallet": None,
+            "wallet": wallet_details(wallet, last4),
             "regulated_status": "unregulated",
         },
         "created": ctx.now(),
@@ -127,7 +143,40 @@ def behaviour(pm: dict) -> cards.Behaviour:
     return cards.BEHAVIOURS[pm.get("_sandbox", {}).get("behaviour", "success")]
 
 
+DETACHED_ATTACH_MSG = ("This PaymentMethod was previously used without being attached to a Customer or was detached "
+                      "from a Customer, and may not be used again.")
+DETACHED_USE_MSG = ("The provided PaymentMethod was previously used with a PaymentIntent without Customer attachment, "
+                    "shared with a connected account without Customer attachment, or was detached from a Customer. "
+                    "It may not be used again. To use a PaymentMethod multiple times, you must attach it to a "
+                    "Customer first.")
+
+
+def is_detached(pm: dict) -> bool:
+    """Detached from a Customer: Stripe never lets it be used (attached, set up, charged) again."""
+    return bool(pm.get("_sandbox", {}).get("detached"))
+
+
+def check_not_detached(pm: dict, message: str = DETACHED_USE_MSG) -> None:
+    if is_detached(pm):
+        raise errors.invalid(message, param="payment_method")
+
+
+def card_state_decline(ctx: Ctx, pm: dict) -> cards.Decline | None:
+    """The decline a saved card gets from its state now: marked lost or expired (admin API), or its expiry
+    month passed on the sandbox clock (a card is valid through the end of its expiry month)."""
+    state = pm.get("_sandbox", {}).get("state")
+    if state == "lost":
+        return cards.LOST
+    if state == "expired":
+        return cards.EXPIRED
+    c = pm.get("card") or {}
+    if c.get("exp_month") and c.get("exp_year") and cards.card_expired(c["exp_month"], c["exp_year"], ctx.now()):
+        return cards.EXPIRED
+    return None
+
+
 def attach_to(ctx: Ctx, pm: dict, cus: dict) -> dict:
+    check_not_detached(pm, DETACHED_ATTACH_MSG)
     if pm.get("customer") and pm["customer"] != cus["id"]:
         raise errors.invalid("The payment method you provided has already been attached to a customer.",
                              param="payment_method", code="payment_method_unexpected_state")
@@ -149,7 +198,7 @@ def create(ctx: Ctx):
     if t != "card":
         raise errors.invalid("The sandbox only supports type=card.", param="type")
     pm = build_card_pm(ctx, ctx.params.get("card"), ctx.params.get("billing_details"),
-                       metadata=ctx.metadata() if ctx.key_kind == "secret" else {})
+                       metadata=ctx.metadata() if ctx.key_kind == "secret" else {}, wallet_ok=True)
     ctx.store.insert(pm)
     return pm
 
@@ -196,6 +245,7 @@ def detach(ctx: Ctx, id):
     cus = ctx.store.get(pm["customer"], "customer")
     pm["customer"] = None
     pm["_sandbox"]["setup"] = False
+    pm["_sandbox"]["detached"] = True
     ctx.store.save(pm)
     if cus and cus["invoice_settings"].get("default_payment_method") == id:
         cus["invoice_settings"]["default_payment_method"] = None
@@ -212,7 +262,19 @@ def list_(ctx: Ctx):
     return list_object(ctx, items, "/v1/payment_methods")
 
 
+def _mark(state: str):
+    def handler(ctx: Ctx, data, pm_id):
+        """Admin: mark a saved card expired / lost now; its later charges fail expired_card / lost_card."""
+        pm = ctx.load("payment_method", pm_id, "PaymentMethod")
+        pm.setdefault("_sandbox", {})["state"] = state
+        ctx.store.save(pm)
+        return pm
+    return handler
+
+
 def register(r):
+    r.admin("POST", "/payment_methods/{pm_id}/expire", _mark("expired"))
+    r.admin("POST", "/payment_methods/{pm_id}/lost", _mark("lost"))
     r.add("POST", "/v1/payment_methods", create, publishable=True)
     r.add("GET", "/v1/payment_methods", list_)
     r.add("GET", "/v1/payment_methods/{id}", retrieve)

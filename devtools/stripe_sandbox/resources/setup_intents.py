@@ -6,7 +6,8 @@ from .. import errors
 from ..core import Ctx, created_filter, list_object
 from ..store import new_id, public
 from .payment_intents import AUTH_FAILED_MSG, next_action
-from .payment_methods import attach_to, behaviour, card_error, from_payment_method_data, resolve
+from .payment_methods import (DETACHED_ATTACH_MSG, attach_to, behaviour, card_error, card_state_decline,
+                              check_not_detached, from_payment_method_data, resolve)
 
 
 def _set_pm(ctx: Ctx, si: dict) -> None:
@@ -16,6 +17,7 @@ def _set_pm(ctx: Ctx, si: dict) -> None:
         pm_id = ctx.str_("payment_method")
         if pm_id:
             pm = resolve(ctx, pm_id)
+            check_not_detached(pm, DETACHED_ATTACH_MSG)
             if pm.get("customer") and pm["customer"] != si.get("customer"):
                 raise errors.invalid(f"The provided PaymentMethod {pm['id']} does not belong to the Customer.",
                                      param="payment_method")
@@ -120,6 +122,7 @@ def _confirm(ctx: Ctx, si: dict) -> dict:
         raise errors.invalid("You cannot confirm this SetupIntent because it's missing a payment method.",
                              code="setup_intent_unexpected_state", extra={"setup_intent": public(si)})
     pm = ctx.load("payment_method", si["payment_method"], "PaymentMethod", "payment_method")
+    check_not_detached(pm, DETACHED_ATTACH_MSG)
     si["last_setup_error"] = None
     si["next_action"] = None
     si["latest_attempt"] = new_id("setatt")
@@ -128,18 +131,19 @@ def _confirm(ctx: Ctx, si: dict) -> dict:
 
 def attempt(ctx: Ctx, si: dict, pm: dict, *, authenticated: bool) -> dict:
     b = behaviour(pm)
-    if b.decline:
-        err = {"code": b.decline.code, "message": b.decline.message, "payment_method": public(pm),
+    decline = card_state_decline(ctx, pm) or b.decline   # a saved card marked lost / expired fails too
+    if decline:
+        err = {"code": decline.code, "message": decline.message, "payment_method": public(pm),
                "type": "card_error",
-               "doc_url": f"https://stripe.com/docs/error-codes/{b.decline.code.replace('_', '-')}"}
-        if b.decline.decline_code:
-            err["decline_code"] = b.decline.decline_code
+               "doc_url": f"https://stripe.com/docs/error-codes/{decline.code.replace('_', '-')}"}
+        if decline.decline_code:
+            err["decline_code"] = decline.decline_code
         si["status"] = "requires_payment_method"
         si["payment_method"] = None
         si["last_setup_error"] = err
         ctx.store.save(si)
         ctx.emit("setup_intent.setup_failed", si)
-        raise card_error(b.decline, extra={"setup_intent": public(si), "payment_method": public(pm)}, keep=True)
+        raise card_error(decline, extra={"setup_intent": public(si), "payment_method": public(pm)}, keep=True)
     set_up = bool(pm.get("_sandbox", {}).get("setup"))
     needs_auth = not authenticated and (b.auth in ("always", "on_session_only")
                                         or (b.auth == "unless_setup" and not set_up))
