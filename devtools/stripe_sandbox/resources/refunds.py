@@ -3,9 +3,18 @@ from __future__ import annotations
 from .. import errors
 from ..core import Ctx, created_filter, list_object
 from ..store import new_id
-from . import charges
+from . import charges, disputes
 
 REASONS = ("duplicate", "fraudulent", "requested_by_customer")
+# Stripe's refund test cards (cards.py): how a refund of a charge made with them settles, later
+TIMING = {"refund_pending_then_succeeded": ("pending", "refund_settle"),
+          "refund_succeeded_then_failed": ("succeeded", "refund_fail")}
+FAILURE_REASON = "expired_or_canceled_card"
+
+
+def _behaviour(ctx: Ctx, ch: dict) -> str:
+    pm = ctx.store.get(ch.get("payment_method") or "", "payment_method")
+    return (pm or {}).get("_sandbox", {}).get("behaviour", "success")
 
 
 def create(ctx: Ctx):
@@ -32,6 +41,16 @@ def create(ctx: Ctx):
         raise errors.invalid(f"Charge {ch['id']} has not been captured; it cannot be refunded.",
                              param="charge", code="charge_not_refundable")
     reason = ctx.str_("reason", choices=REASONS)
+    # Connect: reverse_transfer / refund_application_fee apply to destination charges and application fees only;
+    # with separate charges and transfers the platform reverses its transfers itself.
+    if ctx.bool_("reverse_transfer") and not ch.get("transfer_data"):
+        raise errors.invalid("reverse_transfer can only be used with destination charges (charges with "
+                             "transfer_data[destination]); this charge has no transfer to reverse.",
+                             param="reverse_transfer")
+    if ctx.bool_("refund_application_fee") and not (ch.get("application_fee_amount") or ch.get("application_fee")):
+        raise errors.invalid("refund_application_fee can only be used with charges that have an application fee; "
+                             "this charge has none.", param="refund_application_fee")
+    disputes.check_refundable(ctx, ch)
     existing = ctx.store.all("refund", charge=ch["id"], where=lambda r: r["status"] in
                              ("pending", "succeeded", "requires_action"))
     refunded = sum(r["amount"] for r in existing)
@@ -69,6 +88,10 @@ def create(ctx: Ctx):
         "status": "succeeded",
         "transfer_reversal": None,
     }
+    timing = TIMING.get(_behaviour(ctx, ch))
+    if timing:
+        re["status"] = timing[0]
+        ctx.store.db.execute("INSERT INTO timers(obj_id, kind, due) VALUES(?,?,?)", (re["id"], timing[1], ctx.later()))
     re["balance_transaction"] = charges.balance_transaction(ctx, ch, amount, type_="refund", source=re["id"],
                                                             sign=-1)["id"]
     ctx.store.insert(re)
@@ -96,6 +119,68 @@ def update(ctx: Ctx, id):
     return re
 
 
+def cancel(ctx: Ctx, id):
+    ctx.allow()
+    re = ctx.load("refund", id, "refund")
+    if re["status"] != "requires_action":
+        raise errors.invalid(f"You cannot cancel this refund because it has a status of {re['status']}. Only "
+                             "refunds with a status of requires_action can be canceled.")   # card refunds never do
+    ch = ctx.load("charge", re["charge"], "charge")
+    prev = {"status": re["status"]}
+    re["status"] = "canceled"
+    re["failure_reason"] = "merchant_request"
+    re["failure_balance_transaction"] = charges.balance_transaction(
+        ctx, ch, re["amount"], type_="refund_failure", source=re["id"], sign=1)["id"]
+    _give_back(ctx, ch, re["amount"])
+    ctx.store.save(re)
+    ctx.store.db.execute("DELETE FROM timers WHERE obj_id=?", (re["id"],))
+    ctx.emit("charge.refund.updated", re, prev)
+    ctx.emit("refund.updated", re, prev)
+    return re
+
+
+def _give_back(ctx: Ctx, ch: dict, amount: int) -> None:
+    """A refund that failed or was canceled no longer counts against the charge."""
+    ch["amount_refunded"] = max(0, ch["amount_refunded"] - amount)
+    ch["refunded"] = ch["amount_refunded"] >= ch["amount"]
+    ctx.store.save(ch)
+
+
+def run_timers(ctx: Ctx) -> None:
+    """Refunds of Stripe's refund test cards settle later: 7726 pending -> succeeded, 5126 succeeded -> failed."""
+    rows = ctx.store.db.execute(
+        "SELECT rowid, obj_id, kind FROM timers WHERE kind IN ('refund_settle', 'refund_fail') AND due<=? "
+        "ORDER BY due", (ctx.now(),)).fetchall()
+    for rowid, obj_id, kind in rows:
+        ctx.store.db.execute("DELETE FROM timers WHERE rowid=?", (rowid,))
+        re = ctx.store.get(obj_id, "refund")
+        if re is None:
+            continue
+        if kind == "refund_settle" and re["status"] == "pending":
+            prev = {"status": "pending", "destination_details": {"card": dict(re["destination_details"]["card"])}}
+            re["status"] = "succeeded"
+            re["destination_details"]["card"]["reference"] = obj_id[-12:].upper()
+            re["destination_details"]["card"]["reference_status"] = "available"
+            ctx.store.save(re)
+            ctx.emit("charge.refund.updated", re, prev)
+            ctx.emit("refund.updated", re, prev)
+        elif kind == "refund_fail" and re["status"] in ("pending", "succeeded"):
+            ch = ctx.store.get(re["charge"], "charge")
+            if ch is None:
+                continue
+            prev = {"status": re["status"], "failure_reason": None, "failure_balance_transaction": None}
+            re["status"] = "failed"
+            re["failure_reason"] = FAILURE_REASON
+            re["failure_balance_transaction"] = charges.balance_transaction(
+                ctx, ch, re["amount"], type_="refund_failure", source=re["id"], sign=1,
+                description=f"Refund failure for {re['id']}")["id"]
+            ctx.store.save(re)
+            _give_back(ctx, ch, re["amount"])
+            ctx.emit("charge.refund.updated", re, prev)
+            ctx.emit("refund.updated", re, prev)
+            ctx.emit("refund.failed", re)
+
+
 def list_(ctx: Ctx):
     ctx.allow("payment_intent", "charge", "limit", "starting_after", "ending_before", "created")
     pi = ctx.str_("payment_intent")
@@ -110,3 +195,5 @@ def register(r):
     r.add("GET", "/v1/refunds", list_)
     r.add("GET", "/v1/refunds/{id}", retrieve)
     r.add("POST", "/v1/refunds/{id}", update)
+    r.add("POST", "/v1/refunds/{id}/cancel", cancel)
+    r.timer(run_timers)
