@@ -62,7 +62,7 @@ BEHAVIOURS: dict[str, Behaviour] = {b.name: b for b in [
     Behaviour("auth_3ds2_required", auth="unless_setup"),
     Behaviour("auth_then_declined", auth="unless_setup", decline_after_auth=GENERIC),
     Behaviour("auth_supported_not_required"),
-    # later issue: refund timing and disputes (behave as plain successes for now)
+    # refund timing (resources/refunds.py) and disputes (resources/disputes.py): the charge itself succeeds
     Behaviour("refund_pending_then_succeeded", extra={"refund": "pending_then_succeeded"}),
     Behaviour("refund_succeeded_then_failed", extra={"refund": "succeeded_then_failed"}),
     Behaviour("dispute_fraudulent", extra={"dispute": "fraudulent"}),
@@ -144,3 +144,45 @@ def brand_of(number: str) -> str:
 
 def behaviour_of(number: str) -> str:
     return TEST_CARDS.get(number, "success")
+
+
+# --- issue 13: off-session and saved cards (card ageing, cards marked lost) -------------------------
+# A card is valid through the end of its expiry month; after that every charge fails ``expired_card``.
+# The admin API can also mark a saved PaymentMethod expired or lost now (PaymentMethod ``_sandbox.state``).
+AUTHENTICATION_REQUIRED = Decline("authentication_required", "authentication_required",
+                                  "Your card was declined. This transaction requires authentication.")
+
+
+def card_expired(exp_month: int, exp_year: int, now: int) -> bool:
+    """True once the sandbox time ``now`` (unix seconds, UTC) is past the end of the expiry month."""
+    import datetime
+    today = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
+    return (today.year, today.month) > (int(exp_year), int(exp_month))
+
+
+def seller_message(decline: Decline) -> str:
+    """Stripe's charge ``outcome.seller_message`` for a card declined by the issuer."""
+    reason = decline.decline_code or decline.code
+    if reason == "generic_decline":
+        return "The bank did not return any further details with this decline."
+    return f"The bank returned the decline code `{reason}`."
+# --- end issue 13 off-session block ---------------------------------------------------------------------
+
+
+# --- issue 13: Connect (balance) ----------------------------------------------------------------------
+# 4000000000000077: the charge succeeds and its funds are added to the available balance at once
+# (available_on = now), bypassing the pending balance (Stripe's "available balance" test card).
+BEHAVIOURS["available_balance"] = Behaviour("available_balance", extra={"balance": "available"})
+TEST_CARDS["4000000000000077"] = "available_balance"
+TEST_PAYMENT_METHODS["pm_card_bypassPending"] = "4000000000000077"
+# --- end issue 13 Connect block -------------------------------------------------------------------------
+
+
+# --- issue 13: refund timing and disputes -----------------------------------------------------------
+# 4000000000007726: a refund starts ``pending`` and succeeds later; 4000000000005126: a refund starts
+# ``succeeded`` and fails later (``expired_or_canceled_card``), see resources/refunds.py.
+# 4000000000000259: the charge succeeds, then a ``fraudulent`` dispute opens, see resources/disputes.py.
+TEST_PAYMENT_METHODS["pm_card_pendingRefund"] = "4000000000007726"
+TEST_PAYMENT_METHODS["pm_card_refundFail"] = "4000000000005126"
+TEST_PAYMENT_METHODS["pm_card_createDispute"] = "4000000000000259"
+# --- end issue 13 refund timing and disputes block -----------------------------------------------------

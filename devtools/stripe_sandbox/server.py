@@ -51,6 +51,7 @@ class Router:
         self.routes: list[Route] = []
         self.timers = []
         self.admin_routes: list[Route] = []
+        self.pages: list[Route] = []
 
     def add(self, method: str, pattern: str, handler, publishable: bool = False) -> None:
         self.routes.append(Route(method, pattern, handler, publishable))
@@ -63,6 +64,11 @@ class Router:
 
     def timer(self, fn) -> None:
         self.timers.append(fn)
+
+    def page(self, method: str, pattern: str, handler) -> None:
+        """An HTML page served by the sandbox (e.g. Connect onboarding, ``/_sandbox/onboarding/{link}``):
+        ``handler(ctx, form, **path_args) -> (status, content_type, body_bytes, headers)``, in one transaction."""
+        self.pages.append(Route(method, pattern, handler, False))
 
     def match(self, method: str, path: str):
         for r in self.routes:
@@ -391,6 +397,18 @@ class Handler(BaseHTTPRequestHandler):
                         b"challenges inside Stripe.js (stripe.handleNextAction).</p>")
                 self._send(200, html, "text/html; charset=utf-8")
                 return
+            for r in app.router.pages:   # HTML pages (Connect onboarding)
+                found = r.regex.match(path) if r.method == method else None
+                if found:
+                    form = dict(parse_qsl(body.decode())) if body else {}
+                    try:
+                        status, ctype, out, hdrs = app.run_in_tx(
+                            lambda ctx, r=r, found=found: r.handler(ctx, form, **found.groupdict()))
+                    except StripeAPIError as e:
+                        status, ctype, hdrs = e.status, "text/plain; charset=utf-8", {}
+                        out = e.message.encode()
+                    self._send(status, out, ctype, hdrs)
+                    return
             if path.startswith("/_sandbox/"):
                 data: dict = {}
                 if body:

@@ -1,11 +1,10 @@
-"""One module per Stripe resource.  Each exposes ``register(router)``.
+"""One module per Stripe resource.  Each exposes ``register(router)``: its API routes, its timers
+(what Stripe does "later") and its admin routes under /_sandbox."""
+from . import (account_links, accounts, balance, charges, customers, disputes, events, payment_intents,
+               payment_methods, payouts, refunds, setup_intents, transfers, webhook_endpoints)
 
-Later work (Connect accounts and transfers, disputes, refund-timing cards)
-adds modules here, e.g. ``accounts.py``, ``transfers.py``, ``disputes.py``.
-"""
-from . import charges, customers, events, payment_intents, payment_methods, refunds, setup_intents, webhook_endpoints
-
-MODULES = [customers, payment_methods, setup_intents, payment_intents, charges, refunds, events, webhook_endpoints]
+MODULES = [customers, payment_methods, setup_intents, payment_intents, charges, refunds, disputes, events,
+           webhook_endpoints, accounts, account_links, balance, transfers, payouts]
 
 
 def register_all(router) -> None:

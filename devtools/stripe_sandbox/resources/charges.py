@@ -3,6 +3,7 @@ from __future__ import annotations
 from .. import cards
 from ..core import Ctx, created_filter, list_object
 from ..store import new_id
+from . import balance   # issue 13 Connect
 
 
 def _card_details(pm: dict, amount: int) -> dict:
@@ -26,7 +27,7 @@ def _card_details(pm: dict, amount: int) -> dict:
         "network_token": {"used": False},
         "overcapture": {"maximum_amount_capturable": amount, "status": "unavailable"},
         "three_d_secure": None,
-        "wallet": None,
+        "wallet": {**c["wallet"], c["wallet"]["type"]: {}} if c.get("wallet") else None,   # sandbox wallets
         "authorization_code": None,
         "regulated_status": "unregulated",
         "network_transaction_id": None,
@@ -71,8 +72,7 @@ def create_charge(ctx: Ctx, pi: dict, pm: dict, *, captured: bool, decline: card
             "reason": (decline.decline_code or decline.code) if failed else None,
             "risk_level": "normal",
             "risk_score": 20,
-            "seller_message": ("The bank did not return any further details with this decline." if failed
-                               else "Payment complete."),
+            "seller_message": cards.seller_message(decline) if failed else "Payment complete.",
             "type": "issuer_declined" if failed else "authorized",
         },
         "paid": not failed,
@@ -107,8 +107,10 @@ def create_charge(ctx: Ctx, pi: dict, pm: dict, *, captured: bool, decline: card
 
 
 def balance_transaction(ctx: Ctx, ch: dict, amount: int, *, type_: str = "charge", source: str | None = None,
-                        sign: int = 1) -> dict:
-    fee = int(round(amount * 0.029)) + 30 if type_ == "charge" else 0
+                        sign: int = 1, fee: int | None = None, fee_description: str = "Stripe processing fees",
+                        reporting_category: str | None = None, description: str | None = None) -> dict:
+    if fee is None:
+        fee = int(round(amount * 0.029)) + 30 if type_ == "charge" else 0
     txn = {
         "id": new_id("txn"),
         "object": "balance_transaction",
@@ -116,19 +118,27 @@ def balance_transaction(ctx: Ctx, ch: dict, amount: int, *, type_: str = "charge
         "available_on": ctx.now() + 2 * 86400,
         "created": ctx.now(),
         "currency": ch["currency"],
-        "description": None,
+        "description": description,
         "exchange_rate": None,
         "fee": fee,
         "fee_details": [{"amount": fee, "application": None, "currency": ch["currency"],
-                         "description": "Stripe processing fees", "type": "stripe_fee"}] if fee else [],
+                         "description": fee_description, "type": "stripe_fee"}] if fee else [],
         "net": sign * amount - fee,
-        "reporting_category": type_,
+        "reporting_category": reporting_category or type_,
         "source": source or ch["id"],
         "status": "pending",
         "type": type_,
     }
+    balance.settle_at_once(ctx, ch, txn)   # issue 13 Connect: 4000000000000077 funds are available at once
     ctx.store.insert(txn)
+    if type_ == "charge":
+        for hook in CAPTURE_HOOKS:   # e.g. disputes.py: the dispute card opens a dispute later
+            hook(ctx, ch)
     return txn
+
+
+# fn(ctx, charge) called when a charge's funds are recorded (capture); modules register themselves here
+CAPTURE_HOOKS: list = []
 
 
 def with_refunds(ctx: Ctx, ch: dict) -> dict:
@@ -156,12 +166,7 @@ def list_(ctx: Ctx):
     return list_object(ctx, [with_refunds(ctx, c) for c in items], "/v1/charges")
 
 
-def retrieve_balance_transaction(ctx: Ctx, id):
-    ctx.allow()
-    return ctx.load("balance_transaction", id, "balance transaction")
-
-
 def register(r):
     r.add("GET", "/v1/charges", list_)
     r.add("GET", "/v1/charges/{id}", retrieve)
-    r.add("GET", "/v1/balance_transactions/{id}", retrieve_balance_transaction)
+    # GET /v1/balance_transactions/{id} lives in balance.py (issue 13 Connect)
