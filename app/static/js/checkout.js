@@ -9,6 +9,23 @@
   var elements = stripe.elements({ clientSecret: d.clientSecret, appearance: { theme: "stripe" } });
   var payment = elements.create("payment");
   payment.mount("#payment-element");
+  // The wallets this phone has ready (Apple Pay, Google Pay): the Payment Element shows their buttons
+  // (the intent enables automatic payment methods), and a decline mentions them. None: no mention.
+  var wallets = [];
+  if (typeof stripe.paymentRequest === "function") {
+    try {
+      stripe.paymentRequest({ country: "US", currency: d.currency || "usd",
+        total: { label: "Visit", amount: parseInt(d.amount, 10) || 0 } }).canMakePayment().then(function (r) {
+        if (r && r.applePay) wallets.push("Apple Pay");
+        if (r && r.googlePay) wallets.push("Google Pay");
+      }, function () {});
+    } catch (err) { /* no wallets */ }
+  }
+  function walletHint() {
+    if (!wallets.length) return "";
+    var names = wallets.join(" or ");
+    return " You can also pay with " + names + " on this phone: tap the " + names + " button, then Pay.";
+  }
   var button = document.getElementById("pay-button");
   var message = document.getElementById("payment-message");
   var ended = document.getElementById("payment-ended");
@@ -137,8 +154,9 @@
           + "reload this page in a minute to see it.", false);
       return;
     }
-    show((data && data.message) || stripeMessage ||
-         "Your card was declined. Please try another card or payment method.", where);
+    var text = (data && data.message) || stripeMessage ||
+         "Your card was declined. Please try another card or payment method.";
+    show(data && data.state === "declined" && !over ? text + walletHint() : text, where);
     setBusy(false);
     if (over) end(shownIn.textContent, false);
     else if (retry) retry();

@@ -4,8 +4,18 @@
  *   Stripe(pk), stripe.elements({clientSecret, appearance}), elements.create('payment'),
  *   element.mount(selector|element), element.on('change'|'ready'|'focus'|'blur', cb), elements.submit(),
  *   stripe.confirmPayment(...), stripe.confirmSetup(...), stripe.handleNextAction({clientSecret}),
- *   stripe.retrievePaymentIntent(clientSecret), stripe.retrieveSetupIntent(clientSecret).
+ *   stripe.retrievePaymentIntent(clientSecret), stripe.retrieveSetupIntent(clientSecret),
+ *   stripe.paymentRequest(options).canMakePayment().
  * The card fields live in the host page (no iframe).  Card data goes only to the sandbox API.
+ *
+ * Wallets (Apple Pay, Google Pay): a page tells the sandbox what "the device" supports, as a phone would
+ * report it, with any of
+ *   window.__stripeSandboxWallets = ["apple_pay", "google_pay"]   (e.g. from a test's init script)
+ *   ?stripe_sandbox_wallets=apple_pay,google_pay                  (the host page's query string)
+ *   localStorage.stripeSandboxWallets = "apple_pay,google_pay"
+ * Default: none.  When the intent has automatic_payment_methods enabled, the Payment Element then shows
+ * one button per supported wallet; choosing one and confirming opens a sandbox "wallet sheet" (a dialog,
+ * no real wallet) where a test card is picked; it becomes a card PaymentMethod with card.wallet.type set.
  */
 (function () {
   "use strict";
@@ -69,6 +79,34 @@
     return m[1];
   }
 
+  /* ---------------- wallets (what "the device" supports) ---------------- */
+  var WALLETS = { apple_pay: "Apple Pay", google_pay: "Google Pay" };
+  function supportedWallets() {
+    var raw = window.__stripeSandboxWallets;
+    if (raw == null) {
+      try { raw = new URLSearchParams(window.location.search).get("stripe_sandbox_wallets"); } catch (e) { raw = null; }
+    }
+    if (raw == null) {
+      try { raw = window.localStorage && window.localStorage.getItem("stripeSandboxWallets"); } catch (e) { raw = null; }
+    }
+    if (raw == null) return [];
+    var list = Array.isArray(raw) ? raw : String(raw).split(",");
+    return Object.keys(WALLETS).filter(function (w) {
+      return list.some(function (x) { return String(x).trim() === w; });
+    });
+  }
+  // The wallet sheet's test cards (Stripe's test numbers; same behaviour as typed in the card form).
+  var WALLET_CARDS = [
+    ["4242424242424242", "Visa \u2022\u2022\u2022\u2022 4242"],
+    ["5555555555554444", "Mastercard \u2022\u2022\u2022\u2022 4444"],
+    ["4000000000000002", "Visa \u2022\u2022\u2022\u2022 0002 (declined)"],
+    ["4000000000009995", "Visa \u2022\u2022\u2022\u2022 9995 (insufficient funds)"],
+    ["4000000000009987", "Visa \u2022\u2022\u2022\u2022 9987 (lost card)"],
+    ["4000000000000069", "Visa \u2022\u2022\u2022\u2022 0069 (expired card)"],
+    ["4000002500003155", "Visa \u2022\u2022\u2022\u2022 3155 (3-D Secure)"],
+    ["4000008400001629", "Visa \u2022\u2022\u2022\u2022 1629 (3-D Secure, then declined)"],
+  ];
+
   /* ---------------- styles ---------------- */
   var styleInjected = false;
   function injectStyles(appearance) {
@@ -87,6 +125,19 @@
       ".sbx-pe input:focus{outline:2px solid " + primary + ";outline-offset:0;border-color:" + primary + "}" +
       ".sbx-pe input[aria-invalid=true]{border-color:" + danger + "}" +
       ".sbx-pe .sbx-error{color:" + danger + ";font-size:14px;min-height:1em}" +
+      ".sbx-pe .sbx-card{display:grid;gap:12px}" +
+      ".sbx-pe .sbx-wallets{display:grid;grid-template-columns:repeat(auto-fit,minmax(120px,1fr));gap:12px}" +
+      ".sbx-pe .sbx-wallet,.sbx-pe .sbx-use-card{min-height:44px;font-size:16px;border-radius:" + radius + ";" +
+      "cursor:pointer;padding:10px 12px;font-family:inherit}" +
+      ".sbx-pe .sbx-wallet{background:#000;color:#fff;border:1px solid #000;font-weight:600}" +
+      ".sbx-pe .sbx-wallet[aria-pressed=true]{outline:3px solid " + primary + ";outline-offset:2px}" +
+      ".sbx-pe .sbx-use-card{background:#fff;color:#30313d;border:1px solid #e6e6e6}" +
+      ".sbx-pe .sbx-wallet-note{display:grid;gap:12px;font-size:14px;color:#30313d}" +
+      ".sbx-pe .sbx-wallet-note p{margin:0}" +
+      ".sbx-pe [hidden],.sbx-3ds [hidden]{display:none!important}" +
+      ".sbx-3ds label{font-size:14px;color:#30313d}" +
+      ".sbx-3ds select{width:100%;min-height:44px;font-size:16px;padding:8px;border:1px solid #ccc;border-radius:6px;" +
+      "background:#fff;color:#30313d}" +
       ".sbx-3ds-backdrop{position:fixed;inset:0;background:rgba(0,0,0,.45);display:flex;align-items:center;" +
       "justify-content:center;z-index:2147483647;padding:16px}" +
       ".sbx-3ds{background:#fff;border-radius:8px;max-width:420px;width:100%;padding:20px;font-family:" + font + ";" +
@@ -112,6 +163,7 @@
     this._handlers = {};
     this._root = null;
     this._fields = null;
+    this._wallet = null;       // the wallet chosen ("apple_pay" | "google_pay"), null: the card form
   }
 
   PaymentElement.prototype.on = function (event, handler) {
@@ -139,6 +191,10 @@
     root.className = "sbx-pe";
     root.setAttribute("data-sandbox-element", "payment");
     root.innerHTML =
+      '<div class="sbx-wallets" role="group" aria-label="Pay with a wallet" hidden></div>' +
+      '<div class="sbx-wallet-note" hidden><p></p>' +
+      '<button type="button" class="sbx-use-card">Pay by card instead</button></div>' +
+      '<div class="sbx-card">' +
       '<label for="sbx-number-' + n + '">Card number</label>' +
       '<input id="sbx-number-' + n + '" name="cardnumber" autocomplete="cc-number" inputmode="numeric" placeholder="1234 1234 1234 1234" aria-invalid="false">' +
       '<div class="sbx-row">' +
@@ -149,6 +205,7 @@
       "</div>" +
       '<label for="sbx-zip-' + n + '">ZIP</label>' +
       '<input id="sbx-zip-' + n + '" name="postal" autocomplete="postal-code" placeholder="12345" aria-invalid="false">' +
+      "</div>" +
       '<div class="sbx-error" role="alert" aria-live="polite"></div>';
     host.appendChild(root);
     this._root = root;
@@ -184,8 +241,63 @@
       f[k].addEventListener("focus", function () { self._emit("focus", { elementType: "payment" }); });
       f[k].addEventListener("blur", function () { self._emit("blur", { elementType: "payment" }); });
     });
-    setTimeout(function () { self._emit("ready", { elementType: "payment" }); }, 0);
+    root.querySelector(".sbx-use-card").addEventListener("click", function () {
+      self._chooseWallet(null);
+      self._fields.number.focus();
+    });
+    var ready = function () { self._emit("ready", { elementType: "payment" }); };
+    var wallets = this._walletsAllowed();
+    if (!wallets.length || !this._elements._clientSecret) { setTimeout(ready, 0); return this; }
+    // Wallets show only for an intent with automatic_payment_methods enabled (the device supports them).
+    var kind = /^seti_/.test(this._elements._clientSecret) ? "setupIntent" : "paymentIntent";
+    this._elements._stripe._retrieve(kind, this._elements._clientSecret).then(function (r) {
+      var intent = r && r[kind];
+      if (root === self._root && intent && intent.automatic_payment_methods && intent.automatic_payment_methods.enabled) {
+        self._renderWallets(wallets);
+      }
+      ready();
+    }, ready);
     return this;
+  };
+
+  PaymentElement.prototype._walletsAllowed = function () {
+    var opt = this._options.wallets || {};
+    return supportedWallets().filter(function (w) {
+      return opt[w === "apple_pay" ? "applePay" : "googlePay"] !== "never";
+    });
+  };
+
+  PaymentElement.prototype._renderWallets = function (wallets) {
+    var self = this;
+    var bar = this._root.querySelector(".sbx-wallets");
+    bar.innerHTML = "";
+    wallets.forEach(function (w) {
+      var b = document.createElement("button");
+      b.type = "button";
+      b.className = "sbx-wallet";
+      b.setAttribute("data-wallet", w);
+      b.setAttribute("aria-pressed", "false");
+      b.textContent = WALLETS[w];
+      b.addEventListener("click", function () { self._chooseWallet(w); });
+      bar.appendChild(b);
+    });
+    bar.hidden = false;
+  };
+
+  // Choose a wallet (or null: back to the card form).  The page's own pay button then confirms.
+  PaymentElement.prototype._chooseWallet = function (wallet) {
+    if (!this._root) return;
+    this._wallet = wallet;
+    this._root.querySelectorAll(".sbx-wallet").forEach(function (b) {
+      b.setAttribute("aria-pressed", b.getAttribute("data-wallet") === wallet ? "true" : "false");
+    });
+    this._root.querySelector(".sbx-card").hidden = !!wallet;
+    var note = this._root.querySelector(".sbx-wallet-note");
+    note.hidden = !wallet;
+    note.querySelector("p").textContent = wallet
+      ? WALLETS[wallet] + " selected. Press the pay button to finish in " + WALLETS[wallet] + "." : "";
+    this._setError(null);
+    this._emit("change", this._changeEvent());
   };
 
   PaymentElement.prototype.unmount = function () {
@@ -194,7 +306,11 @@
     this._fields = null;
   };
   PaymentElement.prototype.destroy = function () { this.unmount(); this._handlers = {}; };
-  PaymentElement.prototype.focus = function () { if (this._fields) this._fields.number.focus(); };
+  PaymentElement.prototype.focus = function () {
+    if (!this._fields) return;
+    var chosen = this._wallet && this._root.querySelector('.sbx-wallet[aria-pressed="true"]');
+    (chosen || this._fields.number).focus();
+  };
   PaymentElement.prototype.blur = function () { if (document.activeElement) document.activeElement.blur(); };
   PaymentElement.prototype.clear = function () {
     if (!this._fields) return;
@@ -219,6 +335,7 @@
 
   PaymentElement.prototype._validate = function () {
     if (!this._fields) return { type: "validation_error", code: "incomplete", message: "The payment element is not mounted." };
+    if (this._wallet) return null;      // the wallet sheet supplies the card
     var v = this._values();
     var f = this._fields;
     function err(code, message, field) {
@@ -243,6 +360,7 @@
   PaymentElement.prototype._changeEvent = function () {
     var v = this._values();
     var empty = !v.number && !v.expMonth && !v.cvc && !v.zip;
+    if (this._wallet) return { elementType: "payment", empty: false, complete: true, collapsed: false, value: { type: this._wallet } };
     return { elementType: "payment", empty: empty, complete: this._validate() === null, collapsed: false, value: { type: "card" } };
   };
 
@@ -360,6 +478,68 @@
     });
   };
 
+  // The sandbox wallet sheet: pick a test card "in the wallet".  Resolves with the card, or null (canceled).
+  StripeSandbox.prototype._walletSheet = function (wallet, intent) {
+    return new Promise(function (resolve) {
+      injectStyles(null);
+      var n = ++uid;
+      var name = WALLETS[wallet];
+      var backdrop = document.createElement("div");
+      backdrop.className = "sbx-3ds-backdrop";
+      var amount = intent && intent.amount != null
+        ? (intent.amount / 100).toFixed(2) + " " + String(intent.currency || "").toUpperCase() : "";
+      backdrop.innerHTML =
+        '<div class="sbx-3ds sbx-wallet-sheet" role="dialog" aria-modal="true" aria-labelledby="sbx-ws-title-' + n + '">' +
+        '<h2 id="sbx-ws-title-' + n + '"></h2>' +
+        "<p>Sandbox wallet: no real wallet is used. Choose the test card to pay with" +
+        (amount ? " (" + amount + ")" : "") + ".</p>" +
+        '<label for="sbx-ws-card-' + n + '">Card in wallet</label>' +
+        '<select id="sbx-ws-card-' + n + '"></select>' +
+        '<button type="button" class="sbx-complete"></button>' +
+        '<button type="button" class="sbx-fail">Cancel</button>' +
+        "</div>";
+      backdrop.querySelector("h2").textContent = name;
+      backdrop.querySelector(".sbx-complete").textContent = "Pay with " + name;
+      var select = backdrop.querySelector("select");
+      WALLET_CARDS.forEach(function (c) {
+        var o = document.createElement("option");
+        o.value = c[0];
+        o.textContent = c[1];
+        select.appendChild(o);
+      });
+      document.body.appendChild(backdrop);
+      function finish(card) {
+        if (backdrop.parentNode) backdrop.parentNode.removeChild(backdrop);
+        resolve(card);
+      }
+      backdrop.querySelector(".sbx-complete").addEventListener("click", function () {
+        finish({ number: select.value, exp_month: "12", exp_year: String(new Date().getFullYear() + 3), wallet: wallet });
+      });
+      backdrop.querySelector(".sbx-fail").addEventListener("click", function () { finish(null); });
+      backdrop.addEventListener("keydown", function (ev) { if (ev.key === "Escape") finish(null); });
+      backdrop.querySelector(".sbx-complete").focus();
+    });
+  };
+
+  // Stripe.js's paymentRequest(...).canMakePayment(): which wallets "the device" has ready (null: none).
+  StripeSandbox.prototype.paymentRequest = function (options) {
+    options = options || {};
+    if (!options.country || !options.currency || !options.total) {
+      throw IntegrationError("Missing value for paymentRequest(): country, currency and total are required.");
+    }
+    return {
+      canMakePayment: function () {
+        var w = supportedWallets();
+        if (!w.length) return Promise.resolve(null);
+        return Promise.resolve({ applePay: w.indexOf("apple_pay") !== -1, googlePay: w.indexOf("google_pay") !== -1, link: false });
+      },
+      on: function () { return this; },
+      off: function () { return this; },
+      update: function () {},
+      show: function () { throw IntegrationError("The Stripe sandbox's paymentRequest only implements canMakePayment()."); },
+    };
+  };
+
   // After confirmation (and any challenge): Stripe.js's {paymentIntent} / {error} result.
   function outcome(kind, intent) {
     var errKey = kind === "setupIntent" ? "last_setup_error" : "last_payment_error";
@@ -414,12 +594,24 @@
     var v = el._values();
     var pmd = confirmParams.payment_method_data || {};
     var billing = Object.assign({}, pmd.billing_details || {});
-    billing.address = Object.assign({}, billing.address || {}, { postal_code: v.zip });
-    return this._api("POST", "/v1/payment_methods", {
-      type: "card",
-      card: { number: v.number, exp_month: v.expMonth, exp_year: v.expYear, cvc: v.cvc },
-      billing_details: billing,
+    var card;
+    var wallet = el._wallet;
+    if (wallet) {
+      // The wallet sheet gives the card (no CVC, no postal code typed), tagged with the wallet.
+      var shown = kind === "paymentIntent" ? this._retrieve(kind, cs) : Promise.resolve({});
+      card = shown.then(function (r) { return self._walletSheet(wallet, r && r[kind]); });
+    } else {
+      billing.address = Object.assign({}, billing.address || {}, { postal_code: v.zip });
+      card = Promise.resolve({ number: v.number, exp_month: v.expMonth, exp_year: v.expYear, cvc: v.cvc });
+    }
+    return card.then(function (c) {
+      if (!c) {
+        return { status: 0, canceled: true, body: { error: { type: "validation_error", code: "payment_canceled",
+          message: WALLETS[wallet] + " was closed before paying. Nothing was charged." } } };
+      }
+      return self._api("POST", "/v1/payment_methods", { type: "card", card: c, billing_details: billing });
     }).then(function (r) {
+      if (r.canceled) return { error: r.body.error };
       if (r.status !== 200) {
         el._setError({ message: r.body.error.message });
         return { error: r.body.error };
