@@ -1,5 +1,5 @@
 """Command-line tools: ``flask audit verify|link|anchor``, ``flask crypto reencrypt|status``,
-``flask grant-app-role`` and ``flask seed``."""
+``flask grant-app-role``, ``flask codes import`` and ``flask seed``."""
 import sys
 
 import click
@@ -85,6 +85,38 @@ def register_cli(app: Flask) -> None:
         db.session.rollback()
 
     app.cli.add_command(crypto_cli)
+
+    codes_cli = AppGroup("codes", help="Billing codes (HCPCS, LOCAL, a licensed clinic's CPT file).")
+
+    @codes_cli.command("import")
+    @click.argument("file", type=click.Path(exists=True, dir_okay=False))
+    @click.option("--system", type=click.Choice(["CPT", "HCPCS", "LOCAL"], case_sensitive=False), default=None,
+                  help="The system of rows without a system column (e.g. CPT).")
+    def import_codes(file: str, system: str | None):
+        """Load FILE.csv (columns code, descriptor[, system]): upsert by (system, code), in one
+        transaction; a malformed file changes nothing. Descriptors are never printed."""
+        from app.services import codes
+        from app.services.audit import Actor
+
+        with open(file, "rb") as handle:
+            data = handle.read(20 * 1024 * 1024 + 1)
+        try:
+            if len(data) > 20 * 1024 * 1024:
+                raise codes.ImportRefused(["The file is larger than 20 MB: split it."])
+            rows = codes.parse_csv(data, system=system.upper() if system else None)
+            result = codes.import_codes(db.session, rows, actor=Actor.system("cli"))
+        except codes.ImportRefused as refused:
+            db.session.rollback()
+            click.echo("Nothing was imported. The file has problems:", err=True)
+            for problem in refused.problems:
+                click.echo(f"  {problem}", err=True)
+            sys.exit(1)
+        db.session.commit()
+        systems = ", ".join(f"{name} {count}" for name, count in sorted(result.system_counts.items()))
+        click.echo(f"Imported {result.total} codes ({systems}): {result.added} added, "
+                   f"{result.updated} updated, {result.unchanged} unchanged.")
+
+    app.cli.add_command(codes_cli)
 
     @app.cli.command("seed")
     def seed():

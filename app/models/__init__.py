@@ -1,6 +1,7 @@
 """Tables, constraints and state machines; one module per aggregate."""
 from app.models.appointment import Appointment, ProviderAlert
 from app.models.audit import AuditEvent
+from app.models.billing import BillingCode, FeeScheduleEntry
 from app.models.clinic import ClinicSettings
 from app.models.notification import LinkToken, Notification, PhoneVerification, SmsOptOut
 from app.models.payment import Charge, PaymentAttempt, PaymentFailure, Refund, StripeEvent
@@ -9,6 +10,6 @@ from app.models.scheduling import (AppointmentType, AvailabilityException, Avail
 from app.models.user import Patient, User, ROLES, STAFF_ROLES
 from app.models.security import RecoveryCode, UserSession
 
-__all__ = ["Appointment", "AppointmentType", "AuditEvent", "Charge", "PaymentAttempt", "PaymentFailure",
+__all__ = ["Appointment", "AppointmentType", "AuditEvent", "BillingCode", "FeeScheduleEntry", "Charge", "PaymentAttempt", "PaymentFailure",
            "StripeEvent", "ProviderAlert", "Refund", "LinkToken", "Notification", "PhoneVerification", "SmsOptOut", "AvailabilityException", "AvailabilityRule",
            "ClinicSettings", "Patient", "RecoveryCode", "UserSession", "Provider", "Specialty", "User", "ROLES", "STAFF_ROLES"]

@@ -39,6 +39,7 @@ def seed_demo(session: Session) -> list[tuple[str, str, str]]:
             accounts.create_staff(session, actor=actor, full_name=name, email=email, role=role,
                                   timezone_name=tz, password=DEMO_PASSWORD, phone=phone)
     _seed_scheduling(session, actor)
+    _seed_codes(session, actor)
     return [(role, email, DEMO_PASSWORD) for role, email, *_ in DEMO_ACCOUNTS]
 
 
@@ -90,3 +91,13 @@ def _seed_scheduling(session: Session, actor: Actor) -> None:
         session.add(AvailabilityException(provider_id=provider.id, starts_local=off,
                                           ends_local=off + timedelta(days=2), reason="vacation",
                                           note="Out of office"))
+
+
+def _seed_codes(session: Session, actor: Actor) -> None:
+    """The shipped HCPCS codes, the demo clinic's LOCAL codes, and demo prices (issue 14)."""
+    from datetime import date
+
+    from app.services import codes, fees
+
+    codes.seed_shipped(session, actor)
+    fees.seed_demo_prices(session, actor, effective_from=date(2025, 1, 1))

@@ -46,6 +46,7 @@ from tests.helpers.access_tables.access_table_health import HEALTH_EXPECTED, HEA
 from tests.helpers.access_tables.access_table_ops import OPS_EXPECTED, OPS_SAMPLE_ARGS  # noqa: E402
 from tests.helpers.access_tables.access_table_security import SECURITY_EXPECTED, SECURITY_SAMPLE_ARGS  # noqa: E402
 from tests.helpers.access_tables.access_table_phi import PHI_EXPECTED, PHI_SAMPLE_ARGS  # noqa: E402
+from tests.helpers.access_tables.access_table_fees import FEES_EXPECTED, FEES_SAMPLE_ARGS  # noqa: E402
 
 EXPECTED.update(STAFF_EXPECTED)
 SAMPLE_ARGS.update(STAFF_SAMPLE_ARGS)
@@ -67,6 +68,8 @@ EXPECTED.update(SECURITY_EXPECTED)
 SAMPLE_ARGS.update(SECURITY_SAMPLE_ARGS)
 EXPECTED.update(PHI_EXPECTED)
 SAMPLE_ARGS.update(PHI_SAMPLE_ARGS)
+EXPECTED.update(FEES_EXPECTED)
+SAMPLE_ARGS.update(FEES_SAMPLE_ARGS)
 
 
 def routes(app):
