@@ -47,3 +47,18 @@ def date_in_range(form, field: Field) -> None:
             input_guard.check_date(field.data)
         except input_guard.BadValue as error:
             raise ValidationError(str(error)) from None
+
+
+def positive_dollars(what: str):
+    """A money field typed in dollars ("25", "$1,250.50"): sets ``form.cents`` (integer cents) or
+    refuses with a clear message; ``what`` names it in the refusal ("The price must be more...")."""
+    def check(form, field: Field) -> None:
+        from app.blueprints.billing import dollars_to_cents
+
+        try:
+            form.cents = dollars_to_cents(field.data)
+        except ValueError as error:
+            raise ValidationError(str(error)) from None
+        if form.cents <= 0:
+            raise ValidationError(f"{what} must be more than $0.00.")
+    return check

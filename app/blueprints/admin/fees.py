@@ -10,7 +10,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from app.access import access
 from app.blueprints.admin import bp
-from app.blueprints.billing import dollars_to_cents
+from app.blueprints.forms import positive_dollars
 from app.extensions import db
 from app.input_guard import BadValue, check_date
 from app.services import codes, fees
@@ -23,18 +23,10 @@ LISTED = 200
 class PriceForm(FlaskForm):
     code = StringField("Code", validators=[DataRequired("Enter the code, like G0438."), Length(max=40)])
     modifier = StringField("Modifier", validators=[Optional(), Length(max=2, message="A modifier is two characters.")])
-    amount = StringField("Price (USD)", validators=[DataRequired("Enter the price.")])
+    amount = StringField("Price (USD)", validators=[DataRequired("Enter the price."), positive_dollars("The price")])
     effective_from = DateField("Effective from", validators=[InputRequired("Choose the first day of the price.")])
 
-    cents: int | None = None
-
-    def validate_amount(self, field):
-        try:
-            self.cents = dollars_to_cents(field.data)
-        except ValueError as error:
-            raise ValidationError(str(error)) from None
-        if self.cents <= 0:
-            raise ValidationError("The price must be more than $0.00.")
+    cents: int | None = None                  # set by positive_dollars
 
     def validate_modifier(self, field):
         try:

@@ -10,12 +10,13 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
-from wtforms import SelectField, StringField, TextAreaField, ValidationError
+from wtforms import SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
 from app import phi
 from app.access import access
+from app.blueprints.forms import positive_dollars
 from app.blueprints.stepup import require_recent_mfa
 from app.extensions import db
 from app.models import Appointment, Charge, Patient, Refund, User
@@ -42,20 +43,13 @@ def dollars_to_cents(text: str) -> int:
 
 
 class RefundForm(FlaskForm):
-    amount = StringField("Amount to refund (USD)", validators=[DataRequired("Enter the amount to refund.")])
+    amount = StringField("Amount to refund (USD)", validators=[DataRequired("Enter the amount to refund."),
+                                                               positive_dollars("The refund")])
     stripe_reason = SelectField("Reason sent to Stripe", choices=STRIPE_REASONS)
     clinical_reason = TextAreaField("Clinical reason", validators=[
         DataRequired("Give the clinical reason for this refund."), Length(max=1000)])
 
-    cents: int | None = None
-
-    def validate_amount(self, field):
-        try:
-            self.cents = dollars_to_cents(field.data)
-        except ValueError as error:
-            raise ValidationError(str(error)) from None
-        if self.cents <= 0:
-            raise ValidationError("The refund must be more than $0.00.")
+    cents: int | None = None                  # set by positive_dollars
 
 
 def _charge_or_404(charge_id: int) -> Charge:
