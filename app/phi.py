@@ -82,12 +82,10 @@ def audit_view(response):
     if (patient_id is None and not subject.get("patient_ids") and current_user.is_authenticated
             and current_user.role == "patient" and current_user.patient is not None):
         patient_id = current_user.patient.id
-    access_log.record_view(db.session, actor=g.get("phi_actor") or actor(), kind=kind, endpoint=request.endpoint, patient_id=patient_id,
-                           appointment_id=subject.get("appointment_id"),
-                           patient_ids=sorted(subject.get("patient_ids") or ()), record=subject.get("record"),
-                           at=now())
+    access_log.record_view(db.session, actor=g.get("phi_actor") or actor(), kind=kind, endpoint=request.endpoint,
+                           patient_id=patient_id, appointment_id=subject.get("appointment_id"),
+                           patient_ids=subject.get("patient_ids"), record=subject.get("record"), at=now())
     db.session.commit()
-    g.phi_recorded = True
     return response
 
 

@@ -34,7 +34,7 @@ VIEW_ACTIONS = (VIEWED, BREAK_GLASS, "audit.chain_viewed", "audit.chain_exported
 MAX_LISTED_PATIENTS = 500        # a page listing more still gets one row; the list is cut (and says so)
 
 
-def record_view(session: Session, *, actor: Actor, kind: str, endpoint: str, method: str = "GET",
+def record_view(session: Session, *, actor: Actor, kind: str, endpoint: str,
                 patient_id: int | None = None, appointment_id: int | None = None,
                 patient_ids: list[int] | tuple[int, ...] | None = None, record: dict | None = None,
                 at: datetime | None = None) -> None:
@@ -43,8 +43,6 @@ def record_view(session: Session, *, actor: Actor, kind: str, endpoint: str, met
     if patient_id is None and len(ids) == 1:
         patient_id = ids[0]
     details: dict = {"kind": kind, "endpoint": endpoint}
-    if method != "GET":
-        details["method"] = method
     if ids and (patient_id is None or ids != [patient_id]):
         details["patient_ids"] = ids[:MAX_LISTED_PATIENTS]
         if len(ids) > MAX_LISTED_PATIENTS:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session, joinedload
 
-from app.models import Appointment, Patient
+from app.models import Appointment, Patient, User
 
 BOOKED = ("confirmed", "checked_in", "completed", "no_show", "canceled")
 
@@ -44,8 +44,6 @@ def on_schedule(session: Session, *, provider_id: int, patient_id: int) -> bool:
 
 def find(session: Session, query: str, *, limit: int = 50) -> list[Patient]:
     """Patients whose email or name contains ``query`` (case-insensitive), for the admin's search."""
-    from app.models import User
-
     needle = query.strip()
     if len(needle) < 2:
         return []

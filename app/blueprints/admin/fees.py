@@ -10,9 +10,8 @@ from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from app.access import access
 from app.blueprints.admin import bp
-from app.blueprints.forms import positive_dollars
+from app.blueprints.forms import date_in_range, positive_dollars
 from app.extensions import db
-from app.input_guard import BadValue, check_date
 from app.services import codes, fees
 from app.services.refunds import money
 from app.web import actor, now, redirect_htmx, render
@@ -24,22 +23,26 @@ class PriceForm(FlaskForm):
     code = StringField("Code", validators=[DataRequired("Enter the code, like G0438."), Length(max=40)])
     modifier = StringField("Modifier", validators=[Optional(), Length(max=2, message="A modifier is two characters.")])
     amount = StringField("Price (USD)", validators=[DataRequired("Enter the price."), positive_dollars("The price")])
-    effective_from = DateField("Effective from", validators=[InputRequired("Choose the first day of the price.")])
+    effective_from = DateField("Effective from", validators=[InputRequired("Choose the first day of the price."),
+                                                             date_in_range])
 
     cents: int | None = None                  # set by positive_dollars
+    billing_code = None                       # set by validate_code
+
+    def validate_code(self, field):
+        found = codes.find(db.session, field.data)
+        if not found:
+            raise ValidationError("No code is written like that. Add it as a local code below, "
+                                  "or import the clinic's code file.")
+        if len(found) > 1:
+            systems = ", ".join(f"{c.system}:{c.code}" for c in found)
+            raise ValidationError(f"That code is in several systems: write one of {systems}.")
+        self.billing_code = found[0]
 
     def validate_modifier(self, field):
         try:
             field.data = fees.normalize_modifier(field.data)
         except fees.PriceError as error:
-            raise ValidationError(str(error)) from None
-
-    def validate_effective_from(self, field):
-        if field.data is None:                  # not a date: the field already says so
-            return
-        try:
-            check_date(field.data, what="The date")
-        except BadValue as error:
             raise ValidationError(str(error)) from None
 
 
@@ -76,29 +79,21 @@ def fees_page():
 @access("admin", phi=False)
 def set_price():
     form = PriceForm()
-    if form.validate_on_submit():
-        found = codes.find(db.session, form.code.data)
-        if len(found) == 1:
-            try:
-                fees.set_price(db.session, code_id=found[0].id, modifier=form.modifier.data or "",
-                               price_cents=form.cents, effective_from=form.effective_from.data, actor=actor())
-            except fees.PriceError as error:
-                db.session.rollback()
-                form.amount.errors = [*form.amount.errors, str(error)]
-            else:
-                db.session.commit()
-                code = found[0]
-                modifier = f" with modifier {form.modifier.data}" if form.modifier.data else ""
-                flash(f"{code.system} {code.code}{modifier}: {money(form.cents)} from "
-                      f"{form.effective_from.data.isoformat()}.", "success")
-                return redirect_htmx(url_for("admin.fees_page"))
-        elif not found:
-            form.code.errors = [*form.code.errors, "No code is written like that. Add it as a local code below, "
-                                                   "or import the clinic's code file."]
-        else:
-            systems = ", ".join(f"{c.system}:{c.code}" for c in found)
-            form.code.errors = [*form.code.errors, f"That code is in several systems: write one of {systems}."]
-    return _page(price_form=form, block="price_form", status=422)
+    if not form.validate_on_submit():
+        return _page(price_form=form, block="price_form", status=422)
+    code = form.billing_code
+    try:
+        fees.set_price(db.session, code_id=code.id, modifier=form.modifier.data or "", price_cents=form.cents,
+                       effective_from=form.effective_from.data, actor=actor())
+    except fees.PriceError as error:
+        db.session.rollback()
+        form.amount.errors = [*form.amount.errors, str(error)]
+        return _page(price_form=form, block="price_form", status=422)
+    db.session.commit()
+    modifier = f" with modifier {form.modifier.data}" if form.modifier.data else ""
+    flash(f"{code.system} {code.code}{modifier}: {money(form.cents)} from {form.effective_from.data.isoformat()}.",
+          "success")
+    return redirect_htmx(url_for("admin.fees_page"))
 
 
 @bp.post("/fees/codes")
