@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 
 from flask import Flask, flash, g, request, session
-from flask_login import current_user, logout_user
+from flask_login import current_user
 
 from app.settings import ConfigError, Settings
 
@@ -176,17 +175,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         now = time.time()
         last = session.get("last_seen")
         if last is not None and now - last > limit.total_seconds():
-            from app.services.audit import Actor
+            from app.blueprints.auth.views import sign_out
 
-            audit.record(db.session, actor=Actor.of(current_user), action="auth.idle_logoff",
-                         subject_user_id=current_user.id)
-            from app.services import sessions as server_sessions
-
-            server_sessions.revoke(db.session, token=session.get("sid"), reason="idle")
-            db.session.commit()
-            logout_user()
-            session.clear()
-            flash("You were signed out after a period of inactivity.", "info")
+            sign_out(action="auth.idle_logoff", reason="idle",
+                     message="You were signed out after a period of inactivity.")
             return None   # continue as anonymous: access rules send them to sign in
         if last is None or now - last >= LAST_SEEN_STEP:
             # Written at most every LAST_SEEN_STEP seconds, not on every request (a new signed cookie

@@ -26,10 +26,10 @@ import functools
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from flask import current_app, g, make_response, redirect, request, url_for
+from flask import current_app, g, redirect, request, url_for
 from flask_login import current_user
 
-from app.web import is_htmx, now, render
+from app.web import is_htmx, now, redirect_htmx, render
 
 # Endpoints an unenrolled staff member may still use.
 ENROLMENT_OPEN = frozenset({"auth.mfa_setup", "auth.logout", "auth.login", "static", "assets.htmx"})
@@ -40,11 +40,11 @@ def current_session():
     return g.get("user_session")
 
 
-def mfa_age(at=None) -> timedelta | None:
+def mfa_age() -> timedelta | None:
     row = current_session()
     if row is None or row.mfa_verified_at is None:
         return None
-    return (at or now()) - row.mfa_verified_at
+    return now() - row.mfa_verified_at
 
 
 def has_recent_mfa(max_age: timedelta | None = None) -> bool:
@@ -71,16 +71,13 @@ def step_up_needed(max_age: timedelta | None = None):
     """None when the last code is recent enough; otherwise the refusal to return."""
     if has_recent_mfa(max_age):
         return None
-    target = url_for("auth.step_up", next=_return_to())
+    back = _return_to()
     if is_htmx():
-        response = make_response("", 204)
-        response.headers["HX-Redirect"] = target
-        return response
+        return redirect_htmx(url_for("auth.step_up", next=back))
     from app.blueprints.auth.views import CodeForm
 
-    enrolled = current_user.mfa_enrolled
-    return render("auth/step_up.html", status=403, form=CodeForm(formdata=None), next=_return_to(),
-                  enrolled=enrolled, error=None)
+    return render("auth/step_up.html", status=403, form=CodeForm(formdata=None), next=back,
+                  enrolled=current_user.mfa_enrolled, error=None)
 
 
 def require_recent_mfa(view=None, *, max_age: timedelta | None = None):
@@ -93,7 +90,6 @@ def require_recent_mfa(view=None, *, max_age: timedelta | None = None):
             if refusal is not None:
                 return refusal
             return fn(*args, **kwargs)
-        guarded.step_up = True
         return guarded
     return wrap(view) if view is not None else wrap
 

@@ -95,11 +95,12 @@ def sign_up_patient(session: Session, *, full_name: str, email: str, phone: str,
     gets a "someone tried to register with your email" email instead, at most one an hour. The
     caller answers both the same way; returns the new user, or None for a taken email.
     """
-    check_password(password, email=email)
-    existing = find_by_email(session, email)
-    if existing is None:
+    try:
         user = register_patient(session, full_name=full_name, email=email, phone=phone,
                                 timezone_name=timezone_name, password=password, actor=actor)
+    except EmailTaken:
+        existing = find_by_email(session, email)
+    else:
         notifications.queue(session, dedupe_key=f"account_created:{user.id}", template="account_created",
                             user=user, scheduled_for=now, address=notifications.Address("email", user.email))
         return user

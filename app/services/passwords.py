@@ -57,7 +57,7 @@ def _known(password: str) -> bool:
 
 
 def _contains_email(password: str, email: str | None) -> bool:
-    email = (email or "").strip().lower()
+    email = accounts.normalize_email(email)
     if not email:
         return False
     lowered = password.lower()

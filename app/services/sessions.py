@@ -64,6 +64,6 @@ def revoke_all(session: Session, *, user_id: int, actor: Actor, reason: str) -> 
     return result.rowcount
 
 
-def mark_mfa(session: Session, row: UserSession, *, at: datetime) -> None:
+def mark_mfa(row: UserSession, *, at: datetime) -> None:
     """This session just proved the second factor (sign-in, enrolment or step-up)."""
     row.mfa_verified_at = at

@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 
 import time
 
-from flask import Blueprint, current_app, flash, g, request, session, url_for
+from flask import Blueprint, current_app, flash, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, StringField
@@ -17,6 +17,7 @@ from app.extensions import db, limiter
 from app.models import User
 from app.services import accounts, mfa, sessions
 from app.services.audit import Actor, record
+from app.blueprints.stepup import current_session
 from app.web import now, redirect_htmx, render
 
 bp = Blueprint("auth", __name__)
@@ -154,16 +155,21 @@ def login():
     return render("auth/login.html", block="form", form=form, error=error, status=status)
 
 
-@bp.post("/logout")
-@access(AUTHENTICATED, phi=False)
-def logout():
-    record(db.session, actor=Actor.of(current_user), action="auth.logout",
-           subject_user_id=current_user.id)
-    sessions.revoke(db.session, token=session.get("sid"), reason="signed_out")   # the old cookie is void
+def sign_out(*, action: str, reason: str, message: str) -> None:
+    """End this browser's sign-in: audited, its server-side session revoked (a copy of the old
+    cookie is void), committed, then the cookie session cleared. Sign-out and the idle logoff."""
+    record(db.session, actor=Actor.of(current_user), action=action, subject_user_id=current_user.id)
+    sessions.revoke(db.session, token=session.get("sid"), reason=reason)
     db.session.commit()
     logout_user()
     session.clear()
-    flash("You are signed out.", "info")
+    flash(message, "info")
+
+
+@bp.post("/logout")
+@access(AUTHENTICATED, phi=False)
+def logout():
+    sign_out(action="auth.logout", reason="signed_out", message="You are signed out.")
     return redirect_htmx(url_for("auth.login"))
 
 
@@ -255,9 +261,9 @@ def mfa_setup():
     except mfa.WrongCode as wrong:
         db.session.commit()               # the failed attempt's audit row
         return _setup_page(form, status=422, error=str(wrong))
-    row = g.get("user_session")
+    row = current_session()
     if row is not None:
-        sessions.mark_mfa(db.session, row, at=now())
+        sessions.mark_mfa(row, at=now())
     db.session.commit()
     session.pop("mfa_setup_secret", None)
     return render("account/mfa_setup.html", block="panel", form=None, error=None, secret=None, qr=None,
@@ -278,9 +284,9 @@ def step_up():
         user = db.session.get(User, current_user.id)
         check = mfa.verify(db.session, user=user, code=form.code.data, at=now(), actor=Actor.of(current_user),
                            purpose="step_up")
-        row = g.get("user_session")
+        row = current_session()
         if check.ok and row is not None:
-            sessions.mark_mfa(db.session, row, at=now())
+            sessions.mark_mfa(row, at=now())
         db.session.commit()
         if check.ok:
             flash("Code accepted. You can continue.", "success")
