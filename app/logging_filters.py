@@ -70,10 +70,6 @@ _KEY_VALUE = re.compile(r"(Key \([^\n]*?\)=\()(?!\[redacted\])[^\n]*?(\) (?:alre
 _CALL_ARGS = re.compile(r"\b([A-Za-z_][\w.]*)\((?:[^()\n]|\([^()\n]*\))*\)")
 
 
-def redact_tokens(text: str) -> str:
-    return _TOKEN_PATHS.sub(r"\1[redacted]", text)
-
-
 def redact(text: str) -> str:
     """The text with tokens in paths, emails, phones, argon2 hashes and key/value names replaced."""
     if not text:
@@ -124,7 +120,6 @@ class RedactTokens(logging.Filter):
 
 
 # The same filter under a name that says what it does now.
-RedactPHI = RedactTokens
 
 
 def install() -> None:

@@ -46,7 +46,6 @@ GENESIS = "0" * 64
 LINK_LOCK_KEY = 0x4155_4449_544C  # "AUDITL": taken by the sequencer only, never by a request
 _PENDING = "audit_pending"
 _CONTEXT = "audit_context"
-_KEY = "audit_hmac_key"
 
 
 @dataclass(frozen=True)
@@ -121,7 +120,7 @@ def link_hash(key: str, prev_hash: str, row_hmac: str, position: int) -> str:
 
 
 def _key(session: Session, key: str | None = None) -> str:
-    key = key or session.info.get(_KEY) or _process_key
+    key = key or _process_key
     if not key:
         raise RuntimeError("audit: the session has no HMAC key (create_app configures it)")
     return key
@@ -263,10 +262,10 @@ class Lag:
 def lag(session: Session) -> Lag:
     """How far the chain is behind: committed rows with no link yet, and the oldest one's age."""
     sub = _unlinked().subquery()
-    count, oldest_at = session.execute(select(func.count(), func.min(sub.c.occurred_at))).one()
+    count, oldest_at, oldest_seq = session.execute(
+        select(func.count(), func.min(sub.c.occurred_at), func.min(sub.c.seq))).one()
     if not count:
         return Lag(0)
-    oldest_seq = session.scalar(select(func.min(sub.c.seq)))
     age = max(0.0, (datetime.now(timezone.utc) - oldest_at).total_seconds())
     return Lag(count, oldest_seq, age)
 

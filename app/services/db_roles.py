@@ -112,11 +112,3 @@ def _refuse_unsafe(conn: Connection, role: str, owner: str) -> None:
     """), {"r": role}).scalars().all()
     if owns:
         raise RoleError(f"role {role} owns {', '.join(owns)}: the app's role must own nothing")
-
-
-def drop_app_role(conn: Connection, role: str) -> None:
-    """Remove the role's privileges in this database and the role (tests and teardown)."""
-    quoted = _ident(role)
-    if conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first():
-        conn.execute(text(f"DROP OWNED BY {quoted}"))
-        conn.execute(text(f"DROP ROLE {quoted}"))

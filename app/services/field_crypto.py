@@ -74,9 +74,6 @@ class Keyring:
     def __repr__(self) -> str:          # ids only, never a key
         return f"<Keyring active={self.active} keys={sorted(self.keys)}>"
 
-    def with_active(self, kid: str) -> "Keyring":
-        return Keyring(dict(self.keys), kid, self.lookup_key)
-
     # -- values ---------------------------------------------------------------------------------
 
     def encrypt(self, plaintext: str, *, context: str) -> str:
@@ -209,18 +206,14 @@ def decrypt(value: str, *, context: str) -> str:
     return current().decrypt(value, context=context)
 
 
-def lookup_hash(kind: str, value: str) -> str:
-    return current().lookup_hash(kind, value)
-
-
-def phone_hash(phone: str | None, keyring: Keyring | None = None) -> str | None:
+def phone_hash(phone: str | None) -> str | None:
     """The look-up hash of an E.164 number (as stored: accounts.normalize_phone's form)."""
-    return (keyring or current()).lookup_hash("phone", phone.strip()) if phone else None
+    return current().lookup_hash("phone", phone.strip()) if phone else None
 
 
-def email_hash(email: str | None, keyring: Keyring | None = None) -> str | None:
+def email_hash(email: str | None) -> str | None:
     """The look-up hash of an email (lower-cased and stripped, as accounts.normalize_email)."""
-    return (keyring or current()).lookup_hash("email", email.strip().lower()) if email else None
+    return current().lookup_hash("email", email.strip().lower()) if email else None
 
 
 # -- key rotation: moving mutable columns to the active key ---------------------------------------

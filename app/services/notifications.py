@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from app.models import Appointment, Charge, Notification, PaymentAttempt, SmsOptOut, User
 from app.models.appointment import BOOKED
-from app.services import audit, field_crypto
+from app.services import audit
 from app.services.audit import Actor
 from app.services.unit_of_work import request
 
@@ -41,7 +41,7 @@ def sms_allowed(session: Session, user: User) -> bool:
     """SMS only to a verified number that has not opted out."""
     if not user.phone or user.phone_verified_at is None:
         return False
-    opt = session.get(SmsOptOut, field_crypto.phone_hash(user.phone))
+    opt = session.get(SmsOptOut, user.phone_hash)     # kept with the number (User._hash_phone)
     return not (opt and opt.opted_out)
 
 

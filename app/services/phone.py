@@ -45,14 +45,14 @@ def new_code() -> str:
     return f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
 
 
-def pending(session: Session, user: User, *, now: datetime) -> PhoneVerification | None:
+def pending(session: Session, user: User) -> PhoneVerification | None:
     """The live code for the user's current number, if any (expired ones count: they say so)."""
     if not user.phone:
         return None
     return session.scalar(
         select(PhoneVerification)
         .where(PhoneVerification.user_id == user.id,
-               PhoneVerification.phone_hash == field_crypto.phone_hash(user.phone),
+               PhoneVerification.phone_hash == user.phone_hash,
                PhoneVerification.verified_at.is_(None))
         .order_by(PhoneVerification.created_at.desc(), PhoneVerification.id.desc()).limit(1))
 
@@ -111,7 +111,7 @@ def check_code(session: Session, *, user: User, code: str, actor: Actor, now: da
     """Check a code; every outcome is stored (wrong tries count), so the caller commits either way."""
     if user.phone_verified_at is not None:
         return CheckResult("already")
-    verification = pending(session, user, now=now)
+    verification = pending(session, user)
     if verification is None:
         return CheckResult("no_code")
     session.refresh(verification, with_for_update=True)     # two tries at once count as two

@@ -71,7 +71,7 @@ def _phone_page(status: int = 200, *, phone_form=None, code_form=None, notice=No
     user = current_user
     phone_form = phone_form or PhoneForm(formdata=None, data={"phone": user.phone})
     code_form = code_form or CodeForm(formdata=None)
-    waiting = phone.pending(db.session, user, now=now())
+    waiting = phone.pending(db.session, user)
     return render("account/phone.html", block="panel", status=status, user=user, phone_form=phone_form,
                   code_form=code_form, send_form=SendCodeForm(formdata=None), notice=notice, error=error,
                   code_waiting=bool(waiting and waiting.expires_at > now() and waiting.attempts < phone.MAX_TRIES))
