@@ -151,7 +151,9 @@ class Ctx:
             raise errors.missing(resource or type_, str(id_), param=param)
         return obj
 
-    def emit(self, type_: str, obj: dict, previous_attributes: dict | None = None) -> dict:
+    def emit(self, type_: str, obj: dict, previous_attributes: dict | None = None, *,
+             account: str | None = None) -> dict:
+        """Record an event; ``account`` (a connected account acted for) is carried as Stripe's Connect events do."""
         data: dict[str, Any] = {"object": public(obj)}
         if previous_attributes is not None:
             data["previous_attributes"] = previous_attributes
@@ -167,6 +169,8 @@ class Ctx:
                         "idempotency_key": self.idempotency_key},
             "type": type_,
         }
+        if account:
+            evt["account"] = account
         self.store.insert(evt)
         self.events.append(evt)
         return evt

@@ -52,11 +52,7 @@ def owner(obj: dict) -> str | None:
 
 def emit(ctx: Ctx, account: str | None, type_: str, obj: dict, previous_attributes: dict | None = None) -> dict:
     """An event; on a connected account's behalf it carries ``account`` as Stripe's Connect events do."""
-    evt = ctx.emit(type_, obj, previous_attributes)
-    if account:
-        evt["account"] = account
-        ctx.store.save(evt)
-    return evt
+    return ctx.emit(type_, obj, previous_attributes, account=account)
 
 
 # -- objects ------------------------------------------------------------------------------------------

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 
-from .. import cards, errors
+from .. import errors
 from ..core import Ctx, created_filter, list_object
 from ..store import new_id
+from .accounts import acting, owner
 
 DEFAULT_CURRENCY = "usd"
 TYPES = ("adjustment", "advance", "advance_funding", "application_fee", "application_fee_refund", "charge",
@@ -21,19 +22,14 @@ TYPES = ("adjustment", "advance", "advance_funding", "application_fee", "applica
          "topup_reversal", "transfer", "transfer_cancel", "transfer_failure", "transfer_refund")
 
 
-def owner(txn: dict) -> str | None:
-    return (txn.get("_sandbox") or {}).get("account")
-
-
 def settle_at_once(ctx: Ctx, ch: dict, txn: dict) -> None:
     """Called by charges.balance_transaction before a charge's transaction is stored: Stripe's
     4000000000000077 puts the funds in the available balance at once."""
     txn.setdefault("balance_type", "payments")
     if txn.get("type") != "charge" or txn.get("amount", 0) <= 0:
         return
-    pm = ctx.store.get(ch.get("payment_method") or "", "payment_method")
-    behaviour = cards.BEHAVIOURS.get(((pm or {}).get("_sandbox") or {}).get("behaviour", "success"))
-    if behaviour is not None and behaviour.extra.get("balance") == "available":
+    from .charges import behaviour_of_charge   # charges imports this module
+    if behaviour_of_charge(ctx, ch).extra.get("balance") == "available":
         txn["available_on"] = ctx.now()
         txn["status"] = "available"
 
@@ -98,14 +94,9 @@ def settle(ctx: Ctx) -> None:
 
 
 # -- handlers -------------------------------------------------------------------------------------------
-def _acting(ctx: Ctx) -> str | None:
-    from .accounts import acting
-    return acting(ctx)
-
-
 def retrieve_balance(ctx: Ctx):
     ctx.allow()
-    account = _acting(ctx)
+    account = acting(ctx)
     t = totals(ctx, account)
     if not t:
         acct = ctx.store.get(account, "account") if account else None
@@ -127,7 +118,7 @@ def retrieve_balance(ctx: Ctx):
 
 def retrieve_txn(ctx: Ctx, id):
     ctx.allow()
-    account = _acting(ctx)
+    account = acting(ctx)
     txn = ctx.store.get(id, "balance_transaction")
     if txn is None or owner(txn) != account:
         raise errors.missing("balance transaction", id)
@@ -136,7 +127,7 @@ def retrieve_txn(ctx: Ctx, id):
 
 def list_txns(ctx: Ctx):
     ctx.allow("payout", "source", "type", "currency", "created", "limit", "starting_after", "ending_before")
-    account = _acting(ctx)
+    account = acting(ctx)
     payout = ctx.str_("payout")
     source = ctx.str_("source")
     type_ = ctx.str_("type", choices=TYPES)

@@ -4,6 +4,7 @@ from .. import cards
 from ..core import Ctx, created_filter, list_object
 from ..store import new_id
 from . import balance   # issue 13 Connect
+from . import payment_methods
 
 
 def _card_details(pm: dict, amount: int) -> dict:
@@ -135,6 +136,22 @@ def balance_transaction(ctx: Ctx, ch: dict, amount: int, *, type_: str = "charge
         for hook in CAPTURE_HOOKS:   # e.g. disputes.py: the dispute card opens a dispute later
             hook(ctx, ch)
     return txn
+
+
+def behaviour_of_charge(ctx: Ctx, ch: dict) -> cards.Behaviour:
+    """The test-card behaviour of the PaymentMethod a charge was made with ("success" without one)."""
+    pm = ctx.store.get(ch.get("payment_method") or "", "payment_method")
+    return payment_methods.behaviour(pm) if pm else cards.BEHAVIOURS["success"]
+
+
+# refunds that count against a charge's refundable amount (failed and canceled ones do not)
+REFUND_COUNTED = ("pending", "succeeded", "requires_action")
+
+
+def refunded_amount(ctx: Ctx, ch: dict) -> int:
+    """The amount of a charge already refunded, or being refunded."""
+    return sum(r["amount"] for r in ctx.store.all("refund", charge=ch["id"])
+               if r["status"] in REFUND_COUNTED)
 
 
 # fn(ctx, charge) called when a charge's funds are recorded (capture); modules register themselves here

@@ -31,14 +31,9 @@ EVIDENCE_FIELDS = (
 
 # -- opening ---------------------------------------------------------------------------------------
 
-def _behaviour_of_charge(ctx: Ctx, ch: dict) -> str:
-    pm = ctx.store.get(ch.get("payment_method") or "", "payment_method")
-    return (pm or {}).get("_sandbox", {}).get("behaviour", "success")
-
-
 def on_capture(ctx: Ctx, ch: dict) -> None:
     """charges.CAPTURE_HOOKS: a charge made with the dispute card gets a dispute shortly after."""
-    if _behaviour_of_charge(ctx, ch) == "dispute_fraudulent":
+    if charges.behaviour_of_charge(ctx, ch).name == "dispute_fraudulent":
         ctx.store.db.execute("INSERT INTO timers(obj_id, kind, due) VALUES(?,?,?)",
                              (ch["id"], "dispute_open", ctx.later()))
 
@@ -46,9 +41,7 @@ def on_capture(ctx: Ctx, ch: dict) -> None:
 def open_dispute(ctx: Ctx, ch: dict, reason: str = "fraudulent") -> dict | None:
     if ch.get("disputed") or not ch.get("captured") or ch.get("status") != "succeeded":
         return None
-    refunded = sum(r["amount"] for r in ctx.store.all("refund", charge=ch["id"])
-                   if r["status"] in ("pending", "succeeded", "requires_action"))
-    amount = ch["amount_captured"] - refunded
+    amount = ch["amount_captured"] - charges.refunded_amount(ctx, ch)
     if amount <= 0:                # a fully refunded charge cannot be disputed
         return None
     now = ctx.now()

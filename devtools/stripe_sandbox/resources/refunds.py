@@ -12,9 +12,10 @@ TIMING = {"refund_pending_then_succeeded": ("pending", "refund_settle"),
 FAILURE_REASON = "expired_or_canceled_card"
 
 
-def _behaviour(ctx: Ctx, ch: dict) -> str:
-    pm = ctx.store.get(ch.get("payment_method") or "", "payment_method")
-    return (pm or {}).get("_sandbox", {}).get("behaviour", "success")
+def _emit_updated(ctx: Ctx, re: dict, prev: dict) -> None:
+    """A refund's change, as Stripe reports it: charge.refund.updated, then refund.updated."""
+    ctx.emit("charge.refund.updated", re, prev)
+    ctx.emit("refund.updated", re, prev)
 
 
 def create(ctx: Ctx):
@@ -51,10 +52,7 @@ def create(ctx: Ctx):
         raise errors.invalid("refund_application_fee can only be used with charges that have an application fee; "
                              "this charge has none.", param="refund_application_fee")
     disputes.check_refundable(ctx, ch)
-    existing = ctx.store.all("refund", charge=ch["id"], where=lambda r: r["status"] in
-                             ("pending", "succeeded", "requires_action"))
-    refunded = sum(r["amount"] for r in existing)
-    remaining = ch["amount_captured"] - refunded
+    remaining = ch["amount_captured"] - charges.refunded_amount(ctx, ch)
     if remaining <= 0:
         raise errors.invalid(f"Charge {ch['id']} has already been refunded.", code="charge_already_refunded")
     amount = ctx.int_("amount")
@@ -88,7 +86,7 @@ def create(ctx: Ctx):
         "status": "succeeded",
         "transfer_reversal": None,
     }
-    timing = TIMING.get(_behaviour(ctx, ch))
+    timing = TIMING.get(charges.behaviour_of_charge(ctx, ch).name)
     if timing:
         re["status"] = timing[0]
         ctx.store.db.execute("INSERT INTO timers(obj_id, kind, due) VALUES(?,?,?)", (re["id"], timing[1], ctx.later()))
@@ -134,8 +132,7 @@ def cancel(ctx: Ctx, id):
     _give_back(ctx, ch, re["amount"])
     ctx.store.save(re)
     ctx.store.db.execute("DELETE FROM timers WHERE obj_id=?", (re["id"],))
-    ctx.emit("charge.refund.updated", re, prev)
-    ctx.emit("refund.updated", re, prev)
+    _emit_updated(ctx, re, prev)
     return re
 
 
@@ -162,8 +159,7 @@ def run_timers(ctx: Ctx) -> None:
             re["destination_details"]["card"]["reference"] = obj_id[-12:].upper()
             re["destination_details"]["card"]["reference_status"] = "available"
             ctx.store.save(re)
-            ctx.emit("charge.refund.updated", re, prev)
-            ctx.emit("refund.updated", re, prev)
+            _emit_updated(ctx, re, prev)
         elif kind == "refund_fail" and re["status"] in ("pending", "succeeded"):
             ch = ctx.store.get(re["charge"], "charge")
             if ch is None:
@@ -176,8 +172,7 @@ def run_timers(ctx: Ctx) -> None:
                 description=f"Refund failure for {re['id']}")["id"]
             ctx.store.save(re)
             _give_back(ctx, ch, re["amount"])
-            ctx.emit("charge.refund.updated", re, prev)
-            ctx.emit("refund.updated", re, prev)
+            _emit_updated(ctx, re, prev)
             ctx.emit("refund.failed", re)
 
 
