@@ -225,6 +225,9 @@ def owner_url(app) -> str:
     return _psycopg_url(app.config["SQLALCHEMY_OWNER_URI"])
 
 
+APPEND_ONLY = ("audit_events", "audit_links", "encounter_addenda", "payment_consents")
+
+
 def truncate_all(app) -> None:
     # A fresh database gets a fresh anchor file: anchors of the truncated chain would not match.
     app.config["SETTINGS"].audit_anchor_path.unlink(missing_ok=True)
@@ -233,13 +236,15 @@ def truncate_all(app) -> None:
         tables = _tables(conn)
         if not tables:
             return
-        # The audit tables refuse TRUNCATE by trigger; the test owner lifts it briefly.
-        conn.execute("ALTER TABLE audit_events DISABLE TRIGGER USER; ALTER TABLE audit_links DISABLE TRIGGER USER")
+        # The append-only tables refuse TRUNCATE by trigger; the test owner lifts it briefly.
+        guarded = [t for t in APPEND_ONLY if t in tables]
+        toggle = "; ".join(f"ALTER TABLE {t} {{}} TRIGGER USER" for t in guarded)
+        conn.execute(toggle.format(*["DISABLE"] * len(guarded)))
         try:
             conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
                 sql.SQL(", ").join(sql.Identifier(t) for t in tables)))
         finally:
-            conn.execute("ALTER TABLE audit_events ENABLE TRIGGER USER; ALTER TABLE audit_links ENABLE TRIGGER USER")
+            conn.execute(toggle.format(*["ENABLE"] * len(guarded)))
 
 
 @pytest.fixture

@@ -3,13 +3,16 @@ from app.models.appointment import Appointment, ProviderAlert
 from app.models.audit import AuditEvent
 from app.models.billing import BillingCode, FeeScheduleEntry
 from app.models.clinic import ClinicSettings
+from app.models.emr import Addendum, Encounter, EncounterDiagnosis, EncounterLine
 from app.models.notification import LinkToken, Notification, PhoneVerification, SmsOptOut
+from app.models.postvisit import CardSetup, CollectionCase, PaymentConsent
 from app.models.payment import Charge, PaymentAttempt, PaymentFailure, Refund, StripeEvent
 from app.models.scheduling import (AppointmentType, AvailabilityException, AvailabilityRule, Provider,
                                    Specialty)
 from app.models.user import Patient, User, ROLES, STAFF_ROLES
 from app.models.security import RecoveryCode, UserSession
 
-__all__ = ["Appointment", "AppointmentType", "AuditEvent", "BillingCode", "FeeScheduleEntry", "Charge", "PaymentAttempt", "PaymentFailure",
+__all__ = ["Addendum", "CardSetup", "CollectionCase", "Encounter", "EncounterDiagnosis", "EncounterLine",
+           "PaymentConsent", "Appointment", "AppointmentType", "AuditEvent", "BillingCode", "FeeScheduleEntry", "Charge", "PaymentAttempt", "PaymentFailure",
            "StripeEvent", "ProviderAlert", "Refund", "LinkToken", "Notification", "PhoneVerification", "SmsOptOut", "AvailabilityException", "AvailabilityRule",
            "ClinicSettings", "Patient", "RecoveryCode", "UserSession", "Provider", "Specialty", "User", "ROLES", "STAFF_ROLES"]

@@ -65,6 +65,9 @@ class Appointment(db.Model):
     payment_timing: Mapped[str] = mapped_column(String(16))
     modality: Mapped[str] = mapped_column(String(16))
     telehealth_room: Mapped[str | None] = mapped_column(String(64))
+    # Post-visit: the saved card (Stripe PaymentMethod id) this booking will be charged to; None
+    # once the patient removes it ("card needed").
+    payment_method_id: Mapped[str | None] = mapped_column(String(255))
     cancel_reason: Mapped[str | None] = mapped_column(EncryptedText("appointments.cancel_reason"))
     canceled_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     canceled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

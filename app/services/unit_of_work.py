@@ -33,6 +33,8 @@ INTENTS = {
     "process_stripe_event": "apply this stored webhook event (event_id)",
     "expire_hold": "release this hold at its expiry (appointment_id, when)",
     "send_notification": "send this notification when due (notification_id, when, attempts, batch=)",
+    "charge_visit": "charge a signed post-visit encounter's case off-session (case_id)",
+    "visit_case_due": "run this collections case's next step at its time (case_id, when)",
 }
 
 _subscribers: dict[str, tuple[Callable, ...]] = {}
