@@ -155,10 +155,11 @@ def specialties(session: Session) -> list[Specialty]:
     return list(session.scalars(select(Specialty).order_by(Specialty.name)))
 
 
-# Payment timings a patient can complete online today. Post-visit and hybrid types are
-# configured, seeded and scheduled, but offered online only once their card-on-file
-# flows exist: a patient must never reach a booking that cannot be finished.
-ONLINE_TIMINGS = ("deposit_to_book",)
+# Payment timings a patient can complete online today: a deposit paid at booking, or a card saved
+# for a charge after the visit (app.services.card_setup). Hybrid types are configured, seeded and
+# scheduled, but offered online only once their flow exists: a patient must never reach a booking
+# that cannot be finished.
+ONLINE_TIMINGS = ("deposit_to_book", "post_visit")
 
 
 def bookable_types(session: Session) -> list[AppointmentType]:

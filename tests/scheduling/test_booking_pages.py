@@ -184,7 +184,7 @@ def test_ics_for_a_confirmed_appointment(patient_client, clinic, clock, factorie
 
 
 def test_types_without_an_online_payment_flow_are_not_offered(patient_client, clinic, clock, factories, db):
-    later = factories.appointment_type(name="Pay after the visit", payment_timing="post_visit")
+    later = factories.appointment_type(name="Pay after the visit", payment_timing="hybrid")
     clinic["alice"].types.append(later)
     db.commit()
     search = patient_client.get("/book").get_data(as_text=True)

@@ -29,8 +29,12 @@ def _cards_page(status: int = 200, *, error: str | None = None):
     except PaymentServiceError:
         log.warning("saved cards unavailable for patient %s", patient.id)
         found, unavailable = [], True
+    # Post-visit visits: the ones a card is charged to after the visit (removing it asks for another),
+    # and the ones left with no card ("card needed").
+    relying = {card.id: cards.relying_on(db.session, patient, card.id) for card in found}
     return render("account/cards.html", status=status, cards=found, form=RemoveCardForm(formdata=None),
-                  unavailable=unavailable, error=error)
+                  unavailable=unavailable, error=error, relying=relying,
+                  needing=cards.needing_a_card(db.session, patient))
 
 
 @bp.get("/account/cards")

@@ -47,6 +47,8 @@ def _own(appointment_id: int) -> Appointment:
 @access(PUBLIC, phi="appointment")
 def show(appointment_id: int):
     appointment = _own(appointment_id)
+    if appointment.payment_timing == "post_visit":        # a card saved, nothing charged now
+        return setup.show(appointment)
     if appointment.status in ("confirmed", "checked_in"):
         return redirect(url_for("checkout.done", appointment_id=appointment.id))
     try:
@@ -258,6 +260,10 @@ def join(appointment_id: int):
                       opens_at=appointment.starts_at - settings.VISIT_OPENS_BEFORE)
     audit.record(db.session, actor=actor(), action="visit.joined", appointment_id=appointment.id,
                  patient_id=appointment.patient_id)
+    if current_user.role == "provider" and appointment.status in ("confirmed", "checked_in", "completed"):
+        from app.services import emr          # the provider starting the visit opens its note (checks in)
+
+        emr.open_encounter(db.session, appointment, actor=actor(), user=current_user, now=now(), source="telehealth")
     db.session.commit()
     return redirect(visits.room_url(appointment, base=settings.TELEHEALTH_BASE_URL,
                                     local=url_for("checkout.room", room=appointment.telehealth_room)))
@@ -272,3 +278,6 @@ def room(room: str):
         abort(403)
     phi.shown(appointment=appointment)
     return render("checkout/room.html", appointment=appointment)
+
+
+from app.blueprints.checkout import setup  # noqa: E402  (post-visit: save a card, nothing charged; on bp)
