@@ -302,8 +302,8 @@ def test_check_in_then_complete_changes_the_status_and_is_audited(db, client, fo
     assert response.status_code == 200
     assert 'id="appt-' in response.get_data(as_text=True) and "Completed" in response.get_data(as_text=True)
     assert db.get(Appointment, appt.id).status == "completed"
-    assert audit.actions_for(db, appointment_id=appt.id) == [
-        "slot.selected", "booking.confirmed", "visit.checked_in", "visit.completed"]
+    assert audit.actions_for(db, appointment_id=appt.id) == [        # check-in opens the visit's note
+        "slot.selected", "booking.confirmed", "visit.checked_in", "encounter.opened", "visit.completed"]
 
 
 def test_a_wrong_state_action_is_a_clear_409(db, client, forms, factories, clock, policy, visit):

@@ -4,3 +4,4 @@ from flask import Blueprint
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 
 from app.blueprints.staff import availability, calendar, catalog, patients  # noqa: E402,F401  (routes on bp)
+from app.blueprints.staff import encounters  # noqa: E402,F401  (the provider's notes: the basic EMR)

@@ -21,7 +21,7 @@ from app.blueprints.staff.forms import CancelForm
 from app.extensions import db
 from app.models import Appointment, Provider
 from app.models.state import Ignored, InvalidTransition
-from app.services import booking, staffing
+from app.services import booking, staffing, visit_status
 from app.web import actor, is_htmx, now, redirect_htmx, render
 
 MARKS = {"check_in": "Checked in.", "complete": "Marked completed.", "no_show": "Marked as a no-show."}
@@ -79,6 +79,7 @@ def _context(provider: Provider | None, first: date, days: int) -> dict:
         by_day.setdefault(staffing.local_today(provider, appt.starts_at), []).append(appt)
     phi.shown(patient_ids=[appt.patient_id for appt in appointments], record={"provider_id": provider.id})
     context["by_day"] = by_day
+    context["visit_states"] = visit_status.visit_states(db.session, [appt.id for appt in appointments])
     return context
 
 
@@ -148,6 +149,10 @@ def mark(appointment_id: int, action: str):
     appt = _appointment_or_404(appointment_id)
     try:
         booking.mark(db.session, appt, action, actor=actor(), now=now())
+        if action == "check_in":             # the visit's note opens at check-in (app/services/emr.py)
+            from app.services import emr
+
+            emr.open_encounter(db.session, appt, actor=actor(), user=current_user, now=now(), source="check_in")
     except (booking.BookingRuleError, InvalidTransition, Ignored) as error:
         return _refused(appt, action, error)
     db.session.commit()
