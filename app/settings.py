@@ -128,6 +128,12 @@ class Settings:
     SMTP_DATA_TIMEOUT: float = 120.0                  # seconds: the reply after the message was handed over
     SEND_BATCH_SIZE: int = 100                        # due reminders one job sends (each row its own claim)
     T_WINDOW: timedelta = timedelta(minutes=30)
+    # Post-visit charges (app/services/visit_charges.py): automatic off-session retries after a soft
+    # decline, at these offsets from the first failure (the last one is also when an unpaid case goes
+    # to collections); the patient's pay link's lifetime; a payment plan's interval between instalments.
+    VISIT_RETRY_SCHEDULE: tuple = (timedelta(days=1), timedelta(days=3), timedelta(days=7))
+    VISIT_LINK_TTL: timedelta = timedelta(days=14)
+    PLAN_INTERVAL: timedelta = timedelta(days=30)
     HTMX_PATH: Path = ROOT / "node_modules" / "htmx.org" / "dist" / "htmx.min.js"
     CSRF_ENABLED: bool = True
     # Stripe: real Stripe when STRIPE_SECRET_KEY is set; otherwise the run
@@ -225,6 +231,10 @@ class Settings:
             RETRY_LINK_TTL=_seconds(env.get("RETRY_LINK_TTL_SECONDS"), 1800),
             DECLINE_MESSAGE_GRACE=_seconds(env.get("DECLINE_MESSAGE_GRACE_SECONDS"), 120),
             T_WINDOW=_seconds(env.get("T_WINDOW_SECONDS"), 1800),
+            VISIT_RETRY_SCHEDULE=tuple(timedelta(seconds=float(x)) for x in
+                                       (env.get("VISIT_RETRY_SCHEDULE_SECONDS") or "86400,259200,604800").split(",")),
+            VISIT_LINK_TTL=_seconds(env.get("VISIT_LINK_TTL_SECONDS"), 14 * 86400),
+            PLAN_INTERVAL=_seconds(env.get("PLAN_INTERVAL_SECONDS"), 30 * 86400),
             SEND_LEASE=_seconds(env.get("SEND_LEASE_SECONDS"), 900),
             SMTP_TIMEOUT=float(env.get("SMTP_TIMEOUT_SECONDS") or 10),
             SMTP_DATA_TIMEOUT=float(env.get("SMTP_DATA_TIMEOUT_SECONDS") or 120),

@@ -28,6 +28,9 @@ def register_blueprints(app: Flask) -> None:
     from app.blueprints import ops
 
     app.register_blueprint(ops.bp)        # /admin/metrics, /admin/ops
+    from app.blueprints import pay
+
+    app.register_blueprint(pay.bp)        # /pay/<token>, /appointments/<id>/pay: a post-visit balance
     if app.config["SETTINGS"].APP_ENV == "development":     # the outbox: never in test or production
         from app.blueprints import dev
 

@@ -42,6 +42,8 @@ class PaymentError:
     type: str | None
     charge: str | None
     payment_method: str | None
+    # Stripe's advice on an issuer decline (try_again_later, do_not_try_again, confirm_card_data), if any.
+    advice_code: str | None = None
 
     @classmethod
     def of(cls, data: Any) -> "PaymentError | None":
@@ -50,7 +52,8 @@ class PaymentError:
         get = data.get if hasattr(data, "get") else (lambda k, d=None: getattr(data, k, d))
         pm = get("payment_method")
         pm_id = pm.get("id") if hasattr(pm, "get") else pm
-        return cls(get("code"), get("decline_code"), get("message"), get("type"), get("charge"), pm_id)
+        return cls(get("code"), get("decline_code"), get("message"), get("type"), get("charge"), pm_id,
+                   get("advice_code"))
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,40 @@ class Card:
 
 
 @dataclass(frozen=True)
+class Setup:
+    """A SetupIntent as services see it (the card only when the payment method came expanded)."""
+    id: str
+    status: str
+    client_secret: str | None
+    customer: str | None
+    payment_method: str | None
+    usage: str | None
+    metadata: dict = field(default_factory=dict)
+    last_error: PaymentError | None = None
+    latest_attempt: str | None = None
+    next_action_type: str | None = None
+    card_brand: str | None = None
+    card_last4: str | None = None
+    card_exp_month: int | None = None
+    card_exp_year: int | None = None
+
+    @classmethod
+    def of(cls, obj: Any) -> "Setup":
+        data = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+        pm = data.get("payment_method")
+        card = (pm.get("card") or {}) if isinstance(pm, dict) else {}
+        next_action = data.get("next_action") or {}
+        return cls(
+            id=data["id"], status=data["status"], client_secret=data.get("client_secret"),
+            customer=_id_of(data.get("customer")), payment_method=_id_of(pm), usage=data.get("usage"),
+            metadata=dict(data.get("metadata") or {}), last_error=PaymentError.of(data.get("last_setup_error")),
+            latest_attempt=_id_of(data.get("latest_attempt")),
+            next_action_type=next_action.get("type") if isinstance(next_action, dict) else None,
+            card_brand=card.get("brand"), card_last4=card.get("last4"), card_exp_month=card.get("exp_month"),
+            card_exp_year=card.get("exp_year"))
+
+
+@dataclass(frozen=True)
 class RefundResult:
     id: str
     status: str
@@ -188,10 +225,12 @@ class StripeGateway:
     # -- payment intents ---------------------------------------------------------------------
 
     def create_intent(self, *, key: str, amount: int, currency: str, customer: str, metadata: dict,
-                      description: str, save_card: bool, statement_descriptor_suffix: str | None = None
-                      ) -> Intent:
+                      description: str, save_card: bool, statement_descriptor_suffix: str | None = None,
+                      capture_method: str = "manual") -> Intent:
+        """``capture_method``: manual (a deposit: authorized, captured once the booking is confirmed)
+        or automatic (a visit already given: the patient paying a balance on-session)."""
         params: dict[str, Any] = {
-            "amount": amount, "currency": currency, "customer": customer, "capture_method": "manual",
+            "amount": amount, "currency": currency, "customer": customer, "capture_method": capture_method,
             "metadata": metadata, "description": description,
             "automatic_payment_methods": {"enabled": True},
         }
@@ -280,6 +319,104 @@ class StripeGateway:
             raise
         return Intent.of(found)
 
+    # -- off-session charges (a post-visit charge on the card saved at booking) ----------------
+
+    def create_offsession_intent(self, *, key: str, amount: int, currency: str, customer: str,
+                                 payment_method: str, metadata: dict, description: str) -> Intent:
+        """Create and confirm, off-session, a PaymentIntent captured at once with a saved card.
+
+        A decline (402: ``card_declined``, ``authentication_required``...) is not an exception: the
+        intent is re-read (from the error, or found by our metadata) and comes back in
+        requires_payment_method with its last_error. After a 500 or a timeout it reconciles like
+        ``create_intent`` (our intent found by its ``attempt_uuid``), then retries with the next key."""
+        params: dict[str, Any] = {
+            "amount": amount, "currency": currency, "customer": customer, "payment_method": payment_method,
+            "capture_method": "automatic", "confirm": True, "off_session": True,
+            "payment_method_types": ["card"], "metadata": metadata, "description": description,
+        }
+
+        def ours():
+            return self.find_intent(customer=customer, metadata_key="attempt_uuid",
+                                    metadata_value=metadata["attempt_uuid"])
+
+        try:
+            found = self._post(lambda k: self.client.v1.payment_intents.create(
+                params=params, options={"idempotency_key": k}), key, reconcile=ours)
+        except GatewayError as error:
+            if isinstance(error.__cause__, stripe.CardError):
+                intent_id = _intent_of_error(error.__cause__)
+                found = self.retrieve_intent(intent_id) if intent_id else ours()
+                if found is not None:
+                    return found
+            raise
+        return found if isinstance(found, Intent) else Intent.of(found)
+
+    def confirm_offsession(self, intent_id: str, *, key: str, payment_method: str) -> Intent:
+        """Confirm the same PaymentIntent again, off-session, with a saved card (a scheduled retry).
+        A decline comes back as the re-read intent, as in ``create_offsession_intent``."""
+        def done():
+            intent = self.retrieve_intent(intent_id)
+            return intent if intent.status in ("succeeded", "processing", "canceled") else None
+
+        try:
+            found = self._post(lambda k: self.client.v1.payment_intents.confirm(
+                intent_id, params={"payment_method": payment_method, "off_session": True},
+                options={"idempotency_key": k}), key, reconcile=done)
+        except GatewayError as error:
+            if isinstance(error.__cause__, stripe.CardError):
+                return self.retrieve_intent(intent_id)
+            raise
+        return found if isinstance(found, Intent) else Intent.of(found)
+
+    # -- setup intents (a card saved and verified, nothing charged) --------------------------
+
+    def create_setup_intent(self, *, key: str, customer: str, metadata: dict) -> "Setup":
+        """A SetupIntent for later off-session charges; ``metadata`` carries only opaque ids, among them
+        ``card_setup_uuid`` (found again by it after a failure mid-create, like ``create_intent``)."""
+        params = {"customer": customer, "usage": "off_session", "metadata": metadata,
+                  "automatic_payment_methods": {"enabled": True}}
+
+        def reconcile():
+            found = self.find_setup_intents(customer, "card_setup_uuid", metadata["card_setup_uuid"])
+            return found[0] if found else None
+
+        found = self._post(lambda k: self.client.v1.setup_intents.create(
+            params=params, options={"idempotency_key": k}), key, reconcile=reconcile)
+        return found if isinstance(found, Setup) else Setup.of(found)
+
+    def retrieve_setup_intent(self, setup_intent_id: str) -> "Setup":
+        try:
+            return Setup.of(self.client.v1.setup_intents.retrieve(
+                setup_intent_id, params={"expand": ["payment_method"]}))
+        except stripe.StripeError as error:
+            raise GatewayUnavailable(f"retrieve {setup_intent_id}: {error.__class__.__name__}") from error
+
+    def confirm_setup_intent(self, setup_intent_id: str, *, key: str, payment_method: str,
+                             return_url: str) -> "Setup":
+        """Confirm on-session with a saved card (3-D Secure may be asked). A card error is not an
+        exception: the SetupIntent is read again (requires_payment_method with its last error)."""
+        try:
+            self._post(lambda k: self.client.v1.setup_intents.confirm(
+                setup_intent_id, params={"payment_method": payment_method, "return_url": return_url},
+                options={"idempotency_key": k}), key, reconcile=lambda: None)
+        except GatewayError as error:
+            if not isinstance(error.__cause__, stripe.CardError):
+                raise
+        return self.retrieve_setup_intent(setup_intent_id)
+
+    def find_setup_intents(self, customer: str, metadata_key: str, value: str) -> list["Setup"]:
+        """The customer's SetupIntents (newest first) whose metadata key has the value."""
+        found = []
+        try:
+            page = self.client.v1.setup_intents.list(params={"customer": customer, "limit": 100})
+            for obj in page.auto_paging_iter():
+                data = obj.to_dict()
+                if (data.get("metadata") or {}).get(metadata_key) == value:
+                    found.append(Setup.of(data))
+        except stripe.StripeError as error:
+            raise GatewayUnavailable(f"list setup intents: {error.__class__.__name__}") from error
+        return found
+
     # -- saved cards -------------------------------------------------------------------------
 
     def list_cards(self, customer: str) -> list["Card"]:
@@ -336,6 +473,13 @@ class StripeGateway:
                 return done
         raise GatewayUnavailable(f"Stripe unavailable after {RECONCILE_ROUNDS} rounds: "
                                  f"{last.__class__.__name__ if last else ''}")
+
+
+def _intent_of_error(error: stripe.StripeError) -> str | None:
+    """The id of the PaymentIntent a card error speaks of (Stripe puts it in the error body)."""
+    body = (getattr(error, "json_body", None) or {}).get("error") or {}
+    intent = body.get("payment_intent") if isinstance(body, dict) else None
+    return _id_of(intent) if intent else None
 
 
 def _describe(error: stripe.StripeError) -> str:

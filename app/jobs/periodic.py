@@ -28,13 +28,17 @@ log = logging.getLogger("app.audit")
 
 def sweep() -> dict:
     from app.jobs.booking import sweep_expired_holds
+    from app.jobs.card_setups import sweep_card_setups
     from app.jobs.notifications import sweep_notifications
     from app.jobs.payments import sweep_payments
     from app.jobs.refunds import resume_unsent
     from app.jobs.twindow import sweep_alerts
+    from app.jobs.visit_charges import sweep_visit_charges
 
     released = sweep_expired_holds()
     paid = sweep_payments()
+    paid.update(sweep_card_setups())        # post-visit card setups (counts only when something happened)
+    paid.update(sweep_visit_charges())      # post-visit charges: retries, escalations, instalments due
     messages = sweep_notifications()
     alerts = sweep_alerts()
     refunds = resume_unsent()

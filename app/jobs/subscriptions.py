@@ -40,6 +40,7 @@ def _enqueue(job):
 
 def subscriptions() -> dict:
     from app.jobs import booking, notifications, payments, refunds, twindow
+    from app.jobs import visit_charges
 
     return {
         "slot_selected": [],
@@ -59,6 +60,8 @@ def subscriptions() -> dict:
         "process_stripe_event": [payments.request_processing],
         "expire_hold": [booking.schedule_hold_expiry],
         "send_notification": [notifications.schedule_send],
+        "charge_visit": [visit_charges.schedule_charge],
+        "visit_case_due": [visit_charges.schedule_due],
     }
 
 

@@ -28,7 +28,8 @@ from app.services.unit_of_work import request
 
 REMINDER = "reminder"
 SMS_TEMPLATES = {"reminder", "payment_declined", "hold_released", "provider_payment_alert", "phone_code",
-                 "booking_canceled", "slot_released_provider", "refund_issued"}
+                 "booking_canceled", "slot_released_provider", "refund_issued",
+                 "visit_payment_failed", "visit_payment_received", "visit_final_notice"}
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,7 @@ def settle(session: Session, attempt_id: int, *, source: str, actor: Actor,
 
     gw, result, step, reason = retry_transient(session, step_1)
     if step is None:
-        return result
+        return _after_settle(session, result, actor)
     attempt = _locked(session, attempt_id)
     if step == "capture":
         _capture(session, gw, attempt, now=_now(), actor=actor)
@@ -123,6 +123,18 @@ def settle(session: Session, attempt_id: int, *, source: str, actor: Actor,
     if step == "cancel" and attempt.status == "canceled" and result.state not in ("slot_lost", "canceled"):
         result = SyncResult("canceled", message="This payment was canceled.", intent=result.intent)
     result.attempt = attempt
+    return _after_settle(session, result, actor)
+
+
+def _after_settle(session: Session, result: SyncResult, actor: Actor) -> SyncResult:
+    """A visit charge's attempt moves its collections case (paid, failed, an instalment) from the
+    committed attempt, whichever path settled it (the charge job, a retry, the browser, the webhook,
+    the sweep). ``after_settle`` locks the case and commits."""
+    attempt = result.attempt
+    if attempt is not None and attempt.charge.purpose == "visit":
+        from app.services import visit_charges
+
+        visit_charges.after_settle(session, attempt.id, actor=actor, intent=result.intent)
     return result
 
 
@@ -224,7 +236,8 @@ def _record_failure(session, attempt, appointment, intent: Intent, *, now, actor
                                decline_code=error.decline_code, stripe_charge_id=error.charge, occurred_at=now))
     record(session, attempt, appointment, actor=actor, action="payment.declined", outcome="failure",
            details={"code": error.code, "decline_code": error.decline_code, "source": source})
-    signals.emit(session, signals.PAYMENT_DECLINED, appointment, key)
+    if attempt.charge.purpose != "visit":     # a visit charge's failure: visit_charges.after_settle tells the patient
+        signals.emit(session, signals.PAYMENT_DECLINED, appointment, key)
 
 
 def _keep_card(attempt: PaymentAttempt, intent: Intent) -> None:
@@ -325,7 +338,9 @@ def _mark_captured(session, attempt: PaymentAttempt, appointment: Appointment, i
     attempt.amount_captured_cents = intent.amount_received
     attempt.captured_at = now
     _charge(attempt.charge, "capture")
-    attempt.charge.amount_captured_cents = intent.amount_received
+    # Added, not set: a payment plan's instalments are several captured attempts of one visit charge
+    # (a deposit has one captured attempt; ``captured_at`` above makes this run once per attempt).
+    attempt.charge.amount_captured_cents += intent.amount_received
     session.flush()
     record(session, attempt, appointment, actor=actor, action="payment.captured",
            details={"amount_received": intent.amount_received})
@@ -445,15 +460,22 @@ def process_event(session: Session, event_id: str) -> str:
     if event.type.startswith("payment_intent.") and event.object_id:
         attempt_id = session.scalar(select(PaymentAttempt.id).where(
             PaymentAttempt.stripe_payment_intent_id == event.object_id))
+    from app.services import card_setup        # a SetupIntent we mirror (post-visit booking)
+    setup_id = card_setup.setup_for_intent(session, event.object_id) \
+        if event.type.startswith("setup_intent.") and event.object_id else None
     if event.attempts == 0:
         _record_received(session, event.id, event.type, event.object_id, event.received_at)
     event.attempts += 1
-    if attempt_id is None:                 # nothing of ours to settle: done in this one transaction
+    if attempt_id is None and setup_id is None:   # nothing of ours to settle: done in this one transaction
         event.processed_at = _now()
         session.commit()
         return "ignored"
     session.commit()
-    state = settle(session, attempt_id, source=f"webhook:{event.type}", actor=Actor.system("webhook")).state
+    if setup_id is not None:
+        state = card_setup.settle_setup(session, setup_id, source=f"webhook:{event.type}",
+                                        actor=Actor.system("webhook")).state
+    else:
+        state = settle(session, attempt_id, source=f"webhook:{event.type}", actor=Actor.system("webhook")).state
     session.execute(_update_events().where(StripeEvent.id == event_id, StripeEvent.processed_at.is_(None))
                     .values(processed_at=_now()))
     session.commit()
@@ -481,6 +503,9 @@ def process_events(session: Session, *, limit: int = 200, skip: Collection[str] 
     if not rows:
         session.rollback()
         return 0, []
+    from app.services import card_setup        # SetupIntents we mirror: one by one, below (process_event)
+    setup_events = card_setup.mirrored_setup_events(session, rows)
+    rows = [row for row in rows if row[0] not in setup_events]
     for event_id, kind, object_id, received_at, attempts, _ in rows:
         if attempts == 0:
             _record_received(session, event_id, kind, object_id, received_at)
@@ -511,7 +536,17 @@ def process_events(session: Session, *, limit: int = 200, skip: Collection[str] 
         session.execute(_update_events().where(StripeEvent.id.in_(event_ids), StripeEvent.processed_at.is_(None))
                         .values(**values))
         session.commit()
-    return len(rows) - len(failed), failed
+    session.commit()                            # the setup events' row locks go before process_event takes them
+    for event_id in setup_events:
+        try:
+            process_event(session, event_id)
+        except Exception as error:
+            session.rollback()
+            log.exception("settling the card setup of stored Stripe event %s failed", event_id)
+            failed.append(event_id)
+            session.execute(_update_events().where(StripeEvent.id == event_id).values(last_error=type(error).__name__))
+            session.commit()
+    return len(rows) + len(setup_events) - len(failed), failed
 
 
 @dataclass(frozen=True)
@@ -539,7 +574,7 @@ def due_work(session: Session, *, quiet_for: timedelta = timedelta(minutes=2)) -
         .where(PaymentAttempt.status == "requires_capture", Appointment.status.in_(BOOKED))))
     to_release = list(session.scalars(
         select(PaymentAttempt.id).join(PaymentAttempt.charge).join(Appointment)
-        .where(PaymentAttempt.status.not_in(FINAL_STATUSES),
+        .where(PaymentAttempt.status.not_in(FINAL_STATUSES), Charge.purpose != "visit",
                (PaymentAttempt.outcome.is_not(None)) | Appointment.status.in_(("released", "canceled", "no_show")))
         .limit(200)))
     quiet_since = func.now() - quiet_for
@@ -597,7 +632,9 @@ def reconcile_creating(session: Session, attempt_id: int, *, actor: Actor) -> st
     for extra in found:
         if extra.id != keep.id and extra.status not in ("succeeded", "canceled"):
             gw.cancel(extra.id, key=f"{attempt.uuid}:cancel-extra-{extra.id}", reason="duplicate")
-    held = appointment.status == "held"
+    # A deposit's authorization goes back when its slot is no longer held; a visit charge is for a
+    # visit already given (its case decides what happens next: after_settle).
+    held = appointment.status == "held" or attempt.charge.purpose == "visit"
     settle(session, attempt.id, source="sweep", actor=actor, cancel_reason=None if held else "slot no longer held")
     return "adopted"
 

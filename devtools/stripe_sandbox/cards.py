@@ -14,18 +14,21 @@ class Decline:
     code: str
     decline_code: str | None
     message: str
+    # Stripe's ``advice_code`` on an issuer decline (how to proceed), where Stripe gives one.
+    advice_code: str | None = None
 
 
 GENERIC = Decline("card_declined", "generic_decline", "Your card was declined.")
-INSUFFICIENT = Decline("card_declined", "insufficient_funds", "Your card has insufficient funds.")
-LOST = Decline("card_declined", "lost_card", "Your card was declined.")
-STOLEN = Decline("card_declined", "stolen_card", "Your card was declined.")
+INSUFFICIENT = Decline("card_declined", "insufficient_funds", "Your card has insufficient funds.", "try_again_later")
+LOST = Decline("card_declined", "lost_card", "Your card was declined.", "do_not_try_again")
+STOLEN = Decline("card_declined", "stolen_card", "Your card was declined.", "do_not_try_again")
 EXPIRED = Decline("expired_card", None, "Your card has expired.")
 INCORRECT_CVC = Decline("incorrect_cvc", None, "Your card's security code is incorrect.")
 PROCESSING = Decline("processing_error", None,
                      "An error occurred while processing your card. Try again in a little bit.")
 VELOCITY = Decline("card_declined", "card_velocity_exceeded",
-                   "Your card was declined for making repeated attempts too frequently or exceeding its amount limit.")
+                   "Your card was declined for making repeated attempts too frequently or exceeding its amount limit.",
+                   "try_again_later")
 
 
 @dataclass(frozen=True)

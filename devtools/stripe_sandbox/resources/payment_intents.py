@@ -318,6 +318,8 @@ def _fail(ctx: Ctx, pi: dict, pm: dict, decline: cards.Decline, *, charge: bool 
            "message": decline.message, "payment_method": public(pm), "type": "card_error"}
     if decline.decline_code:
         err["decline_code"] = decline.decline_code
+    if decline.advice_code:
+        err["advice_code"] = decline.advice_code
     if ch:
         err["charge"] = ch["id"]
     pi["status"] = "requires_payment_method"
@@ -331,6 +333,8 @@ def _fail(ctx: Ctx, pi: dict, pm: dict, decline: cards.Decline, *, charge: bool 
     extra = {"payment_intent": public(pi), "payment_method": public(pm)}
     if ch:
         extra["charge"] = ch["id"]
+    if decline.advice_code:
+        extra["advice_code"] = decline.advice_code
     raise card_error(decline, extra=extra, keep=True)
 
 

@@ -1,0 +1,262 @@
+"""The patient's pay page for a post-visit balance: the one-click link from SMS / email
+(``/pay/<token>``) and the signed-in patient's "balance due" (``/appointments/<id>/pay``).
+
+GET of a link only shows a page (link previews fetch links); the patient's tap (POST) grants this
+browser that one visit's payment — not a sign-in — and opens the pay page. The page pays the case's
+payable attempt (``visit_charges.payable_attempt``: the same PaymentIntent the off-session charge
+used when it can still be confirmed): one tap with a saved card (confirmed on-session by the
+server; 3-D Secure handed back to the page) or a new card in the Payment Element. The page never
+decides: after Stripe.js answers, the server re-reads the intent (``settlement.settle``, which moves
+the case through ``visit_charges.after_settle``).
+
+A browser the link granted sees the amount, the date and the way to pay; the itemized statement
+(codes and descriptions) is shown to the signed-in patient only."""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, current_app, g, jsonify, redirect, request, session, url_for
+from flask_login import current_user
+
+from app import phi
+from app.access import PUBLIC, access
+from app.extensions import db
+from app.models import Appointment, CollectionCase, PaymentAttempt
+from app.services import cards, links, settlement, visit_charges
+from app.services.audit import Actor
+from app.services.gateway import PaymentServiceError, gateway
+from app.web import actor as signed_in_actor
+from app.web import not_found_audited, now, redirect_htmx, render
+
+bp = Blueprint("pay", __name__)
+log = logging.getLogger(__name__)
+GRANTS = "pay_grants"
+
+
+def grant(appointment_id: int) -> None:
+    grants = [a for a in session.get(GRANTS, []) if a != appointment_id][-4:]
+    session[GRANTS] = grants + [appointment_id]
+
+
+def actor() -> Actor:
+    return g.get("pay_actor") or signed_in_actor()
+
+
+def _signed_in_owner(appointment: Appointment | None) -> bool:
+    return (appointment is not None and current_user.is_authenticated and current_user.role == "patient"
+            and appointment.patient_id == current_user.patient.id)
+
+
+def _own(appointment_id: int) -> tuple[Appointment, CollectionCase]:
+    """The signed-in patient's visit, or one a pay link granted this browser; else 404 (audited)."""
+    appointment = db.session.get(Appointment, appointment_id)
+    mine = _signed_in_owner(appointment)
+    granted = (appointment is not None and not current_user.is_authenticated
+               and appointment_id in session.get(GRANTS, []))
+    if granted:
+        g.pay_actor = Actor("link", appointment.patient.user_id, "patient")
+    case = visit_charges.case_for_appointment(db.session, appointment_id) if (mine or granted) else None
+    if case is None:
+        not_found_audited(appointment_id, actor())
+    phi.shown(appointment=appointment, actor=g.get("pay_actor"))
+    return appointment, case
+
+
+# -- the one-click link ----------------------------------------------------------------------------
+
+def _invalid(error: links.LinkInvalid):
+    db.session.rollback()
+    return render("pay/link.html", status=410 if error.kind == "expired" else 404, message=str(error),
+                  token=None, case=None, appointment=None)
+
+
+@bp.get("/pay/<token>")
+@access(PUBLIC, phi="appointment")
+def link(token: str):
+    try:
+        found, case = visit_charges.resolve_link(db.session, token, now=now())
+    except links.LinkInvalid as error:
+        return _invalid(error)
+    appointment = case.appointment
+    phi.shown(appointment=appointment, actor=Actor("link", found.user_id, "patient"))
+    return render("pay/link.html", token=token, case=case, appointment=appointment,
+                  balance=visit_charges.balance_due_cents(case), tz=appointment.patient.user.timezone)
+
+
+@bp.post("/pay/<token>")
+@access(PUBLIC, phi="appointment")
+def link_use(token: str):
+    try:
+        found, case = visit_charges.resolve_link(db.session, token, now=now())
+    except links.LinkInvalid as error:
+        return _invalid(error)
+    appointment = case.appointment
+    phi.shown(appointment=appointment, actor=Actor("link", found.user_id, "patient"))
+    visit_charges.link_used(db.session, found, case)
+    db.session.commit()
+    if not _signed_in_owner(appointment):
+        grant(appointment.id)
+    return redirect_htmx(url_for("pay.show", appointment_id=appointment.id))
+
+
+# -- the pay page ---------------------------------------------------------------------------------
+
+def _saved_cards(appointment: Appointment) -> list[cards.SavedCard]:
+    try:
+        return cards.list_cards(gateway(), appointment.patient)
+    except PaymentServiceError:
+        log.warning("saved cards unavailable for the pay page of %s", appointment.id)
+        return []
+
+
+def _statement(appointment: Appointment):
+    """The itemized statement, for the signed-in patient only (a link's browser sees the amounts)."""
+    if not _signed_in_owner(appointment):
+        return None
+    try:
+        from app.services import statements
+    except ImportError:           # pragma: no cover (statements ship with this issue)
+        return None
+    return statements.statement(db.session, appointment)
+
+
+@bp.get("/appointments/<int:appointment_id>/pay")
+@access(PUBLIC, phi="appointment")
+def show(appointment_id: int):
+    appointment, case = _own(appointment_id)
+    settings = current_app.config["SETTINGS"]
+    context = dict(appointment=appointment, case=case, statement=_statement(appointment),
+                   tz=appointment.patient.user.timezone, label=visit_charges.CASE_LABELS.get(case.status, ""),
+                   total=case.charge.amount_cents, paid=case.charge.amount_captured_cents,
+                   balance=visit_charges.balance_due_cents(case), attempt=None, notice=None)
+    if case.status == "paid" or not case.is_open or context["balance"] <= 0:
+        db.session.rollback()
+        return render("pay/show.html", **context)
+    try:
+        attempt = visit_charges.payable_attempt(db.session, case, patient=appointment.patient, actor=actor())
+    except visit_charges.CollectionsError as error:
+        db.session.rollback()
+        return render("pay/show.html", **{**context, "notice": str(error)})
+    except PaymentServiceError:
+        db.session.rollback()
+        return render("pay/show.html", status=503, **{**context, "notice": "We could not reach the payment "
+                                                                        "service. Please try again in a moment."})
+    saved = _saved_cards(appointment)
+    return render("pay/show.html", **{**context, "attempt": attempt, "balance": attempt.amount_cents,
+                                      "saved_cards": saved, "preselected": cards.preselected(saved),
+                                      "stripe_js_url": settings.STRIPE_JS_URL,
+                                      "publishable_key": settings.STRIPE_PUBLISHABLE_KEY})
+
+
+def _current(case: CollectionCase) -> PaymentAttempt | None:
+    return visit_charges.current_attempt(db.session, case)
+
+
+def _verdict(appointment: Appointment, result: settlement.SyncResult | None):
+    if result is None:
+        return {"state": "pending", "message": None}
+    body = {"state": result.state, "message": result.message}
+    if result.state == "confirmed":
+        body["redirect"] = url_for("pay.show", appointment_id=appointment.id)
+    elif result.state == "canceled":
+        body["redirect"] = url_for("pay.show", appointment_id=appointment.id)
+    return body
+
+
+@bp.post("/pay/<int:appointment_id>/complete")
+@access(PUBLIC, phi="appointment")
+def complete(appointment_id: int):
+    """Called by the page after Stripe.js answers: the server re-reads the intent itself."""
+    appointment, case = _own(appointment_id)
+    attempt = _current(case)
+    if attempt is None:
+        return jsonify(state="pending", message=None), 409
+    db.session.rollback()
+    try:
+        result = settlement.settle(db.session, attempt.id, source="browser", actor=actor())
+    except PaymentServiceError:
+        db.session.rollback()
+        return jsonify(state="pending", message="We are confirming your payment…"), 202
+    return jsonify(_verdict(appointment, result))
+
+
+@bp.post("/pay/<int:appointment_id>/pay-saved")
+@access(PUBLIC, phi="appointment")
+def pay_saved(appointment_id: int):
+    """One tap with a saved card: the server confirms on-session; 3-D Secure goes back to the page."""
+    appointment, case = _own(appointment_id)
+    payment_method = (request.form.get("payment_method") or "").strip()[:255]
+    attempt = _current(case)
+    if attempt is None or attempt.is_final or not attempt.stripe_payment_intent_id:
+        return jsonify(state="pending", message="No payment is open for this visit. Please reload the page."), 409
+    db.session.rollback()
+    try:
+        result = settlement.settle(db.session, attempt.id, source="browser", actor=actor())
+        if result.state in ("confirmed", "canceled"):
+            return jsonify(_verdict(appointment, result))
+        visit_charges.pay_saved(db.session, attempt, patient=appointment.patient, payment_method=payment_method,
+                                return_url=url_for("pay.browser_return", appointment_id=appointment.id,
+                                                   _external=True), actor=actor())
+        db.session.commit()
+    except cards.NotYourCard as error:
+        db.session.rollback()
+        cards.refuse(db.session, patient=appointment.patient, payment_method=payment_method, actor=actor(),
+                     what="pay", appointment_id=appointment.id)
+        db.session.commit()
+        return jsonify(state="declined", message=str(error)), 404
+    except visit_charges.CollectionsError as error:
+        db.session.rollback()
+        return jsonify(state="declined", message=str(error)), 409
+    except PaymentServiceError:
+        db.session.rollback()
+        return jsonify(state="error", message="We could not reach the payment service. "
+                                              "You have not been charged. Please try again."), 503
+    try:
+        result = settlement.settle(db.session, attempt.id, source="browser", actor=actor())
+    except PaymentServiceError:
+        db.session.rollback()
+        return jsonify(state="pending", message="We are confirming your payment…"), 202
+    body = _verdict(appointment, result)
+    if result.state == "requires_action":
+        body["client_secret"] = db.session.get(PaymentAttempt, attempt.id).client_secret
+    return jsonify(body)
+
+
+@bp.get("/pay/<int:appointment_id>/return")
+@access(PUBLIC, phi="appointment")
+def browser_return(appointment_id: int):
+    """Where Stripe sends the browser after a redirect (3-D Secure): never trusted, re-read."""
+    appointment, case = _own(appointment_id)
+    attempt = _current(case)
+    if attempt is not None:
+        db.session.rollback()
+        try:
+            settlement.settle(db.session, attempt.id, source="browser", actor=actor())
+        except PaymentServiceError:
+            db.session.rollback()
+    return redirect(url_for("pay.show", appointment_id=appointment.id), code=303)
+
+
+# -- "Balance due" on the patient's pages ---------------------------------------------------------
+
+@bp.app_template_global("balances_due")
+def balances_due(patient_id: int | None, appointment_id: int | None = None) -> list[dict]:
+    """The patient's open post-visit balances (appointment id, amount, words) for a notice + link."""
+    if not patient_id:
+        return []
+    from sqlalchemy import select
+
+    query = (select(CollectionCase).join(Appointment, Appointment.id == CollectionCase.appointment_id)
+             .where(Appointment.patient_id == patient_id,
+                    CollectionCase.status.in_(("recovering", "collections", "with_agency", "payment_plan")))
+             .order_by(CollectionCase.id))
+    if appointment_id is not None:
+        query = query.where(CollectionCase.appointment_id == appointment_id)
+    found = []
+    for case in db.session.scalars(query):
+        balance = visit_charges.balance_due_cents(case)
+        if balance > 0:
+            found.append({"appointment_id": case.appointment_id, "balance_cents": balance,
+                          "starts_at": case.appointment.starts_at,
+                          "url": url_for("pay.show", appointment_id=case.appointment_id)})
+    return found
