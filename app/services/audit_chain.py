@@ -1,10 +1,14 @@
-"""The audit chain of one appointment: Patient -> Appointment -> every PaymentAttempt,
-failed confirmation, capture and Refund (with Stripe ids) -> outcome.
+"""The audit chain of one appointment: Patient -> (intake) -> Appointment -> card setup and consent
+-> encounter (opened, signed with its content hash, addenda) -> the signed billing lines -> every
+PaymentAttempt, failed confirmation, capture and Refund (with Stripe ids) -> recovery and
+collections of a post-visit charge -> outcome.
 
 Built from the audit trail (who did each step, when and why), in chain order
 (``seq``), enriched from the payment tables (decline codes, refund amounts,
 clinical reasons and who authorized them). A Refund row with no audit row of
-its own still appears, from the table. The page and both exports show the
+its own still appears, from the table; so do the signed encounter's lines (one ``encounter.line``
+step each, right after the signature: code, units, amount as signed) and a consent with no audit
+row. No note text and no diagnosis ever appears: encounter steps carry codes, hashes and amounts. The page and both exports show the
 same rows; opening either is itself audited (``audit.chain_viewed`` /
 ``audit.chain_exported``). No function here commits.
 """
@@ -19,20 +23,24 @@ from datetime import datetime
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from app.models import Appointment, AuditEvent, Charge, PaymentAttempt, Refund, User
+from app.models import (Appointment, AuditEvent, Charge, CollectionCase, Encounter, PaymentAttempt, PaymentConsent,
+                        Refund, User)
 from app.services import audit
 from app.services.audit import Actor
 
 VIEW_ACTIONS = ("audit.chain_viewed", "audit.chain_exported")
 COLUMNS = ("step", "at", "stage", "action", "actor", "actor_role", "outcome", "reason", "authorized_by",
-           "payment_attempt_id", "stripe_id", "amount_cents", "decline_code", "audit_seq")
+           "payment_attempt_id", "stripe_id", "amount_cents", "decline_code", "audit_seq",
+           "encounter_id", "code", "units", "content_hash")
 
 
 @dataclass
 class Step:
     step: int
     at: datetime
-    stage: str                  # patient | appointment | payment | decline | capture | refund | message | ...
+    stage: str                  # patient | intake | appointment | card | encounter | signature | codes | addendum
+    #                             | payment | decline | capture | refund | charge | recovery | collections | paid
+    #                             | message | alert | care | outcome
     action: str
     actor: str                  # a name, or system / job / webhook
     actor_role: str | None
@@ -44,6 +52,10 @@ class Step:
     amount_cents: int | None = None
     decline_code: str | None = None
     audit_seq: int | None = None
+    encounter_id: int | None = None
+    code: str | None = None         # a billing line's system, code and modifier ("HCPCS G2012-95")
+    units: int | None = None
+    content_hash: str | None = None  # of the signed note, or of an addendum
 
     def row(self) -> dict:
         values = asdict(self)
@@ -57,6 +69,9 @@ class Chain:
     steps: list[Step] = field(default_factory=list)
     captured_cents: int = 0
     refunded_cents: int = 0
+    encounter: Encounter | None = None
+    attempts: list[PaymentAttempt] = field(default_factory=list)
+    case: CollectionCase | None = None
 
     @property
     def net_cents(self) -> int:
@@ -66,7 +81,31 @@ class Chain:
         return [step.row() for step in self.steps]
 
 
+# The post-visit actions (issue 14): encounter, card set-up, visit charge and collections.
+POST_VISIT_STAGES = {
+    "encounter.signed": "signature",
+    "encounter.addendum": "addendum",
+    "visit_charge.opened": "charge",
+    "visit_charge.attempted": "charge",
+    "visit_charge.failed": "decline",
+    "visit_charge.paid": "paid",
+    "card.needed": "card",
+}
+
+
 def _stage(action: str) -> str:
+    if action in POST_VISIT_STAGES:
+        return POST_VISIT_STAGES[action]
+    if action.startswith("intake."):
+        return "intake"
+    if action.startswith(("card_setup.", "consent.")):
+        return "card"
+    if action.startswith("encounter."):
+        return "encounter"
+    if action.startswith("visit_charge."):
+        return "recovery"
+    if action.startswith("collections."):
+        return "collections"
     if action == "payment.declined":
         return "decline"
     if action == "payment.captured":
@@ -103,6 +142,20 @@ class _Names:
         return event.actor_type
 
 
+def _line_steps(encounter: Encounter, at: datetime, actor: str, actor_role: str | None) -> list[Step]:
+    """One step per signed billing line: code, units and the amount copied on at signing."""
+    return [Step(0, at, "codes", "encounter.line", actor, actor_role, "success",
+                 encounter_id=encounter.id,
+                 code=" ".join(filter(None, [line.code_system, line.code + (f"-{line.modifier}" if line.modifier
+                                                                             else "")])),
+                 units=line.units, amount_cents=line.amount_cents)
+            for line in encounter.lines]
+
+
+def _money_words(cents: int) -> str:
+    return f"${cents // 100:,}.{cents % 100:02d}"
+
+
 def build(session: Session, appointment: Appointment) -> Chain:
     names = _Names(session)
     chain = Chain(appointment)
@@ -112,6 +165,12 @@ def build(session: Session, appointment: Appointment) -> Chain:
         PaymentAttempt.charge_id.in_([c.id for c in charges])).order_by(PaymentAttempt.id))) if charges else []
     refunds = list(session.scalars(select(Refund).where(
         Refund.charge_id.in_([c.id for c in charges])).order_by(Refund.id))) if charges else []
+    encounter = session.scalar(select(Encounter).where(Encounter.appointment_id == appointment.id))
+    case = session.scalar(select(CollectionCase).where(CollectionCase.appointment_id == appointment.id)
+                          .order_by(CollectionCase.id.desc()).limit(1))
+    consents = list(session.scalars(select(PaymentConsent).where(PaymentConsent.appointment_id == appointment.id)
+                                    .order_by(PaymentConsent.id)))
+    chain.encounter, chain.attempts, chain.case = encounter, attempts, case
     intent_ids = [a.stripe_payment_intent_id for a in attempts if a.stripe_payment_intent_id]
     refund_by_stripe = {r.stripe_refund_id: r for r in refunds if r.stripe_refund_id}
     refund_by_id = {r.id: r for r in refunds}
@@ -127,20 +186,37 @@ def build(session: Session, appointment: Appointment) -> Chain:
     stripe_ids = intent_ids + list(refund_by_stripe)
     if stripe_ids:
         wanted.append(AuditEvent.stripe_object_id.in_(stripe_ids))
+    if encounter is not None:
+        wanted.append(AuditEvent.encounter_id == encounter.id)
     events = session.scalars(select(AuditEvent).where(or_(*wanted), AuditEvent.action.not_in(VIEW_ACTIONS))
                              .order_by(AuditEvent.seq)).all()
     seen_refunds: set[int] = set()
+    lines_shown = consent_shown = False
     for event in events:
         details = event.details or {}
         step = Step(0, event.occurred_at, _stage(event.action), event.action, names.actor(event),
                     event.actor_role if event.actor_type == "user" else event.actor_type, event.outcome,
                     reason=event.reason, authorized_by=names.user(event.authorized_by),
                     payment_attempt_id=event.payment_attempt_id, stripe_id=event.stripe_object_id,
-                    amount_cents=details.get("amount_cents"), audit_seq=event.seq)
+                    amount_cents=details.get("amount_cents"), audit_seq=event.seq,
+                    encounter_id=event.encounter_id)
         if event.action == "payment.declined":
             step.decline_code = details.get("decline_code") or details.get("code")
+        if event.action == "visit_charge.failed":
+            step.decline_code = details.get("code") or details.get("decline_code")
+            step.reason = step.reason or (f"failure: {details['kind']}" if details.get("kind") else None)
         if event.action == "payment.captured":
             step.amount_cents = details.get("amount_received", step.amount_cents)
+        if event.action in ("encounter.signed", "encounter.addendum"):
+            step.content_hash = details.get("content_hash")
+        if event.action == "encounter.signed":
+            step.amount_cents = details.get("total_cents", step.amount_cents)
+        if event.action.startswith("encounter.line_") and details.get("code"):
+            step.code = " ".join(filter(None, [details.get("system"), details["code"] + (
+                f"-{details['modifier']}" if details.get("modifier") else "")]))
+            step.units = details.get("units")
+        if event.action == "consent.recorded":
+            consent_shown = True
         refund = refund_by_stripe.get(event.stripe_object_id) or refund_by_id.get(details.get("refund_id"))
         if refund is not None and step.stage == "refund":
             seen_refunds.add(refund.id)
@@ -150,6 +226,21 @@ def build(session: Session, appointment: Appointment) -> Chain:
             step.authorized_by = step.authorized_by or names.user(refund.authorized_by_id)
             step.payment_attempt_id = step.payment_attempt_id or refund.attempt_id
         chain.steps.append(step)
+        if event.action == "encounter.signed" and encounter is not None and encounter.is_signed and not lines_shown:
+            chain.steps.extend(_line_steps(encounter, event.occurred_at, step.actor, step.actor_role))
+            lines_shown = True
+    if encounter is not None and encounter.is_signed and not lines_shown:
+        # A signature with no audit row of its own (it never happens through the EMR): from the table.
+        chain.steps.append(Step(0, encounter.signed_at, "signature", "encounter.signed", "(encounter table)", None,
+                                "success", encounter_id=encounter.id, content_hash=encounter.content_hash,
+                                amount_cents=encounter.total_cents, authorized_by=names.user(encounter.signed_by_id)))
+        chain.steps.extend(_line_steps(encounter, encounter.signed_at, "(encounter table)", None))
+    if not consent_shown:
+        for consent in consents:        # the consent is evidence: it appears even without its own audit row
+            card = f"{(consent.card_brand or 'card').title()} {consent.card_last4}" if consent.card_last4 else "card"
+            chain.steps.append(Step(0, consent.accepted_at, "card", "consent.recorded", "(consents table)", None,
+                                    "success", reason=f"{consent.kind.replace('_', ' ')}; wording "
+                                                      f"{consent.wording_version}; {card}"))
     for refund in refunds:                  # money given back must appear even without its own audit row
         if refund.id not in seen_refunds:
             chain.steps.append(Step(0, refund.created_at, "refund", "refund." + refund.status, "(payments table)",
@@ -161,10 +252,26 @@ def build(session: Session, appointment: Appointment) -> Chain:
     chain.captured_cents = sum(c.amount_captured_cents for c in charges)
     chain.refunded_cents = sum(r.amount_cents for r in refunds if r.status in ("pending", "succeeded"))
     last = max((s.at for s in chain.steps), default=appointment.created_at)
-    chain.steps.append(Step(0, last, "outcome", f"outcome.{appointment.status}", "system", None, "success",
-                            reason=(f"appointment {appointment.status}; captured {chain.captured_cents}, "
-                                    f"refunded {chain.refunded_cents}, net {chain.net_cents} (cents)"),
-                            amount_cents=chain.net_cents))
+    money_words = (f"captured {chain.captured_cents}, refunded {chain.refunded_cents}, "
+                   f"net {chain.net_cents} (cents)")
+    if case is not None:
+        charge = next((c for c in charges if c.id == case.charge_id), None)
+        balance = max(0, charge.amount_cents - charge.amount_captured_cents) if charge is not None else 0
+        words = f"appointment {appointment.status}; visit charge {case.status}"
+        if case.recovered and case.status == "paid":
+            words += " (recovered after a failure)"
+        if case.status == "written_off":
+            words += f", {_money_words(balance)} written off: {case.written_off_reason}"
+        elif balance:
+            words += f", balance due {balance} (cents)"
+        chain.steps.append(Step(0, last, "outcome", f"outcome.{case.status}", "system", None,
+                                "success", reason=f"{words}; {money_words}", amount_cents=chain.net_cents,
+                                authorized_by=names.user(case.written_off_by_id),
+                                encounter_id=case.encounter_id))
+    else:
+        chain.steps.append(Step(0, last, "outcome", f"outcome.{appointment.status}", "system", None, "success",
+                                reason=f"appointment {appointment.status}; {money_words}",
+                                amount_cents=chain.net_cents))
     for number, step in enumerate(chain.steps, start=1):
         step.step = number
     return chain
@@ -187,11 +294,45 @@ def to_csv(chain: Chain) -> str:
     return out.getvalue()
 
 
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
+
+
+def post_visit(chain: Chain) -> dict:
+    """The post-visit records the steps refer to, as the database holds them: the encounter (status,
+    content hash, the signed lines: code, units, amounts; no note text, no diagnosis), every payment
+    attempt and the collections case."""
+    encounter, case = chain.encounter, chain.case
+    return {
+        "encounter": None if encounter is None else {
+            "id": encounter.id, "status": encounter.status, "signed_at": _iso(encounter.signed_at),
+            "content_hash": encounter.content_hash, "total_cents": encounter.total_cents,
+            "lines": [{"position": l.position, "code_system": l.code_system, "code": l.code,
+                       "modifier": l.modifier, "units": l.units, "unit_price_cents": l.unit_price_cents,
+                       "amount_cents": l.amount_cents} for l in encounter.lines] if encounter.is_signed else [],
+            "addenda": [{"id": a.id, "signed_at": _iso(a.signed_at), "content_hash": a.content_hash}
+                        for a in encounter.addenda],
+        },
+        "attempts": [{"id": a.id, "charge_id": a.charge_id, "number": a.number, "status": a.status,
+                      "amount_cents": a.amount_cents, "amount_captured_cents": a.amount_captured_cents,
+                      "stripe_payment_intent_id": a.stripe_payment_intent_id} for a in chain.attempts],
+        "case": None if case is None else {
+            "id": case.id, "charge_id": case.charge_id, "status": case.status, "failure_kind": case.failure_kind,
+            "failure_code": case.failure_code, "retries_done": case.retries_done, "recovered": case.recovered,
+            "final_notice_at": _iso(case.final_notice_at), "agency_at": _iso(case.agency_at),
+            "plan_instalments": case.plan_instalments, "plan_paid": case.plan_paid,
+            "written_off_by_id": case.written_off_by_id, "resolved_at": _iso(case.resolved_at),
+        },
+    }
+
+
 def to_json(chain: Chain) -> str:
     appointment = chain.appointment
     return json.dumps({
         "appointment_id": appointment.id, "patient_id": appointment.patient_id,
         "provider_id": appointment.provider_id, "status": appointment.status,
+        "payment_timing": appointment.payment_timing,
         "captured_cents": chain.captured_cents, "refunded_cents": chain.refunded_cents,
         "net_cents": chain.net_cents, "columns": list(COLUMNS), "steps": chain.rows(),
+        **post_visit(chain),
     }, indent=2)

@@ -1,5 +1,6 @@
-"""Billing pages (billing and admin): recent payments, one payment with its
-refunds, and the refund form (amount, Stripe's reason, the clinical reason)."""
+"""Billing pages (billing and admin): recent payments (with where each post-visit charge stands),
+one payment with its refunds, and the refund form (amount, Stripe's reason, the clinical reason).
+The collections worklist of post-visit charges is app/blueprints/billing/collections.py (on bp)."""
 from __future__ import annotations
 
 import re
@@ -20,11 +21,11 @@ from app.blueprints.forms import positive_dollars
 from app.blueprints.stepup import require_recent_mfa
 from app.extensions import db
 from app.models import Appointment, Charge, Patient, Refund, User
-from app.services import refunds, settlement
+from app.services import refunds, settlement, visit_status
 from app.services.gateway import PaymentServiceUnavailable
 from app.web import actor, redirect_htmx, render
 
-bp = Blueprint("billing", __name__, url_prefix="/billing/payments")
+bp = Blueprint("billing", __name__, url_prefix="/billing")
 
 STRIPE_REASONS = [SelectChoice("requested_by_customer", "Requested by the patient"),
                   SelectChoice("duplicate", "Duplicate payment"),
@@ -69,7 +70,7 @@ def _payment_context(charge: Charge) -> dict:
                 refundable=refunds.refundable_cents(charge), attempt=refunds.captured_attempt(db.session, charge))
 
 
-@bp.get("")
+@bp.get("/payments")
 @access("billing", "admin", phi="payments")
 def payments():
     charges = db.session.scalars(
@@ -81,10 +82,11 @@ def payments():
     by_charge: dict[int, list[Refund]] = {}
     for r in refunds.refunds_of(db.session, [c.id for c in charges]):
         by_charge.setdefault(r.charge_id, []).append(r)
-    return render("billing/payments.html", charges=charges, refunds_by_charge=by_charge)
+    states = visit_status.visit_states(db.session, {c.appointment_id for c in charges})
+    return render("billing/payments.html", charges=charges, refunds_by_charge=by_charge, visit_states=states)
 
 
-@bp.get("/<int:charge_id>")
+@bp.get("/payments/<int:charge_id>")
 @access("billing", "admin", phi="payment")
 def payment(charge_id: int):
     charge = _charge_or_404(charge_id)
@@ -92,7 +94,7 @@ def payment(charge_id: int):
                   **_payment_context(charge))
 
 
-@bp.post("/<int:charge_id>/refunds")
+@bp.post("/payments/<int:charge_id>/refunds")
 @access("billing", "admin", phi="payment")
 @require_recent_mfa           # step-up: a code from the last STEP_UP_MAX_AGE (app/blueprints/stepup.py)
 def refund(charge_id: int):
@@ -116,3 +118,6 @@ def refund(charge_id: int):
         return redirect_htmx(url_for("billing.payment", charge_id=charge_id))
     flash(f"Refunded {refunds.money(done.amount_cents)}.", "success")
     return redirect_htmx(url_for("billing.payment", charge_id=charge_id))
+
+
+from app.blueprints.billing import collections  # noqa: E402,F401  (the collections worklist, on bp)

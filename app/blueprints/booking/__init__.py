@@ -331,3 +331,4 @@ def ics(appointment_id: int):
 
 
 from app.blueprints.booking import receipts  # noqa: E402,F401  (the receipt route, on bp)
+from app.blueprints.booking import statements  # noqa: E402,F401  (the itemized statement, on bp)

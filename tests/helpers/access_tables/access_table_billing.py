@@ -46,3 +46,38 @@ BILLING_SAMPLE_ARGS = {
     "billing.refund": lambda factories: {"charge_id": _payment(factories)[0]},
     "booking.receipt": lambda factories: {"appointment_id": _payment(factories)[1]},
 }
+
+
+# -- post-visit collections (billing) and the patient's statement (issue 14) -----------------------
+
+def _case(factories, status="collections"):
+    """A signed post-visit visit of another patient with its collections case: the case id."""
+    from tests.postvisit.test_statements import signed_visit
+
+    return signed_visit(factories.session, factories, status=status).case.id
+
+
+def _signed_appointment(factories):
+    """A signed post-visit visit of another patient: its appointment id."""
+    from tests.postvisit.test_statements import signed_visit
+
+    return signed_visit(factories.session, factories).appointment.id
+
+
+BILLING_EXPECTED.update({
+    ("GET", "billing.collections"): dict(BILLING, billing=200, admin=200),
+    ("POST", "billing.final_notice"): dict(BILLING, billing=303, admin=303),
+    ("POST", "billing.send_to_agency"): dict(BILLING, billing=303, admin=303),
+    ("POST", "billing.start_plan"): dict(BILLING, billing=422, admin=422),
+    ("POST", "billing.write_off"): dict(BILLING, billing=422, admin=422),
+    ("GET", "booking.statement"): dict(anonymous=LOGIN, patient=404, provider=DENY, billing=DENY, admin=DENY),
+    ("GET", "booking.statement_pdf"): dict(anonymous=LOGIN, patient=404, provider=DENY, billing=DENY, admin=DENY),
+})
+BILLING_SAMPLE_ARGS.update({
+    "billing.final_notice": lambda factories: {"case_id": _case(factories)},
+    "billing.send_to_agency": lambda factories: {"case_id": _case(factories)},
+    "billing.start_plan": lambda factories: {"case_id": _case(factories)},
+    "billing.write_off": lambda factories: {"case_id": _case(factories)},
+    "booking.statement": lambda factories: {"appointment_id": _signed_appointment(factories)},
+    "booking.statement_pdf": lambda factories: {"appointment_id": _signed_appointment(factories)},
+})

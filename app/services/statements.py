@@ -1,0 +1,283 @@
+"""The patient's itemized statement of a post-visit visit: the signed billing lines (code system,
+code, modifier, descriptor, units, unit price, amount), the total, what was paid (and with which
+card), refunded, the balance due, and where the charge stands, in plain words.
+
+Everything comes from what was signed and what was captured: the lines' prices are the ones copied
+onto them at signing (never recomputed from today's fee schedule), paid is the visit charge's
+captured amount, and each payment is a captured PaymentAttempt with the card stored on it (a
+statement never calls Stripe). A statement carries no diagnosis and no note text: only billing
+codes and their descriptors.
+
+``statement_pdf`` lays the same statement out as a PDF (fpdf2, core fonts only: no font files
+shipped), with dates in the clinic's timezone. Nothing here commits or imports Flask.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from app.models import Appointment, Charge, CollectionCase, Encounter, EncounterLine, PaymentAttempt, Refund
+
+# The case's status as the patient reads it.
+PATIENT_LABELS = {
+    "pending": "Payment in progress",
+    "charging": "Payment in progress",
+    "paid": "Paid in full",
+    "recovering": "Payment needed: your card could not be charged",
+    "collections": "Overdue",
+    "with_agency": "Overdue: referred to a collections agency",
+    "payment_plan": "Payment plan",
+    "written_off": "No balance due",
+}
+
+
+def money(cents: int | None) -> str:
+    """$1,234.50 (a minus sign before the dollar sign for a negative amount)."""
+    if cents is None:
+        return ""
+    sign = "-" if cents < 0 else ""
+    return f"{sign}${abs(cents) // 100:,}.{abs(cents) % 100:02d}"
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    position: int
+    code_system: str
+    code: str
+    modifier: str
+    descriptor: str
+    units: int
+    unit_price_cents: int
+    amount_cents: int
+
+
+@dataclass(frozen=True)
+class StatementPayment:
+    at: datetime | None
+    amount_cents: int
+    card_brand: str | None
+    card_last4: str | None
+
+    @property
+    def card(self) -> str:
+        if not self.card_last4:
+            return "Card"
+        return f"{(self.card_brand or 'card').title()} ending in {self.card_last4}"
+
+
+@dataclass(frozen=True)
+class Statement:
+    appointment_id: int
+    encounter_id: int
+    patient_id: int
+    service_at: datetime                      # the appointment's start (the date of service)
+    signed_at: datetime
+    visit_name: str
+    provider_name: str
+    lines: list[StatementLine]
+    total_cents: int
+    paid_cents: int
+    refunded_cents: int
+    balance_cents: int
+    written_off_cents: int
+    payments: list[StatementPayment] = field(default_factory=list)
+    status: str = "none"                      # the case's status, or "none" when no visit charge exists
+    status_label: str = ""
+
+    @property
+    def can_pay(self) -> bool:
+        """A balance the patient may pay now (not while the card on file is being charged)."""
+        return self.balance_cents > 0 and self.status not in ("pending", "charging")
+
+    @property
+    def net_paid_cents(self) -> int:
+        return self.paid_cents - self.refunded_cents
+
+    def text(self) -> str:
+        """Everything the statement says, as plain text (what the page and the PDF show)."""
+        out = [f"Statement for appointment #{self.appointment_id}", self.visit_name, self.provider_name]
+        for line in self.lines:
+            out.append(" ".join(filter(None, [line.code_system, line.code, line.modifier, line.descriptor,
+                                              str(line.units), money(line.unit_price_cents),
+                                              money(line.amount_cents)])))
+        out += [f"Total {money(self.total_cents)}", f"Paid {money(self.paid_cents)}",
+                f"Refunded {money(self.refunded_cents)}", f"Balance due {money(self.balance_cents)}",
+                self.status_label]
+        out += [f"{p.card} {money(p.amount_cents)}" for p in self.payments]
+        return "\n".join(out)
+
+
+def has_statement(session: Session, appointment_id: int) -> bool:
+    return session.scalar(select(Encounter.id).where(Encounter.appointment_id == appointment_id,
+                                                     Encounter.status == "signed")) is not None
+
+
+def statement(session: Session, appointment: Appointment) -> Statement | None:
+    """The statement of an appointment whose encounter is signed; None otherwise."""
+    encounter = session.scalar(select(Encounter).options(
+        selectinload(Encounter.lines).selectinload(EncounterLine.billing_code))
+        .where(Encounter.appointment_id == appointment.id, Encounter.status == "signed"))
+    if encounter is None:
+        return None
+    lines = [StatementLine(line.position, line.code_system, line.code, line.modifier or "",
+                           line.billing_code.descriptor if line.billing_code is not None else "",
+                           line.units, line.unit_price_cents or 0, line.amount_cents or 0)
+             for line in encounter.lines]
+    total = encounter.total_cents if encounter.total_cents is not None else sum(l.amount_cents for l in lines)
+    charge = session.scalar(select(Charge).where(Charge.appointment_id == appointment.id, Charge.purpose == "visit"))
+    case = session.scalar(select(CollectionCase).where(CollectionCase.charge_id == charge.id)) if charge else None
+    payments: list[StatementPayment] = []
+    paid = refunded = written_off = 0
+    if charge is not None:
+        paid = charge.amount_captured_cents
+        attempts = session.scalars(select(PaymentAttempt).where(
+            PaymentAttempt.charge_id == charge.id, PaymentAttempt.status == "succeeded",
+            PaymentAttempt.amount_captured_cents > 0).order_by(PaymentAttempt.captured_at, PaymentAttempt.number))
+        payments = [StatementPayment(a.captured_at or a.updated_at, a.amount_captured_cents, a.card_brand,
+                                     a.card_last4) for a in attempts]
+        refunded = sum(r.amount_cents for r in session.scalars(select(Refund).where(
+            Refund.charge_id == charge.id, Refund.status.in_(("pending", "succeeded")))))
+        balance = max(0, charge.amount_cents - charge.amount_captured_cents)
+    else:
+        balance = total if appointment.payment_timing == "post_visit" else 0
+    status = case.status if case is not None else ("pending" if balance else "none")
+    if status == "written_off":
+        written_off, balance = balance, 0
+    label = PATIENT_LABELS.get(status, "")
+    if status == "payment_plan" and case is not None and case.plan_instalments:
+        label = f"Payment plan: {case.plan_paid} of {case.plan_instalments} payments made"
+    if status == "none":
+        label = "Paid in full" if paid and paid >= total else "Nothing more is due for this visit"
+    provider = appointment.provider
+    return Statement(appointment_id=appointment.id, encounter_id=encounter.id, patient_id=appointment.patient_id,
+                     service_at=appointment.starts_at, signed_at=encounter.signed_at,
+                     visit_name=appointment.type.name if appointment.type else "Visit",
+                     provider_name=provider.display_name if provider is not None else "",
+                     lines=lines, total_cents=total, paid_cents=paid, refunded_cents=refunded,
+                     balance_cents=balance, written_off_cents=written_off, payments=payments,
+                     status=status, status_label=label)
+
+
+# -- the PDF ----------------------------------------------------------------------------------
+
+# Core fonts speak Latin-1: the usual typographic characters become their plain look-alikes.
+_PLAIN = str.maketrans({"\u2014": "-", "\u2013": "-", "\u2018": "'", "\u2019": "'", "\u201c": '"',
+                        "\u201d": '"', "\u2026": "...", "\u2022": "*", "\u00a0": " ", "\u2212": "-"})
+
+
+def _latin1(text: str | None) -> str:
+    return (text or "").translate(_PLAIN).encode("latin-1", "replace").decode("latin-1")
+
+
+def _local(at: datetime | None, tz: str, fmt: str = "%B %-d, %Y") -> str:
+    if at is None:
+        return ""
+    try:
+        zone = ZoneInfo(tz or "UTC")
+    except Exception:       # a bad stored zone must not break the statement
+        zone = ZoneInfo("UTC")
+    return at.astimezone(zone).strftime(fmt)
+
+
+def statement_pdf(statement: Statement, *, clinic, patient_display: str | None = None,
+                  compress: bool = True) -> bytes:
+    """The statement as a PDF (A4-agnostic Letter page, Helvetica). ``clinic``: name, address,
+    phone, timezone (dates are shown in it). ``compress=False`` leaves the content streams
+    readable (tests)."""
+    from fpdf import FPDF
+    from fpdf.enums import XPos, YPos
+
+    tz = getattr(clinic, "timezone", None) or "UTC"
+    pdf = FPDF(format="Letter", unit="mm")
+    pdf.set_compression(compress)
+    pdf.set_title(_latin1(f"Statement - appointment {statement.appointment_id}"))
+    pdf.set_creator(_latin1(getattr(clinic, "name", "") or "Clinic"))
+    pdf.set_auto_page_break(auto=True, margin=15)
+    pdf.add_page()
+    width = pdf.epw
+    nl = dict(new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+
+    pdf.set_font("Helvetica", "B", 16)
+    pdf.cell(width, 8, _latin1(getattr(clinic, "name", "") or "Clinic"), **nl)
+    pdf.set_font("Helvetica", "", 10)
+    for part in (getattr(clinic, "address", ""), getattr(clinic, "phone", "")):
+        if part:
+            pdf.cell(width, 5, _latin1(part), **nl)
+    pdf.ln(4)
+    pdf.set_font("Helvetica", "B", 13)
+    pdf.cell(width, 7, "Itemized statement", **nl)
+    pdf.set_font("Helvetica", "", 10)
+    if patient_display:
+        pdf.cell(width, 5, _latin1(f"Patient: {patient_display}"), **nl)
+    pdf.cell(width, 5, _latin1(f"Appointment #{statement.appointment_id}: {statement.visit_name}"
+                               f"{' with ' + statement.provider_name if statement.provider_name else ''}"), **nl)
+    pdf.cell(width, 5, _latin1(f"Date of service: {_local(statement.service_at, tz)}"), **nl)
+    pdf.cell(width, 5, _latin1(f"Statement date: {_local(statement.signed_at, tz)}"), **nl)
+    pdf.ln(4)
+
+    columns = (("Code", 0.16), ("Description", 0.42), ("Units", 0.10), ("Unit price", 0.16), ("Amount", 0.16))
+    widths = [width * share for _, share in columns]
+    pdf.set_font("Helvetica", "B", 10)
+    pdf.set_fill_color(235, 235, 235)
+    for (title, _), w in zip(columns, widths):
+        pdf.cell(w, 7, title, border="B", fill=True, align="R" if title in ("Units", "Unit price", "Amount") else "L")
+    pdf.ln()
+    pdf.set_font("Helvetica", "", 10)
+    for line in statement.lines:
+        code = f"{line.code}{'-' + line.modifier if line.modifier else ''}"
+        descriptor = _latin1(line.descriptor)
+        # The description wraps; the row is as tall as its wrapped description (and the code's system).
+        used = len(pdf.multi_cell(widths[1], 5, descriptor, dry_run=True, output="LINES")) or 1
+        height = max(10, 5 * used)
+        if pdf.get_y() + height > pdf.h - pdf.b_margin:
+            pdf.add_page()
+        x, y = pdf.l_margin, pdf.get_y()
+        pdf.set_xy(x, y)
+        pdf.cell(widths[0], 5, _latin1(code))
+        pdf.set_xy(x, y + 5)
+        pdf.set_font("Helvetica", "", 7)
+        pdf.cell(widths[0], 4, _latin1(line.code_system))
+        pdf.set_font("Helvetica", "", 10)
+        pdf.set_xy(x + widths[0], y)
+        pdf.multi_cell(widths[1], 5, descriptor, new_x=XPos.RIGHT, new_y=YPos.TOP)
+        pdf.set_xy(x + widths[0] + widths[1], y)
+        pdf.cell(widths[2], 5, str(line.units), align="R")
+        pdf.cell(widths[3], 5, money(line.unit_price_cents), align="R")
+        pdf.cell(widths[4], 5, money(line.amount_cents), align="R")
+        pdf.line(x, y + height, x + width, y + height)
+        pdf.set_xy(x, y + height + 1)
+
+    def total_row(label: str, cents: int, bold: bool = False) -> None:
+        pdf.set_font("Helvetica", "B" if bold else "", 11 if bold else 10)
+        pdf.cell(width - widths[4], 6, label, align="R")
+        pdf.cell(widths[4], 6, money(cents), align="R", **nl)
+
+    pdf.ln(2)
+    total_row("Total", statement.total_cents, bold=True)
+    total_row("Paid", statement.paid_cents)
+    if statement.refunded_cents:
+        total_row("Refunded", statement.refunded_cents)
+    if statement.written_off_cents:
+        total_row("Waived by the clinic", statement.written_off_cents)
+    total_row("Balance due", statement.balance_cents, bold=True)
+    pdf.ln(3)
+    pdf.set_font("Helvetica", "", 10)
+    pdf.cell(width, 5, _latin1(f"Status: {statement.status_label}"), **nl)
+    if statement.payments:
+        pdf.ln(3)
+        pdf.set_font("Helvetica", "B", 11)
+        pdf.cell(width, 6, "Payments", **nl)
+        pdf.set_font("Helvetica", "", 10)
+        for p in statement.payments:
+            pdf.cell(width - widths[4], 5, _latin1(f"{_local(p.at, tz)}  {p.card}"))
+            pdf.cell(widths[4], 5, money(p.amount_cents), align="R", **nl)
+    pdf.ln(6)
+    pdf.set_font("Helvetica", "I", 8)
+    pdf.multi_cell(width, 4, _latin1("Prices are those in force on the date of service, as signed by your "
+                                     "provider. Questions about this statement: contact the clinic"
+                                     f"{' at ' + clinic.phone if getattr(clinic, 'phone', '') else ''}."), **nl)
+    return bytes(pdf.output())
