@@ -47,6 +47,10 @@ from tests.helpers.access_tables.access_table_ops import OPS_EXPECTED, OPS_SAMPL
 from tests.helpers.access_tables.access_table_security import SECURITY_EXPECTED, SECURITY_SAMPLE_ARGS  # noqa: E402
 from tests.helpers.access_tables.access_table_phi import PHI_EXPECTED, PHI_SAMPLE_ARGS  # noqa: E402
 from tests.helpers.access_tables.access_table_fees import FEES_EXPECTED, FEES_SAMPLE_ARGS  # noqa: E402
+from tests.helpers.access_tables.access_table_postvisit_booking import (  # noqa: E402
+    POSTVISIT_BOOKING_EXPECTED, POSTVISIT_BOOKING_SAMPLE_ARGS)
+from tests.helpers.access_tables.access_table_pay import PAY_EXPECTED, PAY_SAMPLE_ARGS  # noqa: E402
+from tests.helpers.access_tables.access_table_emr import EMR_EXPECTED, EMR_SAMPLE_ARGS  # noqa: E402
 
 EXPECTED.update(STAFF_EXPECTED)
 SAMPLE_ARGS.update(STAFF_SAMPLE_ARGS)
@@ -70,6 +74,12 @@ EXPECTED.update(PHI_EXPECTED)
 SAMPLE_ARGS.update(PHI_SAMPLE_ARGS)
 EXPECTED.update(FEES_EXPECTED)
 SAMPLE_ARGS.update(FEES_SAMPLE_ARGS)
+EXPECTED.update(POSTVISIT_BOOKING_EXPECTED)
+SAMPLE_ARGS.update(POSTVISIT_BOOKING_SAMPLE_ARGS)
+EXPECTED.update(PAY_EXPECTED)
+SAMPLE_ARGS.update(PAY_SAMPLE_ARGS)
+EXPECTED.update(EMR_EXPECTED)
+SAMPLE_ARGS.update(EMR_SAMPLE_ARGS)
 
 
 def routes(app):
@@ -97,7 +107,10 @@ def test_not_everything_is_public(app):
                       "webhooks.stripe_webhook", "links.retry", "links.retry_take",
                       "account.forgot_password", "account.reset_password", "twilio.inbound", "twilio.status",
                       "checkout.show", "checkout.save_card", "checkout.complete", "checkout.browser_return",
-                      "checkout.done", "checkout.pay_saved"}
+                      "checkout.done", "checkout.pay_saved", "checkout.setup_consent", "checkout.setup_complete",
+                      "checkout.setup_saved", "checkout.setup_return",
+                      "pay.link", "pay.link_use", "pay.show", "pay.complete", "pay.pay_saved",
+                      "pay.browser_return"}
 
 
 @pytest.mark.parametrize("role", ROLES)

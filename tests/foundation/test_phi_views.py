@@ -39,7 +39,15 @@ PHI_ROUTES = {
     "checkout.pay_saved": "appointment",
     "checkout.browser_return": "appointment",
     "checkout.done": "appointment",
+    "checkout.setup_consent": "appointment",
+    "checkout.setup_complete": "appointment",
+    "checkout.setup_saved": "appointment",
+    "checkout.setup_return": "appointment",
+    "checkout.add_card": "appointment",
     "checkout.join": "visit",
+    **{f"staff.{name}": "encounter" for name in (
+        "encounters", "encounter_for_appointment", "encounter", "save_draft", "search_diagnoses", "add_diagnosis",
+        "remove_diagnosis", "search_codes", "add_line", "remove_line", "review", "sign", "add_addendum")},
     "checkout.room": "visit",
     "links.retry": "appointment",
     "links.retry_take": "appointment",
@@ -68,11 +76,27 @@ PHI_ROUTES = {
     "admin.user_access": "access_report",
     "admin.user_access_csv": "access_report",
     "dev.outbox": "outbox",
+    "booking.statement": "statement",
+    "booking.statement_pdf": "statement",
+    "billing.collections": "billing",
+    "billing.final_notice": "billing",
+    "billing.send_to_agency": "billing",
+    "billing.start_plan": "billing",
+    "billing.write_off": "billing",
+    "pay.link": "appointment",
+    "pay.link_use": "appointment",
+    "pay.show": "appointment",
+    "pay.complete": "appointment",
+    "pay.pay_saved": "appointment",
+    "pay.browser_return": "appointment",
 }
 
 # GET routes that show PHI but answer with a redirect to a page that is audited itself.
 REDIRECT_ONLY = {
+    "staff.encounter_for_appointment": "GET: to the visit's note when it exists (else a 'Start the note' page)",
     "checkout.browser_return": "the return from 3-D Secure: redirects to checkout or done",
+    "checkout.setup_return": "the return from 3-D Secure at card setup: redirects to the setup page or done",
+    "pay.browser_return": "the return from 3-D Secure on the pay page: redirects to the pay page",
 }
 
 
@@ -118,12 +142,43 @@ def clinic(db, factories, clock, policy, sandbox, app):
                         user=patient_user, now=clock.now(), ttl=timedelta(hours=1), appointment=hold)
     db.commit()
     provider_user = db.get(Provider, confirmed.provider_id).user
+    # A second visit of the same patient (Wednesday), checked in, with its note open (the EMR pages).
+    from app.models import Appointment
+    from app.services import emr
+
+    wednesday = MON_10_NY + timedelta(days=2)
+    seen = Appointment(patient_id=confirmed.patient_id, provider_id=confirmed.provider_id, type_id=confirmed.type_id,
+                       status="confirmed", starts_at=wednesday, ends_at=wednesday + timedelta(minutes=30),
+                       blocked_start=wednesday, blocked_end=wednesday + timedelta(minutes=30), price_cents=0,
+                       payment_timing="post_visit", modality=confirmed.modality)
+    db.add(seen)
+    db.flush()
+    encounter = emr.open_encounter(db, seen, actor=Actor.system("test"), user=provider_user, now=clock.now(),
+                                   source="day_view")
+    db.commit()
     charge_id = confirmed.charges[0].id if getattr(confirmed, "charges", None) else _charge_id(db, confirmed.id)
-    return dict(patient_id=confirmed.patient_id, appointment_id=confirmed.id, hold_id=hold.id,
+    patient_id = confirmed.patient_id
+    post_visit = {}
+
+    def visit():
+        """Made on first use: the same patient's signed post-visit visit with a balance due
+        (collections case recovering) and a pay link for it."""
+        if not post_visit:
+            from app.models import Patient
+            from app.services import visit_charges
+            from tests.postvisit.test_statements import signed_visit
+
+            signed = signed_visit(db, factories, patient=db.get(Patient, patient_id))
+            url = visit_charges.issue_link(db, signed.case, now=clock.now())
+            db.commit()
+            post_visit.update(appointment_id=signed.appointment.id, pay_token=url.rsplit("/pay/", 1)[1])
+        return post_visit
+
+    return dict(patient_id=patient_id, appointment_id=confirmed.id, hold_id=hold.id,
                 provider_id=confirmed.provider_id, room=confirmed.telehealth_room, charge_id=charge_id,
                 token=token, users={"patient": patient_user, "provider": provider_user,
                                     "billing": factories.user("billing"), "admin": factories.user("admin")},
-                patient_user_id=patient_user.id)
+                patient_user_id=patient_user.id, visit=visit, encounter_id=encounter.id, seen_id=seen.id)
 
 
 def _charge_id(db, appointment_id):
@@ -132,7 +187,8 @@ def _charge_id(db, appointment_id):
     return db.scalar(select(Charge.id).where(Charge.appointment_id == appointment_id))
 
 
-# endpoint -> (roles that may see it, url builder, what the event must name: "appointment" | "hold" | "patient")
+# endpoint -> (roles that may see it, url builder, what the event must name: "appointment" | "hold" | "patient"
+#              | "visit" (the post-visit visit ``clinic["visit"]()`` makes) | "listed" | "none")
 PAGES = {
     "home.patient": (["patient"], lambda c: "/patient", "patient"),
     "booking.appointments": (["patient"], lambda c: "/appointments", "patient"),
@@ -144,6 +200,7 @@ PAGES = {
     "booking.receipt": (["patient"], lambda c: f"/appointments/{c['appointment_id']}/receipt", "appointment"),
     "checkout.show": (["patient"], lambda c: f"/checkout/{c['hold_id']}", "hold"),
     "checkout.done": (["patient"], lambda c: f"/checkout/{c['appointment_id']}/done", "appointment"),
+    "checkout.add_card": (["patient"], lambda c: f"/appointments/{c['appointment_id']}/card", "appointment"),
     "checkout.join": (["patient", "provider"], lambda c: f"/visits/{c['appointment_id']}/join", "appointment"),
     "checkout.room": (["patient", "provider"], lambda c: f"/visits/room/{c['room']}", "appointment"),
     "links.retry": (["anonymous"], lambda c: f"/r/{c['token']}", "hold"),
@@ -158,6 +215,13 @@ PAGES = {
     "staff.messages": (["provider", "billing", "admin"],
                        lambda c: f"/staff/appointments/{c['appointment_id']}/messages", "appointment"),
     "staff.patient": (["provider", "admin"], lambda c: f"/staff/patients/{c['patient_id']}", "patient"),
+    "staff.encounters": (["provider"], lambda c: "/staff/encounters", "listed"),
+    "staff.encounter": (["provider", "admin"], lambda c: f"/staff/encounters/{c['encounter_id']}", "patient"),
+    "staff.search_diagnoses": (["provider"], lambda c: f"/staff/encounters/{c['encounter_id']}/diagnoses/search?dx=J06",
+                               "patient"),
+    "staff.search_codes": (["provider"], lambda c: f"/staff/encounters/{c['encounter_id']}/codes/search?cq=G04",
+                           "patient"),
+    "staff.review": (["provider"], lambda c: f"/staff/encounters/{c['encounter_id']}/review", "patient"),
     "billing.payments": (["billing", "admin"], lambda c: "/billing/payments", "listed"),
     "billing.payment": (["billing", "admin"], lambda c: f"/billing/payments/{c['charge_id']}", "appointment"),
     "chain.show": (["billing", "admin"], lambda c: f"/billing/appointments/{c['appointment_id']}/chain",
@@ -172,6 +236,14 @@ PAGES = {
                                  "patient"),
     "admin.user_access": (["admin"], lambda c: f"/admin/access/users/{c['patient_user_id']}", "none"),
     "admin.user_access_csv": (["admin"], lambda c: f"/admin/access/users/{c['patient_user_id']}.csv", "none"),
+    # the patient's signed post-visit visit with a balance due ("visit": the event names that appointment)
+    "booking.statement": (["patient"], lambda c: f"/appointments/{c['visit']()['appointment_id']}/statement",
+                          "visit"),
+    "booking.statement_pdf": (["patient"],
+                              lambda c: f"/appointments/{c['visit']()['appointment_id']}/statement.pdf", "visit"),
+    "billing.collections": (["billing", "admin"], lambda c: (c["visit"](), "/billing/collections")[1], "listed"),
+    "pay.link": (["anonymous"], lambda c: f"/pay/{c['visit']()['pay_token']}", "visit"),
+    "pay.show": (["patient"], lambda c: f"/appointments/{c['visit']()['appointment_id']}/pay", "visit"),
 }
 # Registered only when APP_ENV=development (never in the tests' app or production); declared
 # phi="outbox" (it lists recipients' addresses) and audited like any PHI page when it exists.
@@ -221,6 +293,9 @@ def test_each_phi_page_writes_one_audit_event_per_view(app, db, clinic, endpoint
             assert (event.patient_id, event.appointment_id) == (clinic["patient_id"], clinic["appointment_id"])
         elif names == "hold":
             assert (event.patient_id, event.appointment_id) == (clinic["patient_id"], clinic["hold_id"])
+        elif names == "visit":
+            assert (event.patient_id, event.appointment_id) == (clinic["patient_id"],
+                                                                clinic["visit"]()["appointment_id"])
         elif names == "patient":
             assert event.patient_id == clinic["patient_id"]
         elif names == "listed":
