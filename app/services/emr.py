@@ -132,6 +132,18 @@ def _bump(encounter: Encounter, now: datetime) -> int:
     return encounter.version
 
 
+def _coding_changed(session: Session, encounter: Encounter, *, reread: list[str], action: str, details: dict,
+                    actor: Actor, now: datetime) -> None:
+    """A diagnosis or line added or removed: a new version, the changed collections re-read, and the
+    audit row (its details end with the new version)."""
+    version = _bump(encounter, now)
+    session.flush()
+    session.refresh(encounter, reread)
+    audit.record(session, actor=actor, action=action, patient_id=encounter.patient_id,
+                 appointment_id=encounter.appointment_id, encounter_id=encounter.id, at=now,
+                 details={**details, "version": version})
+
+
 def soap_of(encounter: Encounter) -> dict[str, str]:
     return {name: getattr(encounter, name) or "" for name in SOAP_FIELDS}
 
@@ -206,12 +218,8 @@ def add_diagnosis(session: Session, encounter_id: int, code: str, *, actor: Acto
         raise EncounterError(f"A note has at most {MAX_DIAGNOSES} diagnoses.")
     row = EncounterDiagnosis(encounter_id=encounter.id, position=len(encounter.diagnoses) + 1, code=normal)
     session.add(row)
-    version = _bump(encounter, now)
-    session.flush()
-    session.refresh(encounter, ["diagnoses"])
-    audit.record(session, actor=actor, action="encounter.diagnosis_added", patient_id=encounter.patient_id,
-                 appointment_id=encounter.appointment_id, encounter_id=encounter.id, at=now,
-                 details={"position": row.position, "version": version})
+    _coding_changed(session, encounter, reread=["diagnoses"], action="encounter.diagnosis_added",
+                    details={"position": row.position}, actor=actor, now=now)
     return row
 
 
@@ -238,12 +246,8 @@ def remove_diagnosis(session: Session, encounter_id: int, diagnosis_id: int, *, 
     for line in encounter.lines:
         if any(p > removed for p in line.diagnosis_pointers):
             line.diagnosis_pointers = [p - 1 if p > removed else p for p in line.diagnosis_pointers]
-    version = _bump(encounter, now)
-    session.flush()
-    session.refresh(encounter, ["diagnoses", "lines"])
-    audit.record(session, actor=actor, action="encounter.diagnosis_removed", patient_id=encounter.patient_id,
-                 appointment_id=encounter.appointment_id, encounter_id=encounter.id, at=now,
-                 details={"position": removed, "version": version})
+    _coding_changed(session, encounter, reread=["diagnoses", "lines"], action="encounter.diagnosis_removed",
+                    details={"position": removed}, actor=actor, now=now)
 
 
 # -- billing lines --------------------------------------------------------------------------------
@@ -284,13 +288,9 @@ def add_line(session: Session, encounter_id: int, *, code_id: int | None, modifi
                          code_system=code.system, code=code.code, modifier=modifier, units=units,
                          diagnosis_pointers=chosen)
     session.add(line)
-    version = _bump(encounter, now)
-    session.flush()
-    session.refresh(encounter, ["lines"])
-    audit.record(session, actor=actor, action="encounter.line_added", patient_id=encounter.patient_id,
-                 appointment_id=encounter.appointment_id, encounter_id=encounter.id, at=now,
-                 details={"position": line.position, "billing_code_id": code.id, "system": code.system,
-                          "code": code.code, "modifier": modifier, "units": units, "version": version})
+    _coding_changed(session, encounter, reread=["lines"], action="encounter.line_added",
+                    details={"position": line.position, "billing_code_id": code.id, "system": code.system,
+                             "code": code.code, "modifier": modifier, "units": units}, actor=actor, now=now)
     return line
 
 
@@ -307,12 +307,8 @@ def remove_line(session: Session, encounter_id: int, line_id: int, *, actor: Act
         if other is not line and other.position > removed:
             other.position -= 1
             session.flush()
-    version = _bump(encounter, now)
-    session.flush()
-    session.refresh(encounter, ["lines"])
-    audit.record(session, actor=actor, action="encounter.line_removed", patient_id=encounter.patient_id,
-                 appointment_id=encounter.appointment_id, encounter_id=encounter.id, at=now,
-                 details={"position": removed, "version": version})
+    _coding_changed(session, encounter, reread=["lines"], action="encounter.line_removed",
+                    details={"position": removed}, actor=actor, now=now)
 
 
 # -- pricing --------------------------------------------------------------------------------------

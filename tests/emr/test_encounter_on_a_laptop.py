@@ -54,6 +54,9 @@ def test_a_provider_documents_codes_and_signs_a_visit(live_server, laptop, db, v
     expect(page.locator("#diagnoses")).to_contain_text("1. J06.9 Acute upper respiratory infection, unspecified")
 
     # A billing line: the code found by its words, one unit, pointing to diagnosis 1.
+    # The diagnosis's answer replaced the coding block: type once htmx has settled it (its new
+    # inputs listen only after that), as a person would.
+    page.wait_for_function("() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')")
     page.get_by_label("Billing code").fill("consultation")
     expect(page.locator("#code-results")).to_contain_text("LOCAL LOC-CONSULT")
     page.locator("#code-results").get_by_label("LOCAL LOC-CONSULT").check()

@@ -217,6 +217,9 @@ def test_4242_booked_documented_signed_charged_and_itemized(live_server, phone, 
     page.get_by_label("Add a diagnosis").fill(DIAGNOSIS)
     page.locator("#dx-results").get_by_role("button", name=DIAGNOSIS).click()
     expect(page.locator("#diagnoses")).to_contain_text(f"1. {DIAGNOSIS} {DIAGNOSIS_WORDS}")
+    # The diagnosis's answer replaced the coding block: type once htmx has settled it (its new
+    # inputs listen only after that), as a person would.
+    page.wait_for_function("() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')")
     page.get_by_label("Billing code").fill("consultation")
     expect(page.locator("#code-results")).to_contain_text("LOCAL LOC-CONSULT")
     page.locator("#code-results").get_by_label("LOCAL LOC-CONSULT").check()

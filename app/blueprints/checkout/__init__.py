@@ -1,13 +1,14 @@
 """Deposit-to-book checkout: the Payment Element page, completion, confirmation, the visit link."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, g, jsonify, redirect, request, session, url_for
+from flask import Blueprint, abort, current_app, g, jsonify, redirect, request, url_for
 from flask_login import current_user
 
 import logging
 
 from app import phi
 from app.access import AUTHENTICATED, PUBLIC, access
+from app.blueprints import payment_views
 from app.blueprints.links import GRANTS
 from app.extensions import db
 from app.models import Appointment
@@ -29,13 +30,9 @@ log = logging.getLogger(__name__)
 def _own(appointment_id: int) -> Appointment:
     """The signed-in patient's appointment, or one a one-click link granted this browser; else 404."""
     appointment = db.session.get(Appointment, appointment_id)
-    mine = (appointment is not None and current_user.is_authenticated and current_user.role == "patient"
-            and appointment.patient_id == current_user.patient.id)
-    granted = (appointment is not None and not current_user.is_authenticated
-               and appointment_id in session.get(GRANTS, []))
-    if granted:
-        g.checkout_actor = Actor("link", appointment.patient.user_id, "patient")
-    if not (mine or granted):
+    mine = payment_views.signed_in_patient_of(appointment)
+    g.checkout_actor = payment_views.link_actor(appointment, GRANTS)
+    if not (mine or g.checkout_actor is not None):
         not_found_audited(appointment_id, actor())
     phi.shown(appointment=appointment, actor=g.get("checkout_actor"))
     return appointment
@@ -90,10 +87,7 @@ def _signed_in_patient(appointment: Appointment) -> bool:
     """The patient's saved cards (brand and last 4 only) are offered to the patient: signed in, or
     arriving through their own one-click link, which is bound to them and this appointment and
     promises checkout "with the saved card pre-selected" (``_own`` has checked either)."""
-    if g.get("checkout_actor") is not None:
-        return True
-    return (current_user.is_authenticated and current_user.role == "patient"
-            and appointment.patient_id == current_user.patient.id)
+    return g.get("checkout_actor") is not None or payment_views.signed_in_patient_of(appointment)
 
 
 def _saved_cards(appointment: Appointment) -> list[cards.SavedCard]:
@@ -136,6 +130,10 @@ def save_card(appointment_id: int):
     return jsonify(save_card=attempt.save_card)
 
 
+CONFIRMING = "We are confirming your payment…"
+TAP_UNREACHABLE = "We could not reach the payment service. You have not been charged. Please try again."
+
+
 def _result_json(appointment: Appointment, result: settlement.SyncResult):
     body = {"state": result.state, "message": result.message}
     if result.state == "confirmed":
@@ -157,15 +155,11 @@ def _complete(appointment: Appointment) -> settlement.SyncResult | None:
 def complete(appointment_id: int):
     """Called by the page after Stripe.js answers: the server re-reads the intent itself."""
     appointment = _own(appointment_id)
-    try:
-        result = _complete(appointment)
-    except PaymentServiceError:
-        db.session.rollback()
-        return jsonify(state="pending", message="We are confirming your payment…"), 202
-    if result is None:
-        return jsonify(state="pending", message=None), 409
-    _remember_card(appointment, result)
-    return jsonify(_result_json(appointment, result))
+
+    def answer(result: settlement.SyncResult) -> dict:
+        _remember_card(appointment, result)
+        return _result_json(appointment, result)
+    return payment_views.settled_json(lambda: _complete(appointment), answer, confirming=CONFIRMING)
 
 
 @bp.post("/checkout/<int:appointment_id>/pay-saved")
@@ -190,29 +184,19 @@ def pay_saved(appointment_id: int):
             return_url=url_for("checkout.browser_return", appointment_id=appointment.id, _external=True),
             now=now(), actor=actor())
         db.session.commit()
-    except cards.NotYourCard as error:
-        db.session.rollback()
-        cards.refuse(db.session, patient=appointment.patient, payment_method=payment_method, actor=actor(),
-                     what="pay", appointment_id=appointment.id)
-        db.session.commit()
-        return jsonify(state="declined", message=str(error)), 404
-    except cards.CardRuleError as error:
-        db.session.rollback()
-        return jsonify(state="declined", message=str(error)), 409
-    except PaymentServiceError:
-        db.session.rollback()
-        return jsonify(state="error", message="We could not reach the payment service. "
-                                              "You have not been charged. Please try again."), 503
-    try:
-        result = settlement.settle(db.session, attempt.id, source="browser", actor=actor())
-    except PaymentServiceError:
-        db.session.rollback()
-        return jsonify(state="pending", message="We are confirming your payment…"), 202
-    body = _result_json(appointment, result)
-    if result.state == "requires_action":
-        body["client_secret"] = attempt.client_secret
-    _remember_card(appointment, result)
-    return jsonify(body)
+    except (cards.NotYourCard, cards.CardRuleError, PaymentServiceError) as error:
+        return payment_views.tap_refused(error, appointment, payment_method, actor=actor, what="pay",
+                                         unreachable=TAP_UNREACHABLE)
+
+    def answer(result: settlement.SyncResult) -> dict:
+        body = _result_json(appointment, result)
+        if result.state == "requires_action":
+            body["client_secret"] = attempt.client_secret
+        _remember_card(appointment, result)
+        return body
+    return payment_views.settled_json(
+        lambda: settlement.settle(db.session, attempt.id, source="browser", actor=actor()), answer,
+        confirming=CONFIRMING)
 
 
 @bp.get("/checkout/<int:appointment_id>/return")
@@ -220,11 +204,7 @@ def pay_saved(appointment_id: int):
 def browser_return(appointment_id: int):
     """Where Stripe sends the browser after a redirect (3-D Secure): never trusted, re-read."""
     appointment = _own(appointment_id)
-    try:
-        result = _complete(appointment)
-    except PaymentServiceError:
-        db.session.rollback()
-        result = None
+    result = payment_views.read_quietly(lambda: _complete(appointment))
     if result is not None:
         _remember_card(appointment, result)
     if result is not None and result.state == "confirmed":

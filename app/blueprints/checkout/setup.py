@@ -14,6 +14,7 @@ from flask import current_app, jsonify, redirect, request, url_for
 from flask_login import current_user
 
 from app.access import PUBLIC, access
+from app.blueprints import payment_views
 from app.blueprints.checkout import _ended, _own, _saved_cards, actor, bp
 from app.extensions import db
 from app.models import Appointment, CardSetup
@@ -25,6 +26,7 @@ from app.web import not_found_audited, now, render
 
 log = logging.getLogger(__name__)
 UNREACHABLE = "We could not reach the payment service. Nothing was charged. Please try again in a moment."
+CONFIRMING = "We are confirming your card…"
 
 
 def _mode() -> str:
@@ -141,14 +143,9 @@ def _complete(appointment: Appointment) -> card_setup.SetupResult | None:
 def setup_complete(appointment_id: int):
     """Called by the page after Stripe.js answers: the server re-reads the SetupIntent itself."""
     appointment = _own(appointment_id)
-    try:
-        result = _complete(appointment)
-    except PaymentServiceError:
-        db.session.rollback()
-        return jsonify(state="pending", message="We are confirming your card…"), 202
-    if result is None:
-        return jsonify(state="pending", message=None), 409
-    return jsonify(_result_json(appointment, result, _mode()))
+    return payment_views.settled_json(lambda: _complete(appointment),
+                                      lambda result: _result_json(appointment, result, _mode()),
+                                      confirming=CONFIRMING)
 
 
 @bp.post("/checkout/<int:appointment_id>/setup-saved")
@@ -179,24 +176,12 @@ def setup_saved(appointment_id: int):
             return_url=url_for("checkout.setup_return", appointment_id=appointment.id, then=mode, _external=True),
             actor=actor())
         db.session.commit()
-    except cards.NotYourCard as error:
-        db.session.rollback()
-        cards.refuse(db.session, patient=appointment.patient, payment_method=payment_method, actor=actor(),
-                     what="set up", appointment_id=appointment.id)
-        db.session.commit()
-        return jsonify(state="declined", message=str(error)), 404
-    except card_setup.CardSetupError as error:
-        db.session.rollback()
-        return jsonify(state="declined", message=str(error)), 409
-    except PaymentServiceError:
-        db.session.rollback()
-        return jsonify(state="error", message=UNREACHABLE), 503
-    try:
-        result = card_setup.settle_setup(db.session, setup.id, source="browser", actor=actor())
-    except PaymentServiceError:
-        db.session.rollback()
-        return jsonify(state="pending", message="We are confirming your card…"), 202
-    return jsonify(_result_json(appointment, result, mode))
+    except (cards.NotYourCard, card_setup.CardSetupError, PaymentServiceError) as error:
+        return payment_views.tap_refused(error, appointment, payment_method, actor=actor, what="set up",
+                                         unreachable=UNREACHABLE)
+    return payment_views.settled_json(
+        lambda: card_setup.settle_setup(db.session, setup.id, source="browser", actor=actor()),
+        lambda result: _result_json(appointment, result, mode), confirming=CONFIRMING)
 
 
 @bp.get("/checkout/<int:appointment_id>/setup-return")
@@ -205,11 +190,7 @@ def setup_return(appointment_id: int):
     """Where Stripe sends the browser after a redirect (3-D Secure): never trusted, re-read."""
     appointment = _own(appointment_id)
     mode = _mode()
-    try:
-        result = _complete(appointment)
-    except PaymentServiceError:
-        db.session.rollback()
-        result = None
+    result = payment_views.read_quietly(lambda: _complete(appointment))
     if result is not None and result.state == "confirmed":
         return redirect(_done_url(appointment, mode), code=303)
     return redirect(_page_url(appointment, mode), code=303)

@@ -8,11 +8,12 @@ appointment is booked (by any path) its links are void, and opening or
 tapping one says "You're booked" and points to the visit: no hold, no checkout."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, request, session, url_for
+from flask import Blueprint, current_app, request, url_for
 
 from app import phi
 from app import input_guard
 from app.access import PUBLIC, access
+from app.blueprints import payment_views
 from app.extensions import db
 from app.services import booking, links
 from app.services.audit import Actor
@@ -25,8 +26,7 @@ GRANTS = "checkout_grants"
 
 
 def grant_checkout(appointment_id: int) -> None:
-    grants = [g for g in session.get(GRANTS, []) if g != appointment_id][-4:]
-    session[GRANTS] = grants + [appointment_id]
+    payment_views.grant(GRANTS, appointment_id)
 
 
 def _secret() -> str:

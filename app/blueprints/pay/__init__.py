@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, current_app, g, jsonify, redirect, request, session, url_for
-from flask_login import current_user
+from flask import Blueprint, current_app, g, jsonify, redirect, request, url_for
 
 from app import phi
 from app.access import PUBLIC, access
+from app.blueprints import payment_views
 from app.extensions import db
 from app.models import Appointment, CollectionCase, PaymentAttempt
 from app.services import cards, links, settlement, visit_charges
@@ -31,30 +31,19 @@ from app.web import not_found_audited, now, redirect_htmx, render
 bp = Blueprint("pay", __name__)
 log = logging.getLogger(__name__)
 GRANTS = "pay_grants"
-
-
-def grant(appointment_id: int) -> None:
-    grants = [a for a in session.get(GRANTS, []) if a != appointment_id][-4:]
-    session[GRANTS] = grants + [appointment_id]
+CONFIRMING = "We are confirming your payment…"
 
 
 def actor() -> Actor:
     return g.get("pay_actor") or signed_in_actor()
 
 
-def _signed_in_owner(appointment: Appointment | None) -> bool:
-    return (appointment is not None and current_user.is_authenticated and current_user.role == "patient"
-            and appointment.patient_id == current_user.patient.id)
-
-
 def _own(appointment_id: int) -> tuple[Appointment, CollectionCase]:
     """The signed-in patient's visit, or one a pay link granted this browser; else 404 (audited)."""
     appointment = db.session.get(Appointment, appointment_id)
-    mine = _signed_in_owner(appointment)
-    granted = (appointment is not None and not current_user.is_authenticated
-               and appointment_id in session.get(GRANTS, []))
-    if granted:
-        g.pay_actor = Actor("link", appointment.patient.user_id, "patient")
+    mine = payment_views.signed_in_patient_of(appointment)
+    g.pay_actor = payment_views.link_actor(appointment, GRANTS)
+    granted = g.pay_actor is not None
     case = visit_charges.case_for_appointment(db.session, appointment_id) if (mine or granted) else None
     if case is None:
         not_found_audited(appointment_id, actor())
@@ -70,15 +59,21 @@ def _invalid(error: links.LinkInvalid):
                   token=None, case=None, appointment=None)
 
 
+def _resolve(token: str):
+    """The link's row and case (the page shown to the patient it speaks for: PHI, audited)."""
+    found, case = visit_charges.resolve_link(db.session, token, now=now())
+    phi.shown(appointment=case.appointment, actor=Actor("link", found.user_id, "patient"))
+    return found, case
+
+
 @bp.get("/pay/<token>")
 @access(PUBLIC, phi="appointment")
 def link(token: str):
     try:
-        found, case = visit_charges.resolve_link(db.session, token, now=now())
+        found, case = _resolve(token)
     except links.LinkInvalid as error:
         return _invalid(error)
     appointment = case.appointment
-    phi.shown(appointment=appointment, actor=Actor("link", found.user_id, "patient"))
     return render("pay/link.html", token=token, case=case, appointment=appointment,
                   balance=visit_charges.balance_due_cents(case), tz=appointment.patient.user.timezone)
 
@@ -87,15 +82,14 @@ def link(token: str):
 @access(PUBLIC, phi="appointment")
 def link_use(token: str):
     try:
-        found, case = visit_charges.resolve_link(db.session, token, now=now())
+        found, case = _resolve(token)
     except links.LinkInvalid as error:
         return _invalid(error)
     appointment = case.appointment
-    phi.shown(appointment=appointment, actor=Actor("link", found.user_id, "patient"))
     visit_charges.link_used(db.session, found, case)
     db.session.commit()
-    if not _signed_in_owner(appointment):
-        grant(appointment.id)
+    if not payment_views.signed_in_patient_of(appointment):
+        payment_views.grant(GRANTS, appointment.id)
     return redirect_htmx(url_for("pay.show", appointment_id=appointment.id))
 
 
@@ -111,7 +105,7 @@ def _saved_cards(appointment: Appointment) -> list[cards.SavedCard]:
 
 def _statement(appointment: Appointment):
     """The itemized statement, for the signed-in patient only (a link's browser sees the amounts)."""
-    if not _signed_in_owner(appointment):
+    if not payment_views.signed_in_patient_of(appointment):
         return None
     try:
         from app.services import statements
@@ -152,6 +146,15 @@ def _current(case: CollectionCase) -> PaymentAttempt | None:
     return visit_charges.current_attempt(db.session, case)
 
 
+def _complete(case: CollectionCase) -> settlement.SyncResult | None:
+    """The server re-reads the case's current intent (None: no attempt)."""
+    attempt = _current(case)
+    if attempt is None:
+        return None
+    db.session.rollback()
+    return settlement.settle(db.session, attempt.id, source="browser", actor=actor())   # it locks what it needs
+
+
 def _verdict(appointment: Appointment, result: settlement.SyncResult | None):
     if result is None:
         return {"state": "pending", "message": None}
@@ -168,16 +171,8 @@ def _verdict(appointment: Appointment, result: settlement.SyncResult | None):
 def complete(appointment_id: int):
     """Called by the page after Stripe.js answers: the server re-reads the intent itself."""
     appointment, case = _own(appointment_id)
-    attempt = _current(case)
-    if attempt is None:
-        return jsonify(state="pending", message=None), 409
-    db.session.rollback()
-    try:
-        result = settlement.settle(db.session, attempt.id, source="browser", actor=actor())
-    except PaymentServiceError:
-        db.session.rollback()
-        return jsonify(state="pending", message="We are confirming your payment…"), 202
-    return jsonify(_verdict(appointment, result))
+    return payment_views.settled_json(lambda: _complete(case), lambda result: _verdict(appointment, result),
+                                      confirming=CONFIRMING)
 
 
 @bp.post("/pay/<int:appointment_id>/pay-saved")
@@ -198,28 +193,19 @@ def pay_saved(appointment_id: int):
                                 return_url=url_for("pay.browser_return", appointment_id=appointment.id,
                                                    _external=True), actor=actor())
         db.session.commit()
-    except cards.NotYourCard as error:
-        db.session.rollback()
-        cards.refuse(db.session, patient=appointment.patient, payment_method=payment_method, actor=actor(),
-                     what="pay", appointment_id=appointment.id)
-        db.session.commit()
-        return jsonify(state="declined", message=str(error)), 404
-    except visit_charges.CollectionsError as error:
-        db.session.rollback()
-        return jsonify(state="declined", message=str(error)), 409
-    except PaymentServiceError:
-        db.session.rollback()
-        return jsonify(state="error", message="We could not reach the payment service. "
-                                              "You have not been charged. Please try again."), 503
-    try:
-        result = settlement.settle(db.session, attempt.id, source="browser", actor=actor())
-    except PaymentServiceError:
-        db.session.rollback()
-        return jsonify(state="pending", message="We are confirming your payment…"), 202
-    body = _verdict(appointment, result)
-    if result.state == "requires_action":
-        body["client_secret"] = db.session.get(PaymentAttempt, attempt.id).client_secret
-    return jsonify(body)
+    except (cards.NotYourCard, visit_charges.CollectionsError, PaymentServiceError) as error:
+        return payment_views.tap_refused(error, appointment, payment_method, actor=actor, what="pay",
+                                         unreachable="We could not reach the payment service. "
+                                                     "You have not been charged. Please try again.")
+
+    def answer(result: settlement.SyncResult) -> dict:
+        body = _verdict(appointment, result)
+        if result.state == "requires_action":
+            body["client_secret"] = db.session.get(PaymentAttempt, attempt.id).client_secret
+        return body
+    return payment_views.settled_json(
+        lambda: settlement.settle(db.session, attempt.id, source="browser", actor=actor()), answer,
+        confirming=CONFIRMING)
 
 
 @bp.get("/pay/<int:appointment_id>/return")
@@ -227,13 +213,7 @@ def pay_saved(appointment_id: int):
 def browser_return(appointment_id: int):
     """Where Stripe sends the browser after a redirect (3-D Secure): never trusted, re-read."""
     appointment, case = _own(appointment_id)
-    attempt = _current(case)
-    if attempt is not None:
-        db.session.rollback()
-        try:
-            settlement.settle(db.session, attempt.id, source="browser", actor=actor())
-        except PaymentServiceError:
-            db.session.rollback()
+    payment_views.read_quietly(lambda: _complete(case))
     return redirect(url_for("pay.show", appointment_id=appointment.id), code=303)
 
 
