@@ -144,6 +144,13 @@ class Settings:
     STRIPE_WEBHOOK_SECRET: str | None = None
     STRIPE_API_BASE: str = "https://api.stripe.com"
     STRIPE_JS_URL: str = "https://js.stripe.com/v3/"
+    # Clearinghouse (app/integrations/clearinghouse.py): eligibility (X12 270/271), claims (837P) and
+    # remittances (835) as JSON. Unset CLEARINGHOUSE_URL: no clearinghouse. In development and tests
+    # the payer simulator (devtools/payer_sandbox) stands in for it; PAYER_ADJUDICATION_DELAY is the
+    # simulator's time from a claim to its remittance, passed to it when it is started.
+    CLEARINGHOUSE_URL: str | None = None
+    CLEARINGHOUSE_API_KEY: str | None = field(default=None, repr=False)
+    PAYER_ADJUDICATION_DELAY: timedelta = timedelta(seconds=30)
     # GET /admin/metrics also answers `Authorization: Bearer <METRICS_TOKEN>` (Prometheus); unset:
     # an admin's session only. At least 32 characters.
     METRICS_TOKEN: str | None = None
@@ -244,6 +251,9 @@ class Settings:
             STRIPE_WEBHOOK_SECRET=env.get("STRIPE_WEBHOOK_SECRET") or None,
             STRIPE_API_BASE=env.get("STRIPE_API_BASE") or "https://api.stripe.com",
             STRIPE_JS_URL=env.get("STRIPE_JS_URL") or "https://js.stripe.com/v3/",
+            CLEARINGHOUSE_URL=env.get("CLEARINGHOUSE_URL") or None,
+            CLEARINGHOUSE_API_KEY=env.get("CLEARINGHOUSE_API_KEY") or None,
+            PAYER_ADJUDICATION_DELAY=_seconds(env.get("PAYER_ADJUDICATION_DELAY_SECONDS"), 30),
             METRICS_TOKEN=env.get("METRICS_TOKEN") or None,
             MAX_CONTENT_LENGTH=int(env.get("MAX_CONTENT_LENGTH") or 1024 * 1024),
             PROXY_FIX=env.get("PROXY_FIX") or None,
@@ -266,6 +276,9 @@ class Settings:
                 )
             if self.STRIPE_SECRET_KEY.startswith("sk_test_sandbox"):
                 raise ConfigError("STRIPE_SECRET_KEY is the offline sandbox's key; production needs Stripe's.")
+            if (self.CLEARINGHOUSE_API_KEY or "").startswith("payer_test_sandbox"):
+                raise ConfigError("CLEARINGHOUSE_API_KEY is the payer simulator's key; production needs a "
+                                  "clearinghouse's.")
             self._check_field_keys()
             return self
         # Development and test: stable throwaway secrets, never used in production.
