@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import func, select
@@ -389,14 +389,21 @@ class DueSetups:
     creating: list[int]
 
 
+READD_WATCH = timedelta(days=1)      # how long the sweep watches a card re-add the patient started
+
+
 def due_setups(session: Session, *, quiet_for) -> DueSetups:
-    """Open setups of held appointments no path looked at for ``quiet_for``, and setups left
-    ``creating`` for that long (a crash between storing the row and recording its SetupIntent)."""
+    """Open setups no path looked at for ``quiet_for`` — of held appointments, and card re-adds of
+    booked ones whose patient pressed the button (the consent is stored before Stripe.js confirms)
+    in the last day (an abandoned page is not polled for ever) — and setups left ``creating`` for
+    that long (a crash between storing the row and recording its SetupIntent)."""
     quiet_since = func.now() - quiet_for
+    readd = (Appointment.status.in_(BOOKED) & CardSetup.consent_accepted_at.is_not(None)
+             & (CardSetup.created_at > func.now() - READD_WATCH))
     to_settle = list(session.scalars(
         select(CardSetup.id).join(CardSetup.appointment)
         .where(CardSetup.status.not_in(SETUP_FINAL + ("creating",)), CardSetup.stripe_setup_intent_id.is_not(None),
-               Appointment.status == "held", CardSetup.updated_at < quiet_since)
+               (Appointment.status == "held") | readd, CardSetup.updated_at < quiet_since)
         .order_by(CardSetup.updated_at).limit(200)))
     creating = list(session.scalars(
         select(CardSetup.id).where(CardSetup.status == "creating", CardSetup.stripe_setup_intent_id.is_(None),

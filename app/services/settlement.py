@@ -181,6 +181,12 @@ def _apply_intent(session: Session, attempt: PaymentAttempt, appointment: Appoin
     if attempt.is_final:                           # a final state never changes back
         return _final_result(attempt)
 
+    if intent.status == "canceled":
+        # Before the mirror below: _mark_canceled records the time, the reason, the charge and the audit
+        # row only when it is the one that moves the attempt to canceled (a cancel our crash never recorded).
+        _mark_canceled(session, attempt, appointment, now=now, actor=actor, reason="canceled at Stripe")
+        return SyncResult("canceled", message="This payment was canceled.")
+
     previous = attempt.status
     message = None
     if intent.last_error is not None and intent.status == "requires_payment_method":
@@ -206,10 +212,6 @@ def _apply_intent(session: Session, attempt: PaymentAttempt, appointment: Appoin
         if attempt.outcome is not None:            # already lost its slot: only the cancel remains
             return _final_result(attempt)
         return _lock_in(session, attempt, appointment, now=now, actor=actor)
-
-    if intent.status == "canceled":
-        _mark_canceled(session, attempt, appointment, now=now, actor=actor, reason="canceled at Stripe")
-        return SyncResult("canceled", message="This payment was canceled.")
 
     if message:
         return SyncResult("declined", message=message)

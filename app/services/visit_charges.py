@@ -11,7 +11,9 @@ job, a retry, the patient's page, the webhook, the sweep), and that is what move
 The case (``CollectionCase``, CASE_TRANSITIONS in app/models/postvisit.py):
 
     pending --charge--> charging            the charge job (``charge``); no saved card: straight to
-                                            charging --fail--> recovering (kind no_card), no Stripe call
+                                            charging --fail--> recovering (kind no_card), no Stripe call;
+                                            Stripe refusing the card outright (a 4xx, not a decline, e.g.
+                                            detached): the same, from the charge or a retry (``_refused``)
     charging --succeed--> paid              after_settle: the attempt succeeded (receipt queued)
     charging --fail--> recovering           after_settle: a failed off-session confirmation; the patient
                                             gets the pay link (SMS + email); soft declines get a retry at
@@ -45,7 +47,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from app.integrations.stripe_gateway import Intent
+from app.integrations.stripe_gateway import GatewayError, GatewayUnavailable, Intent
 from app.models import (AuditEvent, Charge, CollectionCase, Encounter, Notification, PaymentAttempt,
                         PaymentConsent, PaymentFailure, User)
 from app.models.payment import FINAL_STATUSES
@@ -382,8 +384,13 @@ def _create_and_settle(session: Session, attempt_id: int, *, case_id: int, card:
                 customer=appointment.patient.stripe_customer_id, payment_method=card,
                 metadata=_metadata(case, attempt), description=_description(case))
             payments.check_intent(intent, attempt, appointment)
-        except Exception:
+        except GatewayError as error:
             session.rollback()      # the attempt stays ``creating``: the sweep adopts its intent or gives it up
+            if isinstance(error, GatewayUnavailable):
+                raise
+            return _refused(session, case_id, attempt_id, error, actor=actor, source=source)
+        except Exception:
+            session.rollback()
             raise
         attempt.stripe_payment_intent_id = intent.id
         attempt.client_secret = intent.client_secret
@@ -410,13 +417,59 @@ def _resume(session: Session, case: CollectionCase, attempt: PaymentAttempt, *, 
     then settle."""
     n = case.retries_done
     failure = _latest_failure(session, attempt.id)
-    interrupted = (n > 0 and card and attempt.status == "requires_payment_method" and failure is not None
+    interrupted = (n > 0 and attempt.status == "requires_payment_method" and failure is not None
                    and _handled(session, attempt.id, ("visit_charge.failed",), failure.id))
+    if interrupted and not card:
+        # The card was removed after the retry committed: nothing to confirm off-session, and a case
+        # left 'charging' would keep the patient's page from paying. It waits for the patient.
+        _fail(session, case, kind="no_card", code="no_card", now=_now(), actor=actor, source="retry",
+              attempt=attempt)
+        session.commit()
+        return "no_card"
     session.commit()
     if interrupted:
-        gateway().confirm_offsession(attempt.stripe_payment_intent_id, key=attempt.key(f"confirm#{n}"),
-                                     payment_method=card)
+        return _confirm_and_settle(session, case.id, attempt, key=attempt.key(f"confirm#{n}"), card=card,
+                                   actor=actor, source="charge")
     return _settle(session, attempt.id, actor=actor, source="charge")
+
+
+def _confirm_and_settle(session: Session, case_id: int, attempt: PaymentAttempt, *, key: str, card: str,
+                        actor: Actor, source: str) -> str:
+    """Confirm the attempt's PaymentIntent again off-session (a retry; its key stored first), then settle."""
+    try:
+        gateway().confirm_offsession(attempt.stripe_payment_intent_id, key=key, payment_method=card)
+    except GatewayUnavailable:
+        raise
+    except GatewayError as error:
+        return _refused(session, case_id, attempt.id, error, actor=actor, source=source)
+    return _settle(session, attempt.id, actor=actor, source=source)
+
+
+def _refused(session: Session, case_id: int, attempt_id: int, error: GatewayError, *, actor: Actor,
+             source: str) -> str:
+    """Stripe refused the off-session request itself: not a decline, not an outage (e.g. the card was
+    detached from the customer and can never be charged again; retrying the same request gets the same
+    answer). What Stripe says of the intent is applied first (settle); a case still being charged then
+    waits for the patient (kind no_card, the link) instead of staying 'charging' — which keeps the
+    patient's page from paying — for every sweep to try again. Commits."""
+    log.warning("case %s: Stripe refused the off-session charge of attempt %s (%s)", case_id, attempt_id, error)
+    session.rollback()
+    attempt = session.get(PaymentAttempt, attempt_id, populate_existing=True)
+    if attempt.stripe_payment_intent_id:
+        _settle(session, attempt_id, actor=actor, source=source)
+    case = _lock_case(session, case_id)
+    attempt = session.get(PaymentAttempt, attempt_id, populate_existing=True)
+    if case is None or case.status not in ("charging", "payment_plan") or attempt.status not in (
+            "creating", "requires_payment_method"):
+        session.rollback()
+        return case.status if case is not None else "missing"
+    if attempt.status == "creating" and not attempt.stripe_payment_intent_id:
+        attempt.mirror("canceled")
+        attempt.canceled_at, attempt.cancellation_reason = _now(), "refused by Stripe"
+    _fail(session, case, kind="no_card", code="card_refused", now=_now(), actor=actor, source=source,
+          attempt=attempt)
+    session.commit()
+    return "no_card"
 
 
 def _latest_failure(session: Session, attempt_id: int) -> PaymentFailure | None:
@@ -565,8 +618,7 @@ def retry(session: Session, case_id: int, *, actor: Actor) -> str:
     _audit(session, case, "visit_charge.retried", actor=actor, attempt=attempt,
            details={"retry": n, "key": key.rsplit(":", 1)[-1]})
     session.commit()
-    gateway().confirm_offsession(attempt.stripe_payment_intent_id, key=key, payment_method=card)
-    return _settle(session, attempt.id, actor=actor, source="retry")
+    return _confirm_and_settle(session, case.id, attempt, key=key, card=card, actor=actor, source="retry")
 
 
 def escalate(session: Session, case_id: int, *, actor: Actor) -> str:
