@@ -4,14 +4,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 
+from devtools import child
+
 READY = "PAYER_SANDBOX_READY "
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class PayerSandboxError(RuntimeError):
@@ -38,41 +37,14 @@ class PayerSandboxProcess:
               timeout: float = 15.0) -> "PayerSandboxProcess":
         data_dir = os.fspath(data_dir)
         os.makedirs(data_dir, exist_ok=True)
-        cmd = [sys.executable, "-m", "devtools.payer_sandbox", "--port", str(port), "--data", data_dir,
-               "--api-key", api_key, "--delay", str(float(delay_seconds)), "--webhook-secret", webhook_secret]
+        args = ["--port", str(port), "--data", data_dir, "--api-key", api_key, "--delay", str(float(delay_seconds)),
+                "--webhook-secret", webhook_secret]
         if webhook_url:
-            cmd += ["--webhook-url", webhook_url]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = _REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        env.setdefault("PYTHONUNBUFFERED", "1")
+            args += ["--webhook-url", webhook_url]
         log_path = os.path.join(data_dir, "payer_sandbox.log")
-        with open(log_path, "ab") as err:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
-                                    cwd=_REPO_ROOT, env=env, text=True)
-        found: list[str] = []
-
-        def reader():
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                if line.startswith(READY) and not found:
-                    found.append(line[len(READY):].strip())
-            proc.stdout.close()
-
-        t = threading.Thread(target=reader, name="payer-sandbox-stdout", daemon=True)
-        t.start()
-        deadline = time.monotonic() + timeout
-        while not found:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                if proc.poll() is None:
-                    proc.kill()
-                proc.wait()
-                t.join(timeout=2)
-                with open(log_path, errors="replace") as f:
-                    tail = f.read()[-4000:]
-                raise PayerSandboxError(f"payer sandbox did not become ready within {timeout:.0f}s "
-                                        f"(exit code {proc.returncode}). log:\n{tail}")
-            time.sleep(0.01)
-        sp = cls(proc, found[0], api_key=api_key, webhook_secret=webhook_secret, data_dir=data_dir,
+        proc, api_base, t = child.spawn("devtools.payer_sandbox", args, ready=READY, log_path=log_path,
+                                        timeout=timeout, error=PayerSandboxError, what="payer sandbox")
+        sp = cls(proc, api_base, api_key=api_key, webhook_secret=webhook_secret, data_dir=data_dir,
                  log_path=log_path)
         sp._reader = t
         return sp
@@ -82,15 +54,7 @@ class PayerSandboxProcess:
         if self._stopped:
             return
         self._stopped = True
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self._reader is not None:
-            self._reader.join(timeout=2)
+        child.stop(self.proc, self._reader, timeout)
 
     def __enter__(self) -> "PayerSandboxProcess":
         return self

@@ -4,13 +4,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-import threading
-import time
 import urllib.request
 
+from devtools import child
+
 READY = "STRIPE_SANDBOX_READY "
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class SandboxError(RuntimeError):
@@ -38,43 +36,14 @@ class SandboxProcess:
               webhook_secret: str = "whsec_sandbox", timeout: float = 15.0) -> "SandboxProcess":
         data_dir = os.fspath(data_dir)
         os.makedirs(data_dir, exist_ok=True)
-        cmd = [sys.executable, "-m", "devtools.stripe_sandbox", "--port", str(port), "--data", data_dir,
-               "--secret-key", secret_key, "--publishable-key", publishable_key,
-               "--webhook-secret", webhook_secret]
+        args = ["--port", str(port), "--data", data_dir, "--secret-key", secret_key,
+                "--publishable-key", publishable_key, "--webhook-secret", webhook_secret]
         if webhook_url:
-            cmd += ["--webhook-url", webhook_url]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = _REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        env.setdefault("PYTHONUNBUFFERED", "1")
+            args += ["--webhook-url", webhook_url]
         stderr_path = os.path.join(data_dir, "sandbox.stderr.log")
-        with open(stderr_path, "ab") as err:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
-                                    cwd=_REPO_ROOT, env=env, text=True)
-        found: list[str] = []
-
-        def reader():
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                if line.startswith(READY) and not found:
-                    found.append(line[len(READY):].strip())
-            proc.stdout.close()
-
-        t = threading.Thread(target=reader, name="sandbox-stdout", daemon=True)
-        t.start()
-        deadline = time.monotonic() + timeout
-        while not found:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                if proc.poll() is None:
-                    proc.kill()
-                proc.wait()
-                t.join(timeout=2)
-                with open(stderr_path, "r", errors="replace") as f:
-                    tail = f.read()[-4000:]
-                raise SandboxError(
-                    f"Stripe sandbox did not become ready within {timeout:.0f}s "
-                    f"(exit code {proc.returncode}). stderr:\n{tail}")
-            time.sleep(0.01)
-        sp = cls(proc, found[0], secret_key=secret_key, publishable_key=publishable_key,
+        proc, api_base, t = child.spawn("devtools.stripe_sandbox", args, ready=READY, log_path=stderr_path,
+                                        timeout=timeout, error=SandboxError, what="Stripe sandbox")
+        sp = cls(proc, api_base, secret_key=secret_key, publishable_key=publishable_key,
                  webhook_secret=webhook_secret, data_dir=data_dir, stderr_path=stderr_path)
         sp._reader = t
         return sp
@@ -84,16 +53,7 @@ class SandboxProcess:
         if self._stopped:
             return
         self._stopped = True
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        reader = getattr(self, "_reader", None)
-        if reader is not None:
-            reader.join(timeout=2)
+        child.stop(self.proc, getattr(self, "_reader", None), timeout)
 
     def __enter__(self) -> "SandboxProcess":
         return self

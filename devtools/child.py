@@ -1,0 +1,61 @@
+"""A dev service run as a child process (the Stripe sandbox, the payer simulator): started with
+``python -m <module>`` from the checkout, ready when it prints ``<READY prefix><url>`` on stdout,
+its stderr kept in a log file under its data directory, stopped with SIGTERM (then SIGKILL)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def spawn(module: str, args: list[str], *, ready: str, log_path: str, timeout: float, error: type[Exception],
+          what: str) -> tuple[subprocess.Popen, str, threading.Thread]:
+    """Start ``python -m module args`` and wait for its ready line: (process, url, stdout reader).
+    ``error(...)`` with the log's tail when it exits or is not ready within ``timeout`` seconds."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    with open(log_path, "ab") as err:
+        proc = subprocess.Popen([sys.executable, "-m", module, *args], stdout=subprocess.PIPE, stderr=err,
+                                stdin=subprocess.DEVNULL, cwd=REPO_ROOT, env=env, text=True)
+    found: list[str] = []
+
+    def reader():
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith(ready) and not found:
+                found.append(line[len(ready):].strip())
+        proc.stdout.close()
+
+    thread = threading.Thread(target=reader, name=f"{module}-stdout", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not found:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            thread.join(timeout=2)
+            with open(log_path, errors="replace") as f:
+                tail = f.read()[-4000:]
+            raise error(f"{what} did not become ready within {timeout:.0f}s (exit code {proc.returncode}). "
+                        f"log:\n{tail}")
+        time.sleep(0.01)
+    return proc, found[0], thread
+
+
+def stop(proc: subprocess.Popen, reader: threading.Thread | None, timeout: float) -> None:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds; the stdout reader joined."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if reader is not None:
+        reader.join(timeout=2)
