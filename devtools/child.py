@@ -59,3 +59,36 @@ def stop(proc: subprocess.Popen, reader: threading.Thread | None, timeout: float
             proc.wait()
     if reader is not None:
         reader.join(timeout=2)
+
+
+def serve(app, srv, *, ready: str, name: str, tick_seconds: float) -> int:
+    """The child's side: run ``srv`` until SIGTERM / SIGINT, calling ``app.sweep()`` every
+    ``tick_seconds`` (timers fall due in real time, not only on the next API call), after printing
+    the ready line ``<ready><app.api_base>``; then close the server and ``app``."""
+    import signal
+
+    stopping = threading.Event()
+
+    def stop(signum, frame):
+        if not stopping.is_set():
+            stopping.set()
+            threading.Thread(target=srv.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    def tick():
+        while not stopping.wait(tick_seconds):
+            try:
+                app.sweep()
+            except Exception as error:  # noqa: BLE001 - keep ticking; the next call sweeps again
+                print(f"{name} sweep failed: {error.__class__.__name__}", file=sys.stderr, flush=True)
+
+    threading.Thread(target=tick, name=f"{name}-ticker", daemon=True).start()
+    print(f"{ready}{app.api_base}", flush=True)
+    try:
+        srv.serve_forever(poll_interval=0.1)
+    finally:
+        srv.server_close()
+        app.close()
+    return 0

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 
+from devtools import child
+
+from .process import READY
 from .server import PayerSandboxApp, make_server
 
 
@@ -22,32 +23,8 @@ def main(argv: list[str] | None = None) -> int:
 
     app = PayerSandboxApp(args.data, api_key=args.api_key, delay_seconds=args.delay,
                           webhook_url=args.webhook_url, webhook_secret=args.webhook_secret)
-    srv = make_server(app, args.port)
-    stopping = threading.Event()
-
-    def stop(signum, frame):
-        if not stopping.is_set():
-            stopping.set()
-            threading.Thread(target=srv.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-
-    def tick():                       # claims fall due in real time, not only on the next API call
-        while not stopping.wait(0.1):
-            try:
-                app.sweep()
-            except Exception as error:  # noqa: BLE001 - keep ticking
-                print(f"payer sandbox sweep failed: {error.__class__.__name__}", file=sys.stderr, flush=True)
-
-    threading.Thread(target=tick, name="payer-sandbox-ticker", daemon=True).start()
-    print(f"PAYER_SANDBOX_READY {app.api_base}", flush=True)
-    try:
-        srv.serve_forever(poll_interval=0.1)
-    finally:
-        srv.server_close()
-        app.close()
-    return 0
+    return child.serve(app, make_server(app, args.port), ready=READY,
+                       name="payer sandbox", tick_seconds=0.1)
 
 
 if __name__ == "__main__":
