@@ -37,6 +37,10 @@ OPEN_STATUSES = ("requires_payment_method", "requires_confirmation", "requires_a
 FINAL_STATUSES = ("succeeded", "canceled")
 ATTEMPT_STATUSES = OPEN_STATUSES + FINAL_STATUSES + ("creating",)
 PURPOSES = ("deposit", "visit", "balance", "no_show_fee")
+# A deposit follows the slot: authorized while it is held, released when it is lost, its decline
+# answered with a way back to checkout. A visit charge comes after the visit, from a signed note: no
+# slot to lose; its collections case (app/services/visit_charges.py) decides what follows a decline.
+BOOKING_PURPOSES = ("deposit",)
 
 # A PaymentAttempt mirrors its PaymentIntent: from an open status, whatever Stripe
 # now reports is applied (requires_action / processing go back to
@@ -93,6 +97,11 @@ class Charge(db.Model):
 
     def can(self, action: str) -> bool:
         return CHARGE_MACHINE.allows(self.status, action)
+
+    @property
+    def follows_booking(self) -> bool:
+        """A deposit (its slot decides whether it is captured); not a charge made after the visit."""
+        return self.purpose in BOOKING_PURPOSES
 
 
 class PaymentAttempt(db.Model):

@@ -45,7 +45,7 @@ from app.integrations import stripe_signature
 from app.integrations.stripe_gateway import Intent, StripeGateway
 from app.models import Appointment, Charge, Patient, PaymentAttempt, PaymentFailure, Refund, StripeEvent
 from app.models.appointment import BOOKED
-from app.models.payment import FINAL_STATUSES
+from app.models.payment import BOOKING_PURPOSES, FINAL_STATUSES
 from app.models.state import Ignored
 from app.services import DomainError, audit, booking, refunds, signals
 from app.services.audit import Actor
@@ -131,7 +131,7 @@ def _after_settle(session: Session, result: SyncResult, actor: Actor) -> SyncRes
     committed attempt, whichever path settled it (the charge job, a retry, the browser, the webhook,
     the sweep). ``after_settle`` locks the case and commits."""
     attempt = result.attempt
-    if attempt is not None and attempt.charge.purpose == "visit":
+    if attempt is not None and not attempt.charge.follows_booking:
         from app.services import visit_charges
 
         visit_charges.after_settle(session, attempt.id, actor=actor, intent=result.intent)
@@ -238,7 +238,7 @@ def _record_failure(session, attempt, appointment, intent: Intent, *, now, actor
                                decline_code=error.decline_code, stripe_charge_id=error.charge, occurred_at=now))
     record(session, attempt, appointment, actor=actor, action="payment.declined", outcome="failure",
            details={"code": error.code, "decline_code": error.decline_code, "source": source})
-    if attempt.charge.purpose != "visit":     # a visit charge's failure: visit_charges.after_settle tells the patient
+    if attempt.charge.follows_booking:     # a visit charge's failure: visit_charges.after_settle tells the patient
         signals.emit(session, signals.PAYMENT_DECLINED, appointment, key)
 
 
@@ -576,7 +576,7 @@ def due_work(session: Session, *, quiet_for: timedelta = timedelta(minutes=2)) -
         .where(PaymentAttempt.status == "requires_capture", Appointment.status.in_(BOOKED))))
     to_release = list(session.scalars(
         select(PaymentAttempt.id).join(PaymentAttempt.charge).join(Appointment)
-        .where(PaymentAttempt.status.not_in(FINAL_STATUSES), Charge.purpose != "visit",
+        .where(PaymentAttempt.status.not_in(FINAL_STATUSES), Charge.purpose.in_(BOOKING_PURPOSES),
                (PaymentAttempt.outcome.is_not(None)) | Appointment.status.in_(("released", "canceled", "no_show")))
         .limit(200)))
     quiet_since = func.now() - quiet_for
@@ -636,7 +636,7 @@ def reconcile_creating(session: Session, attempt_id: int, *, actor: Actor) -> st
             gw.cancel(extra.id, key=f"{attempt.uuid}:cancel-extra-{extra.id}", reason="duplicate")
     # A deposit's authorization goes back when its slot is no longer held; a visit charge is for a
     # visit already given (its case decides what happens next: after_settle).
-    held = appointment.status == "held" or attempt.charge.purpose == "visit"
+    held = appointment.status == "held" or not attempt.charge.follows_booking
     settle(session, attempt.id, source="sweep", actor=actor, cancel_reason=None if held else "slot no longer held")
     return "adopted"
 
