@@ -151,6 +151,12 @@ class Settings:
     CLEARINGHOUSE_URL: str | None = None
     CLEARINGHOUSE_API_KEY: str | None = field(default=None, repr=False)
     PAYER_ADJUDICATION_DELAY: timedelta = timedelta(seconds=30)
+    # Hybrid timing (issue 15): a signed hybrid encounter's claim is sent at once (True) or waits for
+    # billing's "Submit" (False); remittances are polled every REMITTANCE_POLL_INTERVAL; eligibility is
+    # checked again ELIGIBILITY_RECHECK_BEFORE the visit (the day before).
+    CLAIM_AUTO_SUBMIT: bool = False
+    REMITTANCE_POLL_INTERVAL: timedelta = timedelta(seconds=60)
+    ELIGIBILITY_RECHECK_BEFORE: timedelta = timedelta(days=1)
     # GET /admin/metrics also answers `Authorization: Bearer <METRICS_TOKEN>` (Prometheus); unset:
     # an admin's session only. At least 32 characters.
     METRICS_TOKEN: str | None = None
@@ -254,6 +260,9 @@ class Settings:
             CLEARINGHOUSE_URL=env.get("CLEARINGHOUSE_URL") or None,
             CLEARINGHOUSE_API_KEY=env.get("CLEARINGHOUSE_API_KEY") or None,
             PAYER_ADJUDICATION_DELAY=_seconds(env.get("PAYER_ADJUDICATION_DELAY_SECONDS"), 30),
+            CLAIM_AUTO_SUBMIT=(env.get("CLAIM_AUTO_SUBMIT") or "").lower() in ("1", "true", "yes", "on"),
+            REMITTANCE_POLL_INTERVAL=_seconds(env.get("REMITTANCE_POLL_INTERVAL_SECONDS"), 60),
+            ELIGIBILITY_RECHECK_BEFORE=_seconds(env.get("ELIGIBILITY_RECHECK_BEFORE_SECONDS"), 86400),
             METRICS_TOKEN=env.get("METRICS_TOKEN") or None,
             MAX_CONTENT_LENGTH=int(env.get("MAX_CONTENT_LENGTH") or 1024 * 1024),
             PROXY_FIX=env.get("PROXY_FIX") or None,

@@ -2,7 +2,10 @@
 from app.models.appointment import Appointment, ProviderAlert
 from app.models.audit import AuditEvent
 from app.models.billing import BillingCode, FeeScheduleEntry
+from app.models.claims import Claim, ClearinghouseCursor, Reconciliation, Remittance
 from app.models.clinic import ClinicSettings
+from app.models.insurance import (Coverage, EligibilityCheck, Estimate, Intake, IntakeConsent, Payer,
+                                   PayerAllowedAmount)
 from app.models.emr import Addendum, Encounter, EncounterDiagnosis, EncounterLine
 from app.models.notification import LinkToken, Notification, PhoneVerification, SmsOptOut
 from app.models.postvisit import CardSetup, CollectionCase, PaymentConsent
@@ -12,7 +15,8 @@ from app.models.scheduling import (AppointmentType, AvailabilityException, Avail
 from app.models.user import Patient, User, ROLES, STAFF_ROLES
 from app.models.security import RecoveryCode, UserSession
 
-__all__ = ["Addendum", "CardSetup", "CollectionCase", "Encounter", "EncounterDiagnosis", "EncounterLine",
+__all__ = ["Claim", "ClearinghouseCursor", "Reconciliation", "Remittance", "Coverage", "EligibilityCheck",
+           "Estimate", "Intake", "IntakeConsent", "Payer", "PayerAllowedAmount", "Addendum", "CardSetup", "CollectionCase", "Encounter", "EncounterDiagnosis", "EncounterLine",
            "PaymentConsent", "Appointment", "AppointmentType", "AuditEvent", "BillingCode", "FeeScheduleEntry", "Charge", "PaymentAttempt", "PaymentFailure",
            "StripeEvent", "ProviderAlert", "Refund", "LinkToken", "Notification", "PhoneVerification", "SmsOptOut", "AvailabilityException", "AvailabilityRule",
            "ClinicSettings", "Patient", "RecoveryCode", "UserSession", "Provider", "Specialty", "User", "ROLES", "STAFF_ROLES"]

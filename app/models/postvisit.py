@@ -87,14 +87,14 @@ class CardSetup(db.Model):
         return f"{self.uuid}:{operation}"
 
 
-CONSENT_KINDS = ("post_visit_charge", "payment_plan")
+CONSENT_KINDS = ("post_visit_charge", "payment_plan", "hybrid_balance")
 
 
 class PaymentConsent(db.Model):
     """The patient's consent to a later off-session charge: wording, time, card. Never changed."""
     __tablename__ = "payment_consents"
     __table_args__ = (
-        CheckConstraint("kind IN ('post_visit_charge', 'payment_plan')", name="kind"),
+        CheckConstraint("kind IN ('post_visit_charge', 'payment_plan', 'hybrid_balance')", name="kind"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -5,6 +5,7 @@ from datetime import datetime, time
 
 from sqlalchemy import (Boolean, CheckConstraint, Column, DateTime, ForeignKey, Integer, SmallInteger,
                         String, Table, Text, Time)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -41,6 +42,8 @@ class AppointmentType(db.Model):
         CheckConstraint("slot_interval_minutes IS NULL OR slot_interval_minutes > 0", name="interval"),
         CheckConstraint("late_cancel_policy IN ('none', 'fee') AND late_cancel_fee_cents >= 0",
                         name="late_cancel"),
+        CheckConstraint("deposit_rule IN ('estimate', 'copay', 'percent', 'fixed')", name="deposit_rule"),
+        CheckConstraint("deposit_percent IS NULL OR deposit_percent BETWEEN 0 AND 100", name="deposit_percent"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -59,6 +62,18 @@ class AppointmentType(db.Model):
     late_cancel_policy: Mapped[str] = mapped_column(String(8), default="none", server_default="none")
     late_cancel_fee_cents: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Intake and estimates (issue 15). The codes a visit of this type is expected to bill
+    # ([{system, code, modifier, units}]), priced by the fee schedule for estimates and Good Faith
+    # Estimates; the questionnaire ([{key, label, kind: text|yesno|choice, choices, required}]); the
+    # intake sections this type requires (demographics, reason, questions, insurance, consents).
+    expected_codes: Mapped[list] = mapped_column(JSONB, default=list, server_default="[]")
+    intake_questions: Mapped[list] = mapped_column(JSONB, default=list, server_default="[]")
+    intake_required: Mapped[list] = mapped_column(JSONB, default=list, server_default="[]")
+    # Hybrid deposit: the estimate, the copay, a percentage of the estimate, or a fixed amount; capped.
+    deposit_rule: Mapped[str] = mapped_column(String(10), default="estimate", server_default="estimate")
+    deposit_percent: Mapped[int | None] = mapped_column(SmallInteger)
+    deposit_fixed_cents: Mapped[int | None] = mapped_column(Integer)
+    deposit_cap_cents: Mapped[int | None] = mapped_column(Integer)
 
     @property
     def interval_minutes(self) -> int:
