@@ -1,8 +1,9 @@
 """The run command (``make run``): everything the portal needs, in one terminal.
 
 1. starts the embedded PostgreSQL and Redis unless DATABASE_URL / REDIS_URL
-   are set (devtools/embedded.py), and the Stripe sandbox unless
-   STRIPE_SECRET_KEY is set (devtools/stripe_sandbox), and exports their
+   are set (devtools/embedded.py), the Stripe sandbox unless
+   STRIPE_SECRET_KEY is set (devtools/stripe_sandbox), and the payer simulator
+   unless CLEARINGHOUSE_URL is set (devtools/payer_sandbox), and exports their
    URLs to every process it starts (the app itself never starts a service);
 2. applies the migrations (as DATABASE_URL's owner), creates and grants the app's own
    database role (``clinic_app``, owning nothing: app/services/db_roles.py) and hands its URL
@@ -93,11 +94,13 @@ def seeded_logins() -> list[tuple[str, str, str]]:
     return logins
 
 
-def banner(url: str, logins, *, stripe_sandbox: str | None = None) -> str:
+def banner(url: str, logins, *, stripe_sandbox: str | None = None, payer_sandbox: str | None = None) -> str:
     """What make run prints once everything is up: the portal's URL is the last line, alone."""
     lines = [""]
     if stripe_sandbox:
         lines.append(f"  Stripe sandbox (offline Stripe the app talks to; not the portal): {stripe_sandbox}")
+    if payer_sandbox:
+        lines.append(f"  Payer simulator (stands in for a clearinghouse; not the portal): {payer_sandbox}")
     lines.append("  Demo logins:")
     width = max((len(email) for _, email, _ in logins), default=0)
     lines += [f"    {role:<9} {email:<{width}}  password: {password}" for role, email, password in logins]
@@ -135,9 +138,19 @@ def main(argv: list[str] | None = None) -> int:
         env.update(STRIPE_SECRET_KEY=sandbox.secret_key, STRIPE_PUBLISHABLE_KEY=sandbox.publishable_key,
                    STRIPE_WEBHOOK_SECRET=sandbox.webhook_secret, STRIPE_API_BASE=sandbox.api_base,
                    STRIPE_JS_URL=sandbox.js_url)
+    payer = None
     try:
-        return serve(env, port, stripe_sandbox=sandbox.api_base if sandbox else None, dev_server=dev_server)
+        if not settings.CLEARINGHOUSE_URL:
+            from devtools.payer_sandbox import PayerSandboxProcess
+
+            payer = PayerSandboxProcess.start(settings.INSTANCE_PATH / "payer_sandbox",
+                                              delay_seconds=settings.PAYER_ADJUDICATION_DELAY.total_seconds())
+            env.update(CLEARINGHOUSE_URL=payer.api_base, CLEARINGHOUSE_API_KEY=payer.api_key)
+        return serve(env, port, stripe_sandbox=sandbox.api_base if sandbox else None,
+                     payer_sandbox=payer.api_base if payer else None, dev_server=dev_server)
     finally:
+        if payer is not None:
+            payer.stop()
         if sandbox is not None:
             sandbox.stop()
 
@@ -182,7 +195,8 @@ def web_command(port: int, *, dev_server: bool = False) -> list[str]:
             "--bind", f"127.0.0.1:{port}", "wsgi:app"]
 
 
-def serve(env: dict, port: int, *, stripe_sandbox: str | None = None, dev_server: bool = False) -> int:
+def serve(env: dict, port: int, *, stripe_sandbox: str | None = None, payer_sandbox: str | None = None,
+          dev_server: bool = False) -> int:
     flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
     subprocess.run(flask + ["db", "upgrade"], cwd=ROOT, env=env, check=True)
     env = with_app_role(env)            # from here on the app connects as its role, owning nothing
@@ -207,7 +221,8 @@ def serve(env: dict, port: int, *, stripe_sandbox: str | None = None, dev_server
     signal.signal(signal.SIGTERM, stop)
     try:
         if wait_until_up(port, worker, children, env["REDIS_URL"], give_up=lambda: stopping):
-            print(banner(f"http://127.0.0.1:{port}/", seeded_logins(), stripe_sandbox=stripe_sandbox),
+            print(banner(f"http://127.0.0.1:{port}/", seeded_logins(), stripe_sandbox=stripe_sandbox,
+                         payer_sandbox=payer_sandbox),
                   end="", flush=True)
         elif not stopping and all(child.poll() is None for child in children):
             print(f"Still not up after {READY_TIMEOUT:.0f} s; stopping.", flush=True)
@@ -227,7 +242,7 @@ def serve(env: dict, port: int, *, stripe_sandbox: str | None = None, dev_server
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
-        print("Stopped the web server, the worker and the Stripe sandbox; "
+        print("Stopped the web server, the worker and the sandboxes; "
               "the embedded services stop with this process.")
     return 0
 

@@ -115,6 +115,32 @@ def stripe_sandbox(tmp_path_factory):
     sandbox.stop()
 
 
+@pytest.fixture(scope="session")
+def payer_sandbox(tmp_path_factory):
+    """The payer simulator standing in for a clearinghouse (unless CLEARINGHOUSE_URL names a real one).
+    Adjudication after PAYER_DELAY seconds; tests change it with ``set_delay`` or force it."""
+    if os.environ.get("CLEARINGHOUSE_URL"):
+        yield None
+        return
+    from devtools.payer_sandbox import PayerSandboxProcess
+
+    sandbox = PayerSandboxProcess.start(tmp_path_factory.mktemp("payer"), delay_seconds=PAYER_DELAY)
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+
+
+PAYER_DELAY = 1.0
+
+
+def payer_settings(sandbox) -> dict:
+    if sandbox is None:
+        return dict(CLEARINGHOUSE_URL=os.environ.get("CLEARINGHOUSE_URL"),
+                    CLEARINGHOUSE_API_KEY=os.environ.get("CLEARINGHOUSE_API_KEY"))
+    return dict(CLEARINGHOUSE_URL=sandbox.api_base, CLEARINGHOUSE_API_KEY=sandbox.api_key)
+
+
 def stripe_settings(sandbox) -> dict:
     if sandbox is None:
         return {name: os.environ.get(name) for name in ("STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY",
@@ -173,7 +199,7 @@ def app_database_url(database_url):
 
 
 @pytest.fixture(scope="session")
-def app(database_url, app_database_url, service_urls, tmp_path_factory, stripe_sandbox):
+def app(database_url, app_database_url, service_urls, tmp_path_factory, stripe_sandbox, payer_sandbox):
     from flask_migrate import upgrade
 
     from app import create_app
@@ -181,7 +207,7 @@ def app(database_url, app_database_url, service_urls, tmp_path_factory, stripe_s
     application = create_app(make_settings(database_url, service_urls["REDIS_URL"],
                                            tmp_path_factory.mktemp("instance"),
                                            DATABASE_APP_URL=app_database_url,
-                                           **stripe_settings(stripe_sandbox)))
+                                           **stripe_settings(stripe_sandbox), **payer_settings(payer_sandbox)))
     with application.app_context():
         upgrade()     # the schema only ever comes from the migrations (run as the owner)
     grant_app_role(database_url, APP_ROLE)      # the app's role: no UPDATE/DELETE on the audit tables
@@ -225,7 +251,7 @@ def owner_url(app) -> str:
     return _psycopg_url(app.config["SQLALCHEMY_OWNER_URI"])
 
 
-APPEND_ONLY = ("audit_events", "audit_links", "encounter_addenda", "payment_consents")
+APPEND_ONLY = ("audit_events", "audit_links", "encounter_addenda", "payment_consents", "intake_consents")
 
 
 def truncate_all(app) -> None:

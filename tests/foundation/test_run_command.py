@@ -20,6 +20,14 @@ def test_the_portal_url_is_printed_last_alone_on_its_line_after_the_sandbox():
     assert sandbox_line < len(lines) - 1 and "not the portal" in lines[sandbox_line]
 
 
+def test_the_payer_simulator_is_named_as_a_stand_in_before_the_portal_url():
+    payer = "http://127.0.0.1:41999"
+    lines = banner(PORTAL, seeded_logins(), stripe_sandbox=SANDBOX, payer_sandbox=payer).splitlines()
+    assert lines[-1] == PORTAL
+    (payer_line,) = [line for line in lines if payer in line]
+    assert "clearinghouse" in payer_line and "not the portal" in payer_line
+
+
 def test_without_the_sandbox_the_url_is_still_last():
     text = banner(PORTAL, seeded_logins())
     assert text.splitlines()[-1] == PORTAL and "sandbox" not in text.lower()

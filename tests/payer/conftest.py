@@ -12,19 +12,9 @@ import pytest
 
 from app.integrations.clearinghouse import Clearinghouse
 
-DELAY = 1.0          # the simulator's adjudication delay for this session (seconds)
+from tests.conftest import PAYER_DELAY as DELAY   # the session's simulator (tests/conftest.py)
+
 _numbers = itertools.count(1)
-
-
-@pytest.fixture(scope="session")
-def payer_sandbox(tmp_path_factory):
-    from devtools.payer_sandbox import PayerSandboxProcess
-
-    sandbox = PayerSandboxProcess.start(tmp_path_factory.mktemp("payer"), delay_seconds=DELAY)
-    try:
-        yield sandbox
-    finally:
-        sandbox.stop()
 
 
 @pytest.fixture
