@@ -68,6 +68,8 @@ class Claim(db.Model):
     # Snapshot of the lines sent: {line_number, code_system, code, modifiers, units, billed_cents, pointers}
     lines: Mapped[list] = mapped_column(JSONB, default=list)
     payer_claim_number: Mapped[str | None] = mapped_column(String(64))
+    # The rendering provider's NPI (else the clinic's), fixed when the claim opens: a resend is the same claim.
+    provider_npi: Mapped[str | None] = mapped_column(String(10))
     submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     submitted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     last_error: Mapped[str | None] = mapped_column(String(255))        # why the last submission failed

@@ -14,3 +14,6 @@ class ClinicSettings(db.Model):
     phone: Mapped[str] = mapped_column(String(20), default="")
     address: Mapped[str] = mapped_column(String(255), default="")
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # On Good Faith Estimates (45 CFR 149.610(c)) and claims: the clinic's NPI and tax id (TIN).
+    npi: Mapped[str | None] = mapped_column(String(10))
+    tax_id: Mapped[str | None] = mapped_column(String(12))

@@ -95,6 +95,10 @@ class PaymentConsent(db.Model):
     __tablename__ = "payment_consents"
     __table_args__ = (
         CheckConstraint("kind IN ('post_visit_charge', 'payment_plan', 'hybrid_balance')", name="kind"),
+        # A hybrid deposit's consent to the later balance charge is written once per visit (a card
+        # saved later by a SetupIntent writes its own, naming the setup).
+        Index("uq_payment_consents_hybrid_deposit", "appointment_id", unique=True,
+              postgresql_where=text("kind = 'hybrid_balance' AND card_setup_id IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

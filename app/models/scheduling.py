@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime, time
 
-from sqlalchemy import (Boolean, CheckConstraint, Column, DateTime, ForeignKey, Integer, SmallInteger,
-                        String, Table, Text, Time)
+from sqlalchemy import (Boolean, CheckConstraint, Column, DateTime, ForeignKey, Index, Integer, SmallInteger,
+                        String, Table, Text, Time, text)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -82,6 +82,7 @@ class AppointmentType(db.Model):
 
 class Provider(db.Model):
     __tablename__ = "providers"
+    __table_args__ = (Index("uq_providers_npi", "npi", unique=True, postgresql_where=text("npi IS NOT NULL")),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), unique=True)
@@ -90,6 +91,8 @@ class Provider(db.Model):
     bio: Mapped[str] = mapped_column(Text, default="")
     offers_telehealth: Mapped[bool] = mapped_column(Boolean, default=True)
     offers_in_person: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The provider's NPI (claims' rendering provider, Good Faith Estimates).
+    npi: Mapped[str | None] = mapped_column(String(10))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
 
     user = relationship("User", lazy="joined")

@@ -6,6 +6,7 @@ coverages (primary / secondary, encrypted field by field, card photos encrypted)
 (270/271 with the raw answer), estimates (insured estimates and Good Faith Estimates); claims,
 remittances (one applied per claim), reconciliations (one per appointment), clearinghouse_cursor;
 appointment_types: expected codes, questionnaire, required intake sections, the deposit rule;
+clinic_settings.npi / tax_id and providers.npi (Good Faith Estimates, claims);
 payment_consents.kind gains 'hybrid_balance'.
 
 Revision ID: 0012
@@ -306,6 +307,14 @@ def upgrade():
     op.create_check_constraint(op.f('ck_payment_consents_kind'), 'payment_consents',
                                "kind IN ('post_visit_charge', 'payment_plan', 'hybrid_balance')")
 
+    op.add_column('clinic_settings', sa.Column('npi', sa.String(length=10), nullable=True))
+    op.add_column('clinic_settings', sa.Column('tax_id', sa.String(length=12), nullable=True))
+    op.add_column('providers', sa.Column('npi', sa.String(length=10), nullable=True))
+    op.create_index('uq_providers_npi', 'providers', ['npi'], unique=True, postgresql_where=sa.text('npi IS NOT NULL'))
+    op.add_column('claims', sa.Column('provider_npi', sa.String(length=10), nullable=True))
+    op.create_index('uq_payment_consents_hybrid_deposit', 'payment_consents', ['appointment_id'], unique=True,
+                    postgresql_where=sa.text("kind = 'hybrid_balance' AND card_setup_id IS NULL"))
+
     # intake consents are evidence: append-only like payment_consents (the app's role gets SELECT and
     # INSERT only, app/services/db_roles.py finds tables guarded by an *_append_only function).
     op.execute("""
@@ -322,10 +331,17 @@ def upgrade():
 
 
 def downgrade():
+    op.drop_index('uq_providers_npi', table_name='providers')
+    op.drop_column('providers', 'npi')
+    op.drop_column('clinic_settings', 'tax_id')
+    op.drop_column('clinic_settings', 'npi')
     op.execute("DROP TRIGGER IF EXISTS intake_consents_no_truncate ON intake_consents")
     op.execute("DROP TRIGGER IF EXISTS intake_consents_no_update_delete ON intake_consents")
     op.execute("DROP FUNCTION IF EXISTS intake_consents_append_only()")
+    op.execute("DROP INDEX IF EXISTS uq_payment_consents_hybrid_deposit")
+    op.execute("ALTER TABLE payment_consents DISABLE TRIGGER payment_consents_no_update_delete")
     op.execute("DELETE FROM payment_consents WHERE kind = 'hybrid_balance'")
+    op.execute("ALTER TABLE payment_consents ENABLE TRIGGER payment_consents_no_update_delete")
     op.drop_constraint(op.f('ck_payment_consents_kind'), 'payment_consents', type_='check')
     op.create_check_constraint(op.f('ck_payment_consents_kind'), 'payment_consents', "kind IN ('post_visit_charge', 'payment_plan')")
     with op.batch_alter_table('appointment_types', schema=None) as batch_op:
