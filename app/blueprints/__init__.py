@@ -31,6 +31,9 @@ def register_blueprints(app: Flask) -> None:
     from app.blueprints import pay
 
     app.register_blueprint(pay.bp)        # /pay/<token>, /appointments/<id>/pay: a post-visit balance
+    from app.blueprints import intake
+
+    app.register_blueprint(intake.bp)     # /intake/...: patient intake (issue 15), card photos, staff view
     if app.config["SETTINGS"].APP_ENV == "development":     # the outbox: never in test or production
         from app.blueprints import dev
 
