@@ -130,7 +130,8 @@ def test_confirmation_at_once_and_reminders_on_time_exactly_once(db, factories, 
 
 def test_moving_an_appointment_moves_its_reminders(db, factories, timed_app, workers):
     appointment = confirmed_soon(db, factories, starts_in=16)
-    wait_until(lambda: len(rows(db, appointment.id)) == 3, 15, "the reminders to be queued")
+    wait_until(lambda: {f"reminder:{s}" for s in OFFSETS} <= set(rows(db, appointment.id)), 15,
+               "the reminders to be queued")
     db.refresh(appointment)
     old_start = appointment.starts_at
     new_start = old_start + timedelta(seconds=10)

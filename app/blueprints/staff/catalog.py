@@ -7,7 +7,7 @@ from app.blueprints.staff import bp
 from app.blueprints.staff.forms import ProviderForm, SpecialtyForm, TypeForm
 from app.extensions import db
 from app.models import AppointmentType, Provider
-from app.services import staffing
+from app.services import staffing, type_settings
 from app.web import actor, redirect_htmx, render
 
 
@@ -29,12 +29,22 @@ def _type_values(form: TypeForm) -> dict:
                 slot_interval_minutes=form.slot_interval_minutes.data, is_active=form.is_active.data)
 
 
+def _settings_values(form: TypeForm) -> dict:
+    """Insurance, intake and deposit settings (issue 15, app/services/type_settings.py)."""
+    return dict(expected_codes_text=form.expected_codes_text.data or "",
+                intake_questions_text=form.intake_questions_text.data or "",
+                intake_required=form.intake_required.data or [], deposit_rule=form.deposit_rule.data,
+                deposit_percent=form.deposit_percent.data, deposit_fixed_cents=form.deposit_fixed_cents,
+                deposit_cap_cents=form.deposit_cap_cents)
+
+
 def _type_form_page(form: TypeForm, appointment_type: AppointmentType | None):
     status = 200
     if form.validate_on_submit():
         try:
             saved = staffing.save_type(db.session, actor=actor(), appointment_type=appointment_type,
                                        **_type_values(form))
+            type_settings.save(db.session, saved, actor=actor(), **_settings_values(form))
         except staffing.StaffingError as error:
             db.session.rollback()
             getattr(form, error.field or "name").errors.append(str(error))
@@ -62,6 +72,10 @@ def edit_type(type_id: int):
     form = TypeForm(obj=appointment_type)
     if not form.is_submitted():
         form.price.data = staffing.cents_to_dollars(appointment_type.price_cents)
+        form.expected_codes_text.data = type_settings.codes_text(appointment_type.expected_codes)
+        form.intake_questions_text.data = type_settings.questions_text(appointment_type.intake_questions)
+        form.deposit_fixed.data = staffing.cents_to_dollars(appointment_type.deposit_fixed_cents)
+        form.deposit_cap.data = staffing.cents_to_dollars(appointment_type.deposit_cap_cents)
     return _type_form_page(form, appointment_type)
 
 
@@ -116,7 +130,7 @@ def edit_provider(provider_id: int):
 def _provider_values(form: ProviderForm) -> dict:
     return dict(specialty_id=form.specialty_id.data, timezone_name=form.timezone.data, bio=form.bio.data or "",
                 offers_telehealth=form.offers_telehealth.data, offers_in_person=form.offers_in_person.data,
-                type_ids=form.type_ids.data or [])
+                type_ids=form.type_ids.data or [], npi=form.npi.data)
 
 
 def _provider_form_page(form: ProviderForm, provider: Provider | None, save, done: str):

@@ -6,7 +6,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from app.blueprints.forms import at_most, date_in_range, timezone_check
+from app.blueprints.forms import at_most, date_in_range, npi_check, timezone_check
 from app.models.scheduling import EXCEPTION_REASONS
 from app.services.staffing import WEEKDAYS, dollars_to_cents
 
@@ -15,6 +15,11 @@ TIMINGS = [SelectChoice("deposit_to_book", "Deposit to book (pay in full when bo
            SelectChoice("hybrid", "Hybrid (deposit now, balance after insurance)")]
 MODALITY_CHOICES = [SelectChoice("telehealth", "Telehealth"), SelectChoice("in_person", "In person")]
 REASONS = [SelectChoice(r, r.title()) for r in EXCEPTION_REASONS]
+DEPOSIT_RULE_CHOICES = [SelectChoice("estimate", "The estimated patient share"),
+                        SelectChoice("copay", "The copay"),
+                        SelectChoice("percent", "A percentage of the estimated share"),
+                        SelectChoice("fixed", "A fixed amount")]
+from app.services.type_settings import SECTION_LABELS as _SECTION_LABELS  # noqa: E402
 
 
 def _whole(label: str, minimum: int, message: str, maximum: int):
@@ -64,8 +69,21 @@ class TypeForm(FlaskForm):
         Optional(), NumberRange(min=1, message="Enter at least 1 minute, or leave it empty."),
         at_most(MINUTES_A_DAY)])
     is_active = BooleanField("Active (patients can book it)", default=True)
+    # Insurance, intake and deposit (issue 15; parsed by app/services/type_settings.py).
+    expected_codes_text = TextAreaField("Expected billing codes", validators=[Optional(), Length(max=2000)])
+    intake_questions_text = TextAreaField("Intake questions", validators=[Optional(), Length(max=8000)])
+    intake_required = SelectMultipleField("Intake sections the patient must complete", widget=ListWidget(prefix_label=False),
+                                          option_widget=CheckboxInput(), validate_choice=True,
+                                          choices=[SelectChoice(k, v) for k, v in _SECTION_LABELS.items()])
+    deposit_rule = SelectField("Deposit (hybrid visits)", choices=DEPOSIT_RULE_CHOICES, default="estimate")
+    deposit_percent = IntegerField("Deposit percent of the estimate", validators=[
+        Optional(), NumberRange(min=0, max=100, message="Enter a percentage from 0 to 100.")])
+    deposit_fixed = StringField("Fixed deposit (USD)", validators=[Optional()])
+    deposit_cap = StringField("Deposit cap (USD)", validators=[Optional()])
 
     price_cents: int | None = None
+    deposit_fixed_cents: int | None = None
+    deposit_cap_cents: int | None = None
 
     def validate_price(self, field):
         try:
@@ -73,12 +91,28 @@ class TypeForm(FlaskForm):
         except ValueError as error:
             raise ValidationError(str(error)) from None
 
+    def validate_deposit_fixed(self, field):
+        self.deposit_fixed_cents = _optional_cents(field.data)
+
+    def validate_deposit_cap(self, field):
+        self.deposit_cap_cents = _optional_cents(field.data)
+
+
+def _optional_cents(text) -> int | None:
+    if not (text or "").strip():
+        return None
+    try:
+        return dollars_to_cents(text)
+    except ValueError as error:
+        raise ValidationError(str(error).replace("price", "amount")) from None
+
 
 class ProviderForm(FlaskForm):
     user_id = SelectField("Staff member", coerce=int)
     specialty_id = SelectField("Specialty", coerce=int)
     timezone = StringField("Timezone", validators=[DataRequired("Enter a timezone."), timezone_check])
     bio = TextAreaField("Bio", validators=[Optional(), Length(max=2000)])
+    npi = StringField("NPI", validators=[npi_check])
     offers_telehealth = BooleanField("Offers telehealth", default=True)
     offers_in_person = BooleanField("Offers in-person visits", default=True)
     type_ids = SelectMultipleField("Visit types offered", coerce=int, widget=ListWidget(prefix_label=False),
