@@ -19,8 +19,9 @@ processing and the sweep, and commits its one transaction):
    (``booking.confirm``; a slot taken meanwhile: ``slot_lost``, the card stays saved);
 4. commit. A second call finds the work done and answers the same.
 
-Re-adding a card to a booked post-visit appointment ("card needed") is the same flow without the
-booking step.
+Re-adding a card to a booked post-visit or hybrid appointment ("card needed", or replacing the card)
+is the same flow without the booking step; a hybrid one records the ``hybrid_balance`` consent with
+the hybrid setup wording (``consent_for``).
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from app.integrations.stripe_gateway import Setup, StripeGateway
 from app.models import Appointment, AuditEvent, CardSetup, Patient, PaymentConsent
 from app.models.appointment import BOOKED
 from app.models.postvisit import SETUP_FINAL
-from app.services import DomainError, audit, booking, cards, payments
+from app.services import DomainError, audit, booking, cards, hybrid_deposit, payments
 from app.services.audit import Actor
 from app.services.gateway import domain_errors, gateway
 from app.services.retry import retry_transient
@@ -52,6 +53,10 @@ CONSENT_WORDING = (
     "the visit. If I later agree to a payment plan for this visit, its instalments are charged to this "
     "card on their dates. I can replace this card in my account before the charge.")
 CONSENTS = {CONSENT_VERSION: CONSENT_WORDING}
+# A hybrid visit with a zero deposit saves its card here too (nothing charged), with the consent to
+# the balance charge after the insurer answers (app.services.hybrid_deposit: its own wording).
+CONSENTS[hybrid_deposit.SETUP_CONSENT_VERSION] = hybrid_deposit.SETUP_CONSENT_WORDING
+CONSENT_KINDS = {CONSENT_VERSION: "post_visit_charge", hybrid_deposit.SETUP_CONSENT_VERSION: "hybrid_balance"}
 
 REBOOK_STATUSES = ("confirmed", "checked_in", "completed")   # a card added again ("card needed")
 SLOT_LOST = ("Someone else booked this time while you were adding your card. Nothing was charged; "
@@ -100,8 +105,16 @@ def open_setup(session: Session, *, appointment: Appointment, patient: Patient, 
     the appointment is booked (confirmed, checked in or completed)."""
     if appointment.patient_id != patient.id:
         raise CardSetupError("This is not your appointment.")
-    if appointment.payment_timing != "post_visit":
+    if appointment.payment_timing not in ("post_visit", "hybrid"):
         raise CardSetupError("This visit is paid at booking.")
+    if appointment.payment_timing == "hybrid" and appointment.status not in REBOOK_STATUSES:
+        # A new hybrid booking saves its card here only when no deposit is due; a booked one (its deposit,
+        # if any, paid) may always have its card replaced or added again for the balance ("card needed").
+        try:
+            if hybrid_deposit.deposit_due(session, appointment) > 0:
+                raise CardSetupError("This visit has a deposit to pay at booking.")
+        except hybrid_deposit.NoEstimate as error:
+            raise CardSetupError(str(error)) from None
     if appointment.status not in REBOOK_STATUSES and (
             appointment.status != "held" or appointment.hold_expires_at is None or appointment.hold_expires_at <= now):
         raise CardSetupError("Your hold on this time has ended. Please pick a time again.")
@@ -157,11 +170,20 @@ def _adopt(session: Session, setup: CardSetup, si: Setup, *, actor: Actor, detai
     _record(session, setup, actor=actor, action="card_setup.started", details={"status": si.status, **(details or {})})
 
 
+def consent_for(appointment: Appointment) -> tuple[str, str]:
+    """The consent's (version, wording) a setup for this appointment shows: the post-visit charge,
+    or a zero-deposit hybrid visit's balance after the insurer answers."""
+    if appointment.payment_timing == "hybrid":
+        return hybrid_deposit.SETUP_CONSENT_VERSION, hybrid_deposit.SETUP_CONSENT_WORDING
+    return CONSENT_VERSION, CONSENT_WORDING
+
+
 def accept_consent(session: Session, setup: CardSetup, *, user, now: datetime,
                    version: str = CONSENT_VERSION) -> None:
     """The patient ticked the consent box (before the card is confirmed): which wording, when, who.
     The PaymentConsent row itself is written, with the card, once the setup succeeds."""
-    if version not in CONSENTS:
+    appointment = setup.appointment or session.get(Appointment, setup.appointment_id)
+    if version not in CONSENTS or version != consent_for(appointment)[0]:
         raise CardSetupError("Please reload the page: the wording you agreed to has changed.")
     if setup.consent_accepted_at is not None and setup.consent_version == version:
         return
@@ -326,7 +348,7 @@ def _write_consent(session: Session, setup: CardSetup, *, actor: Actor) -> bool:
     if exists is not None:
         return False
     consent = PaymentConsent(appointment_id=setup.appointment_id, patient_id=setup.patient_id,
-                             kind="post_visit_charge", wording=CONSENTS[setup.consent_version],
+                             kind=CONSENT_KINDS[setup.consent_version], wording=CONSENTS[setup.consent_version],
                              wording_version=setup.consent_version, payment_method_id=setup.payment_method_id,
                              card_brand=setup.card_brand, card_last4=setup.card_last4, card_setup_id=setup.id,
                              accepted_at=setup.consent_accepted_at, accepted_by_id=setup.consent_by_id)
@@ -366,6 +388,17 @@ def saved_card_of(session: Session, appointment: Appointment) -> CardSetup | Non
     return session.scalar(select(CardSetup).where(
         CardSetup.appointment_id == appointment.id, CardSetup.status == "succeeded",
         CardSetup.payment_method_id == appointment.payment_method_id).order_by(CardSetup.id.desc()).limit(1))
+
+
+def card_on_file(session: Session, appointment: Appointment):
+    """What a page may say of the card the appointment relies on (``card_last4``): the CardSetup that
+    saved it, else (a hybrid deposit's card) the PaymentConsent naming it; None without one."""
+    found = saved_card_of(session, appointment)
+    if found is not None or not appointment.payment_method_id:
+        return found
+    return session.scalar(select(PaymentConsent).where(
+        PaymentConsent.appointment_id == appointment.id,
+        PaymentConsent.payment_method_id == appointment.payment_method_id).order_by(PaymentConsent.id.desc()).limit(1))
 
 
 def mirrored_setup_events(session: Session, rows) -> list[str]:

@@ -58,6 +58,10 @@ class PaymentRuleError(DomainError):
     pass
 
 
+class NoEstimate(PaymentRuleError):
+    """A hybrid hold with no estimate attached: the patient goes through intake first."""
+
+
 class IntentMismatch(DomainError):
     """The PaymentIntent does not belong to this attempt (amount, currency or our ids differ)."""
 
@@ -87,17 +91,37 @@ def record(session: Session, attempt: PaymentAttempt, appointment: Appointment, 
 
 # -- opening an attempt ------------------------------------------------------------------------
 
-def deposit_charge(session: Session, appointment: Appointment) -> Charge:
-    """The appointment's deposit charge, made once even when two tabs open checkout at the same moment."""
+def deposit_charge(session: Session, appointment: Appointment, amount_cents: int | None = None) -> Charge:
+    """The appointment's deposit charge, made once even when two tabs open checkout at the same moment.
+    ``amount_cents``: what the deposit is (default the visit's price; a hybrid visit's estimate deposit)."""
     query = select(Charge).where(Charge.appointment_id == appointment.id, Charge.purpose == "deposit")
     charge = session.scalar(query)
     if charge is None:
         session.execute(pg_insert(Charge).values(
-            appointment_id=appointment.id, purpose="deposit", amount_cents=appointment.price_cents,
+            appointment_id=appointment.id, purpose="deposit",
+            amount_cents=appointment.price_cents if amount_cents is None else amount_cents,
             currency="usd", status="pending", amount_captured_cents=0, amount_refunded_cents=0)
             .on_conflict_do_nothing(constraint="uq_charges_appointment_purpose"))
         charge = session.scalar(query)
     return charge
+
+
+# Timings paid at booking with a PaymentIntent: deposit-to-book (the price) and hybrid (the estimate's
+# deposit; a zero deposit saves the card with a SetupIntent instead: app.services.card_setup).
+BOOKING_TIMINGS = ("deposit_to_book", "hybrid")
+
+
+def deposit_due(session: Session, appointment: Appointment) -> int:
+    """What the appointment pays at booking: the visit's price, or a hybrid visit's estimate deposit
+    (``hybrid_deposit.NoEstimate``, a PaymentRuleError, when no estimate is attached)."""
+    if appointment.payment_timing == "hybrid":
+        from app.services import hybrid_deposit
+
+        try:
+            return hybrid_deposit.deposit_due(session, appointment)
+        except hybrid_deposit.NoEstimate as error:
+            raise NoEstimate(str(error)) from None
+    return appointment.price_cents
 
 
 def open_attempt(session: Session, *, appointment: Appointment, patient: Patient, now: datetime
@@ -105,13 +129,15 @@ def open_attempt(session: Session, *, appointment: Appointment, patient: Patient
     """The charge's open attempt, or a new one (its UUID stored before any Stripe call)."""
     if appointment.patient_id != patient.id:
         raise PaymentRuleError("This is not your appointment.")
-    if appointment.payment_timing != "deposit_to_book":
+    if appointment.payment_timing not in BOOKING_TIMINGS:
         raise PaymentRuleError("This visit is not paid at booking.")
     if appointment.status != "held" or appointment.hold_expires_at <= now:
         raise PaymentRuleError("Your hold on this time has ended. Please pick a time again.")
-    if appointment.price_cents <= 0:
+    hybrid = appointment.payment_timing == "hybrid"
+    amount = deposit_due(session, appointment)
+    if amount <= 0:
         raise PaymentRuleError("This visit has nothing to pay now.")
-    charge = deposit_charge(session, appointment)
+    charge = deposit_charge(session, appointment, amount)
     open_ = session.scalar(select(PaymentAttempt).where(
         PaymentAttempt.charge_id == charge.id, PaymentAttempt.status.not_in(FINAL_STATUSES))
         .with_for_update())
@@ -123,8 +149,10 @@ def open_attempt(session: Session, *, appointment: Appointment, patient: Patient
         charge.transition("reopen")
     number = (session.scalar(select(func.max(PaymentAttempt.number)).where(
         PaymentAttempt.charge_id == charge.id)) or 0) + 1
+    # A hybrid deposit always keeps the card (setup_future_usage=off_session): the balance after the
+    # insurer answers is charged to it.
     attempt = PaymentAttempt(charge_id=charge.id, number=number, status="creating",
-                             amount_cents=charge.amount_cents, currency=charge.currency)
+                             amount_cents=charge.amount_cents, currency=charge.currency, save_card=hybrid)
     try:
         with session.begin_nested():
             session.add(attempt)
@@ -187,7 +215,9 @@ def create_intent(session: Session, gateway: StripeGateway, attempt: PaymentAtte
 
 @domain_errors
 def set_save_card(session: Session, gateway: StripeGateway, attempt: PaymentAttempt, save: bool) -> None:
-    """"Save this card" updates the open intent (never a new one)."""
+    """"Save this card" updates the open intent (never a new one). A hybrid deposit's card is always kept."""
+    if not save and attempt.charge.appointment.payment_timing == "hybrid":
+        raise PaymentRuleError("This card is kept for the balance after your insurer answers.")
     if attempt.save_card == save or attempt.is_final or not attempt.stripe_payment_intent_id:
         attempt.save_card = save
         return

@@ -332,6 +332,8 @@ def _state(appointment: Appointment, charges: list[Charge], done: dict[int, int]
     statuses = {c.status for c in charges}
     if "authorized" in statuses:
         return PaymentState(f"Authorized {money(sum(c.amount_cents for c in charges))}", "authorized")
+    if appointment.payment_timing == "hybrid" and appointment.status == "held":
+        return PaymentState("Deposit pending", "pending")          # the estimate's deposit, not the price
     if appointment.payment_timing != "deposit_to_book" or appointment.price_cents <= 0:
         return PaymentState("Nothing due at booking" if appointment.price_cents > 0 else "No charge", "none")
     if appointment.status in ("canceled", "released", "no_show"):

@@ -155,11 +155,12 @@ def specialties(session: Session) -> list[Specialty]:
     return list(session.scalars(select(Specialty).order_by(Specialty.name)))
 
 
-# Payment timings a patient can complete online today: a deposit paid at booking, or a card saved
-# for a charge after the visit (app.services.card_setup). Hybrid types are configured, seeded and
-# scheduled, but offered online only once their flow exists: a patient must never reach a booking
-# that cannot be finished.
-ONLINE_TIMINGS = ("deposit_to_book", "post_visit")
+# Payment timings a patient can complete online: a deposit paid at booking, a card saved for a charge
+# after the visit (app.services.card_setup), or hybrid (issue 15): intake first, then the estimate's
+# deposit with the card kept for the balance (app.services.hybrid_deposit). A hybrid hold without an
+# estimate cannot be paid: checkout sends the patient to intake. Timings not listed here are not
+# offered online (a patient must never reach a booking that cannot be finished).
+ONLINE_TIMINGS = ("deposit_to_book", "post_visit", "hybrid")
 
 
 def bookable_types(session: Session) -> list[AppointmentType]:

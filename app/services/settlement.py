@@ -162,6 +162,10 @@ def _apply(session: Session, gw: StripeGateway, attempt: PaymentAttempt, *, now:
     result = _apply_intent(session, attempt, appointment, intent, now=now, actor=actor, timings=timings,
                            source=source, cancel_requested=cancel_requested)
     result.intent = intent
+    if result.state == "confirmed" and appointment.payment_timing == "hybrid" and attempt.charge.follows_booking:
+        from app.services import hybrid_deposit   # the card kept for the balance, the consent written once
+
+        hybrid_deposit.after_deposit(session, attempt, appointment, intent, actor=actor, now=now)
     return result
 
 

@@ -14,6 +14,7 @@ from app.extensions import db
 from app.models import Appointment, AppointmentType, Provider
 from app.services import booking, calendar, schedule
 from app.services.booking import HoldPolicy
+from app.services.intake import IntakeConflict, IntakeInvalid
 from app.services.retry import retry_transient
 from app.web import actor, is_htmx, not_found_audited, now, redirect_htmx, render
 
@@ -117,8 +118,28 @@ def search():
                           "modality": modality, "date": on_date.isoformat() if on_date else ""})
 
 
+def _hybrid_gate(provider: Provider, appointment_type: AppointmentType, intake_id: int | None = None) -> dict | None:
+    """A hybrid type's times show only once the patient has a submitted intake with its estimate
+    (issue 15): None for other timings; else {ready, intake, estimate, start_url}."""
+    if appointment_type.payment_timing != "hybrid":
+        return None
+    from app.services import intake as intakes
+
+    found = intakes.ready_for_booking(db.session, patient_id=_patient().id, appointment_type=appointment_type,
+                                      now=now(), intake_id=intake_id)
+    return {"ready": found is not None, "intake": found[0] if found else None,
+            "estimate": found[1] if found else None,
+            "start_url": url_for("intake.start", type_id=appointment_type.id, provider_id=provider.id)}
+
+
 def _provider_page(provider: Provider, appointment_type: AppointmentType, *, status: int = 200,
-                   notice: str | None = None, nearest=None, start: datetime | None = None):
+                   notice: str | None = None, nearest=None, start: datetime | None = None,
+                   intake_id: int | None = None):
+    gate = _hybrid_gate(provider, appointment_type, intake_id)
+    if gate is not None and not gate["ready"]:
+        return render("booking/provider.html", block="slot_list", status=status, provider=provider,
+                      appointment_type=appointment_type, days={}, notice=notice, nearest=[],
+                      types=_online_types(provider), gate=gate)
     slots = schedule.provider_slots(db.session, provider=provider, appointment_type=appointment_type,
                                     now=now(), start=start, days=7)
     days: dict = {}
@@ -126,7 +147,7 @@ def _provider_page(provider: Provider, appointment_type: AppointmentType, *, sta
         days.setdefault(slot.starts_at.astimezone(_tz()).date(), []).append(slot)
     return render("booking/provider.html", block="slot_list", status=status, provider=provider,
                   appointment_type=appointment_type, days=days, notice=notice, nearest=nearest or [],
-                  types=_online_types(provider))
+                  types=_online_types(provider), gate=gate)
 
 
 def _online_types(provider: Provider) -> list[AppointmentType]:
@@ -159,7 +180,11 @@ def provider(provider_id: int):
     start = None
     if start_date:
         start = datetime.combine(start_date, datetime.min.time(), _tz()).astimezone(timezone.utc)
-    return _provider_page(found, appointment_type, start=start)
+    try:
+        intake_id = _int_arg("intake_id")
+    except BadInput:
+        intake_id = None              # a stale or mangled link: the patient's newest intake is used
+    return _provider_page(found, appointment_type, start=start, intake_id=intake_id)
 
 
 @bp.post("/book/providers/<int:provider_id>/holds")
@@ -182,10 +207,25 @@ def take_hold(provider_id: int):
     online = target.appointment_type or db.session.get(AppointmentType, type_id)
     if online is None or online.payment_timing not in schedule.ONLINE_TIMINGS:
         return _bad_request("That kind of visit cannot be booked online yet. Please call the clinic.")
+    gate = None
+    if online.payment_timing == "hybrid":     # intake and its estimate first (issue 15)
+        try:
+            intake_id = _int_arg("intake_id")
+        except BadInput:
+            intake_id = None
+        gate = _hybrid_gate(target.provider, online, intake_id)
+        if not gate["ready"]:
+            return _provider_page(target.provider, online, status=409,
+                                  notice="First, tell us about you and your insurance: then choose a time.")
 
     def hold_and_commit():     # one transaction: run again whole after a deadlock / serialization failure
         taken = booking.take_hold(db.session, now=now(), patient=patient, target=target, type_id=type_id,
                                   starts_at=starts_at, policy=_policy(), actor=actor())
+        if gate is not None:   # the intake and its estimate go with the hold, in the hold's transaction
+            from app.services import estimates, intake as intakes
+
+            intakes.attach(db.session, gate["intake"], taken, actor=actor(), now=now())
+            estimates.attach(db.session, gate["estimate"], taken, now=now(), actor=actor())
         db.session.commit()
         return taken
 
@@ -202,6 +242,10 @@ def take_hold(provider_id: int):
     except booking.InvalidSlot as error:
         db.session.rollback()
         return _bad_request(str(error))
+    except (IntakeConflict, IntakeInvalid):    # the intake went to another booking meanwhile (another tab)
+        db.session.rollback()
+        return _provider_page(target.provider, online, status=409,
+                              notice="Your intake was just used for another booking. Please check it again.")
     return redirect_htmx(url_for("booking.review", appointment_id=hold.id))
 
 
@@ -332,3 +376,4 @@ def ics(appointment_id: int):
 
 from app.blueprints.booking import receipts  # noqa: E402,F401  (the receipt route, on bp)
 from app.blueprints.booking import statements  # noqa: E402,F401  (the itemized statement, on bp)
+from app.blueprints.booking import good_faith  # noqa: E402,F401  (the Good Faith Estimate, on bp)

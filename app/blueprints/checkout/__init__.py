@@ -12,7 +12,7 @@ from app.blueprints import payment_views
 from app.blueprints.links import GRANTS
 from app.extensions import db
 from app.models import Appointment
-from app.services import audit, cards, payments, settlement, visits
+from app.services import audit, cards, hybrid_deposit, payments, settlement, visits
 from app.services.gateway import PaymentServiceError, gateway
 from app.services.audit import Actor
 from app.web import actor as signed_in_actor
@@ -48,6 +48,13 @@ def show(appointment_id: int):
         return setup.show(appointment)
     if appointment.status in ("confirmed", "checked_in"):
         return redirect(url_for("checkout.done", appointment_id=appointment.id))
+    estimate = None
+    if appointment.payment_timing == "hybrid":            # the deposit comes from the attached estimate
+        estimate = hybrid_deposit.estimate_for(db.session, appointment.id)
+        if estimate is None:
+            return _needs_intake(appointment)
+        if estimate.deposit_cents <= 0:
+            return setup.show(appointment)                # no deposit: the card is saved, nothing charged
     try:
         attempt = payments.open_attempt(db.session, appointment=appointment, patient=appointment.patient,
                                         now=now())
@@ -55,6 +62,9 @@ def show(appointment_id: int):
         payments.create_intent(db.session, gateway(), attempt, patient=appointment.patient,
                                appointment=appointment, actor=actor(), now=now(), timings=settlement.timings())
         db.session.commit()
+    except payments.NoEstimate:
+        db.session.rollback()
+        return _needs_intake(appointment)
     except payments.PaymentRuleError as error:
         db.session.rollback()
         return _ended(appointment, str(error))
@@ -67,7 +77,16 @@ def show(appointment_id: int):
     saved = _saved_cards(appointment)
     return render("checkout/show.html", appointment=appointment, attempt=attempt,
                   stripe_js_url=settings.STRIPE_JS_URL, publishable_key=settings.STRIPE_PUBLISHABLE_KEY,
-                  seconds_left=seconds_left, saved_cards=saved, preselected=cards.preselected(saved))
+                  seconds_left=seconds_left, saved_cards=saved, preselected=cards.preselected(saved),
+                  estimate=estimate, consent_wording=hybrid_deposit.CONSENT_WORDING,
+                  consent_version=hybrid_deposit.CONSENT_VERSION)
+
+
+def _needs_intake(appointment: Appointment):
+    """A hybrid hold without an estimate: nothing can be paid until intake gives one (409)."""
+    db.session.rollback()
+    return render("checkout/needs_intake.html", status=409, appointment=appointment,
+                  message=hybrid_deposit.NO_ESTIMATE, intake_url=hybrid_deposit.intake_url(appointment))
 
 
 def _ended(appointment: Appointment, message: str):
@@ -101,8 +120,10 @@ def _saved_cards(appointment: Appointment) -> list[cards.SavedCard]:
 
 
 def _remember_card(appointment: Appointment, result: settlement.SyncResult) -> None:
-    """A confirmed payment with a card kept on file makes it the default (best effort: the payment stands)."""
-    if result.state != "confirmed" or not _signed_in_patient(appointment):
+    """A confirmed payment with a card kept on file makes it the default (best effort: the payment stands).
+    A hybrid deposit's card is made the default only when the patient has none, by settle itself
+    (``hybrid_deposit.after_deposit``), whichever path confirmed it."""
+    if result.state != "confirmed" or not _signed_in_patient(appointment) or appointment.payment_timing == "hybrid":
         return
     try:           # a confirmed result always carries its attempt and the intent settle read
         cards.remember_default(db.session, gateway(), result.attempt, patient=appointment.patient,
@@ -123,11 +144,47 @@ def save_card(appointment_id: int):
         return jsonify(error="No payment is open for this visit."), 409
     try:
         payments.set_save_card(db.session, gateway(), attempt, request.form.get("save") == "1")
+    except payments.PaymentRuleError as error:
+        db.session.rollback()
+        return jsonify(error=str(error), save_card=attempt.save_card), 409
     except PaymentServiceError:
         db.session.rollback()
         return jsonify(error="We could not update the payment. Please try again."), 503
     db.session.commit()
     return jsonify(save_card=attempt.save_card)
+
+
+def _hybrid_consent(appointment: Appointment, attempt):
+    """A hybrid deposit's consent box, ticked: recorded (an audit row) before the card is confirmed.
+    None when recorded (the caller commits); otherwise the JSON answer to send (rolled back)."""
+    if request.form.get("consent") != "1":
+        db.session.rollback()
+        return jsonify(state="consent_needed", message=hybrid_deposit.NO_CONSENT), 422
+    try:
+        hybrid_deposit.accept_consent(db.session, appointment, attempt=attempt, user_id=actor().id,
+                                      version=(request.form.get("version") or "")[:32], now=now(), actor=actor())
+    except hybrid_deposit.HybridError as error:
+        db.session.rollback()
+        return jsonify(state="consent_needed", message=str(error)), 409
+    return None
+
+
+@bp.post("/checkout/<int:appointment_id>/hybrid-consent")
+@access(PUBLIC, phi="appointment")
+def hybrid_consent(appointment_id: int):
+    """The patient ticked the balance consent and pressed pay: recorded before Stripe.js confirms."""
+    appointment = _own(appointment_id)
+    if appointment.payment_timing != "hybrid":
+        return jsonify(state="pending", message="This visit needs no such agreement."), 409
+    attempt = payments.current_attempt(db.session, appointment)
+    if attempt is None or not attempt.stripe_payment_intent_id:
+        db.session.rollback()
+        return jsonify(state="pending", message="Please reload the page."), 409
+    refused = _hybrid_consent(appointment, attempt)
+    if refused is not None:
+        return refused
+    db.session.commit()
+    return jsonify(state="consented")
 
 
 CONFIRMING = "We are confirming your payment…"
@@ -171,6 +228,11 @@ def pay_saved(appointment_id: int):
     attempt = payments.current_attempt(db.session, appointment)
     if attempt is None or not attempt.stripe_payment_intent_id:
         return jsonify(state="pending", message="No payment is open for this visit. Please reload the page."), 409
+    if appointment.payment_timing == "hybrid" and not attempt.is_final:
+        refused = _hybrid_consent(appointment, attempt)     # the consent first, as the typed card's page does
+        if refused is not None:
+            return refused
+        db.session.commit()
     db.session.rollback()
     try:
         # What Stripe says now first: an earlier tap may have paid, or left a decline to record.
@@ -258,6 +320,19 @@ def room(room: str):
         abort(403)
     phi.shown(appointment=appointment)
     return render("checkout/room.html", appointment=appointment)
+
+
+@bp.app_template_global("hybrid_estimate")
+def hybrid_estimate(appointment: Appointment):
+    """The estimate a hybrid appointment's deposit comes from (None: none attached, or not hybrid)."""
+    if appointment is None or appointment.payment_timing != "hybrid":
+        return None
+    return hybrid_deposit.estimate_for(db.session, appointment.id)
+
+
+@bp.app_template_global("hybrid_intake_url")
+def hybrid_intake_url(appointment: Appointment) -> str:
+    return hybrid_deposit.intake_url(appointment)
 
 
 from app.blueprints.checkout import setup  # noqa: E402  (post-visit: save a card, nothing charged; on bp)

@@ -1,5 +1,5 @@
 """Post-visit checkout: save a card (a SetupIntent, nothing charged), agree to the charge after the
-visit, and the booking confirms. Also the "card needed" page of a booked post-visit visit
+visit, and the booking confirms. Also the "card needed" page of a booked post-visit or hybrid visit
 (``/appointments/<id>/card``), which is the same page without the booking step.
 
 ``checkout.show`` hands a post-visit appointment to ``show`` here. The page never decides the
@@ -75,11 +75,12 @@ def _setup_page(appointment: Appointment, mode: str):
     if appointment.status == "held" and appointment.hold_expires_at:
         seconds_left = max(0, int((appointment.hold_expires_at - now()).total_seconds()))
     saved = _saved_cards(appointment)
+    version, wording = card_setup.consent_for(appointment)     # post-visit, or a zero-deposit hybrid visit
     return render("checkout/setup.html", appointment=appointment, setup=setup, mode=mode,
                   stripe_js_url=settings.STRIPE_JS_URL, publishable_key=settings.STRIPE_PUBLISHABLE_KEY,
                   seconds_left=seconds_left, saved_cards=saved, preselected=cards.preselected(saved),
-                  consent_wording=card_setup.CONSENT_WORDING, consent_version=card_setup.CONSENT_VERSION,
-                  current_card=card_setup.saved_card_of(db.session, appointment))
+                  consent_wording=wording, consent_version=version,
+                  current_card=card_setup.card_on_file(db.session, appointment))
 
 
 def _result_json(appointment: Appointment, result: card_setup.SetupResult, mode: str) -> dict:
@@ -199,12 +200,13 @@ def setup_return(appointment_id: int):
 @bp.get("/appointments/<int:appointment_id>/card")
 @access("patient", phi="appointment")
 def add_card(appointment_id: int):
-    """"Card needed": the patient saves a card for a booked post-visit visit (no booking change)."""
+    """"Card needed": the patient saves a card for a booked post-visit or hybrid visit (no booking
+    change); a hybrid visit's card is the one its balance is charged to after the insurer answers."""
     appointment = db.session.get(Appointment, appointment_id)
     if appointment is None or appointment.patient_id != current_user.patient.id:
         not_found_audited(appointment_id)
     phi.shown(appointment=appointment)
-    if appointment.payment_timing != "post_visit":
+    if appointment.payment_timing not in cards.CARD_TIMINGS:
         return render("checkout/setup.html", appointment=appointment, mode="card",
                       notice="This visit was paid at booking: it needs no card on file.")
     if appointment.status not in card_setup.REBOOK_STATUSES:
@@ -223,7 +225,14 @@ def saved_card_for(appointment: Appointment) -> CardSetup | None:
     return card_setup.saved_card_of(db.session, appointment)
 
 
+@bp.app_template_global("card_on_file")
+def card_on_file(appointment: Appointment):
+    """The card (``card_last4``) a post-visit or hybrid appointment relies on, or None."""
+    return card_setup.card_on_file(db.session, appointment)
+
+
 @bp.app_template_global("card_needed")
 def card_needed(appointment: Appointment) -> bool:
-    """A post-visit visit, booked or with an unpaid charge, that has no card to charge."""
+    """A post-visit visit (booked or with an unpaid charge) or a hybrid one (booked, awaiting its
+    insurer's answer or with an unpaid balance) that has no card to charge."""
     return cards.needs_card(db.session, appointment)
