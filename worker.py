@@ -426,6 +426,11 @@ class ClinicWorker(SimpleWorker):
             # The audit chain's sequencer every AUDIT_LINK_INTERVAL (the sweep links too).
             threading.Thread(target=audit_jobs.ticker, args=(self.app, self._ticker_stop), daemon=True,
                              name="audit-link-ticker").start()
+            # The remittance poll every REMITTANCE_POLL_INTERVAL (the sweep polls too when it is due).
+            from app.jobs import claims as claim_jobs
+
+            threading.Thread(target=claim_jobs.ticker, args=(self.app, self._ticker_stop), daemon=True,
+                             name="remittance-poll-ticker").start()
 
 
 def ticker(app, stop: threading.Event) -> None:

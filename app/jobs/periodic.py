@@ -8,6 +8,10 @@ own step; every step is safe to run twice:
   authorizations still uncaptured;
 - re-enqueue due, unsent notifications;
 - send refunds stored but never confirmed by Stripe (same idempotency key);
+- claims (issue 15): send drafts due, poll remittances when REMITTANCE_POLL_INTERVAL has passed,
+  reconcile answered claims a lost job left (app/jobs/claims.py sweep_claims);
+- enqueue the day-before eligibility recheck of hybrid visits starting within
+  ELIGIBILITY_RECHECK_BEFORE (app/jobs/eligibility.py);
 - raise T-window alerts a lost job never raised, settle ones left open;
 - link committed audit rows into the chain (the sequencer; app.jobs.audit.link
   also runs it every AUDIT_LINK_INTERVAL), log the lag, and, when due
@@ -42,6 +46,14 @@ def sweep() -> dict:
     messages = sweep_notifications()
     alerts = sweep_alerts()
     refunds = resume_unsent()
+    from app.jobs.claims import sweep_claims
+
+    paid.update(sweep_claims())                # hybrid claims: drafts to send, the poll, reconciliations
+    from app.jobs.eligibility import sweep_eligibility_rechecks
+
+    rechecks = sweep_eligibility_rechecks()     # day-before eligibility checks, one job each
+    if rechecks:
+        paid["eligibility_rechecks"] = rechecks
     with job_session() as session:
         _link_and_report(session)
         head = audit.head(session)

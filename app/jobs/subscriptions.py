@@ -41,11 +41,13 @@ def _enqueue(job):
 def subscriptions() -> dict:
     from app.jobs import booking, notifications, payments, refunds, twindow
     from app.jobs import visit_charges
+    from app.jobs import eligibility        # Good Faith Estimates (issue 15)
 
     return {
         "slot_selected": [],
         "booking_confirmed": [_on_event(notifications.booking_confirmed),
-                              _on_event(twindow.appointment_changed)],
+                              _on_event(twindow.appointment_changed),
+                              _on_event(eligibility.deliver_good_faith_estimate)],
         "booking_canceled": [_on_event(refunds.refund_canceled_booking),
                              _on_event(notifications.booking_canceled),
                              _on_event(twindow.appointment_changed, with_reason=True)],
@@ -62,7 +64,17 @@ def subscriptions() -> dict:
         "send_notification": [notifications.schedule_send],
         "charge_visit": [visit_charges.schedule_charge],
         "visit_case_due": [visit_charges.schedule_due],
+        **_claims_subscriptions(),
     }
+
+
+def _claims_subscriptions() -> dict:
+    """Claims, remittances and reconciliation (issue 15): app/jobs/claims.py."""
+    from app.jobs import claims
+
+    return {"submit_claim": [_enqueue(claims.submit_claim)],
+            "reconcile_visit": [_enqueue(claims.reconcile_visit)],
+            "send_refund": [_enqueue(claims.send_refund)]}
 
 
 def subscribe() -> None:

@@ -93,9 +93,19 @@ POST_VISIT_STAGES = {
 }
 
 
+# The hybrid timing (issue 15): intake -> eligibility -> estimate -> deposit -> appointment -> encounter
+# -> claim -> remittance -> reconciliation -> balance charge / refund -> outcome.
+HYBRID_PREFIXES = (("eligibility.", "eligibility"), ("estimate.", "estimate"), ("estimates.", "estimate"),
+                   ("gfe.", "estimate"), ("claim.", "claim"), ("remittance.", "remittance"),
+                   ("reconciliation.", "reconciliation"))
+
+
 def _stage(action: str) -> str:
     if action in POST_VISIT_STAGES:
         return POST_VISIT_STAGES[action]
+    for prefix, stage in HYBRID_PREFIXES:
+        if action.startswith(prefix):
+            return stage
     if action.startswith("intake."):
         return "intake"
     if action.startswith(("card_setup.", "consent.")):
@@ -179,6 +189,7 @@ def build(session: Session, appointment: Appointment) -> Chain:
     chain.steps.append(Step(0, patient_user.created_at, "patient", "patient.account", patient_user.full_name,
                             "patient", "success", reason=f"patient {appointment.patient_id}; account since "
                                                          f"{patient_user.created_at.date().isoformat()}"))
+    hybrid = _hybrid_context(session, appointment, charges) if appointment.payment_timing == "hybrid" else None
 
     wanted = [AuditEvent.appointment_id == appointment.id]
     if attempts:
@@ -217,6 +228,8 @@ def build(session: Session, appointment: Appointment) -> Chain:
             step.units = details.get("units")
         if event.action == "consent.recorded":
             consent_shown = True
+        if hybrid is not None:
+            _hybrid_step(step, event, hybrid)
         refund = refund_by_stripe.get(event.stripe_object_id) or refund_by_id.get(details.get("refund_id"))
         if refund is not None and step.stage == "refund":
             seen_refunds.add(refund.id)
@@ -235,6 +248,8 @@ def build(session: Session, appointment: Appointment) -> Chain:
                                 "success", encounter_id=encounter.id, content_hash=encounter.content_hash,
                                 amount_cents=encounter.total_cents, authorized_by=names.user(encounter.signed_by_id)))
         chain.steps.extend(_line_steps(encounter, encounter.signed_at, "(encounter table)", None))
+    if hybrid is not None:
+        _hybrid_table_steps(chain, hybrid)
     if not consent_shown:
         for consent in consents:        # the consent is evidence: it appears even without its own audit row
             card = f"{(consent.card_brand or 'card').title()} {consent.card_last4}" if consent.card_last4 else "card"
@@ -254,7 +269,17 @@ def build(session: Session, appointment: Appointment) -> Chain:
     last = max((s.at for s in chain.steps), default=appointment.created_at)
     money_words = (f"captured {chain.captured_cents}, refunded {chain.refunded_cents}, "
                    f"net {chain.net_cents} (cents)")
-    if case is not None:
+    if hybrid is not None and hybrid["reconciliation"] is not None:
+        row = hybrid["reconciliation"]
+        words = (f"appointment {appointment.status}; insurance paid {row.insurance_paid_cents}, patient's share "
+                 f"{row.patient_responsibility_cents}, deposit {row.paid_cents}, written off {row.written_off_cents}"
+                 f" (cents); {row.outcome.replace('_', ' ')}")
+        if case is not None:
+            words += f" ({case.status})"
+        chain.steps.append(Step(0, last, "outcome", f"outcome.{row.outcome}", "system", None, "success",
+                                reason=f"{words}; {money_words}", amount_cents=chain.net_cents,
+                                encounter_id=encounter.id if encounter else None))
+    elif case is not None:
         charge = next((c for c in charges if c.id == case.charge_id), None)
         balance = max(0, charge.amount_cents - charge.amount_captured_cents) if charge is not None else 0
         words = f"appointment {appointment.status}; visit charge {case.status}"
@@ -275,6 +300,101 @@ def build(session: Session, appointment: Appointment) -> Chain:
     for number, step in enumerate(chain.steps, start=1):
         step.step = number
     return chain
+
+
+# -- the hybrid timing's steps (issue 15) ------------------------------------------------------------
+
+def _hybrid_context(session: Session, appointment: Appointment, charges: list[Charge]) -> dict:
+    from app.models import Claim, Coverage, EligibilityCheck, Estimate, Intake, Reconciliation, Remittance
+
+    claims = list(session.scalars(select(Claim).where(Claim.appointment_id == appointment.id).order_by(Claim.id)))
+    estimates = list(session.scalars(select(Estimate).where(Estimate.appointment_id == appointment.id)
+                                     .order_by(Estimate.id)))
+    coverage_ids = {e.coverage_id for e in estimates if e.coverage_id} | {c.coverage_id for c in claims}
+    checks = list(session.scalars(select(EligibilityCheck).where(or_(
+        EligibilityCheck.appointment_id == appointment.id,
+        EligibilityCheck.id.in_([e.eligibility_check_id for e in estimates if e.eligibility_check_id])))
+        .order_by(EligibilityCheck.checked_at)))
+    payers = {c.id: c.payer_id for c in session.scalars(select(Coverage).where(Coverage.id.in_(
+        coverage_ids | {c.coverage_id for c in checks})))} if (coverage_ids or checks) else {}
+    remittances = {r.claim_id: r for r in session.scalars(select(Remittance).where(
+        Remittance.claim_id.in_([c.id for c in claims])))} if claims else {}
+    return {
+        "intakes": list(session.scalars(select(Intake).where(Intake.appointment_id == appointment.id)
+                                        .order_by(Intake.id))),
+        "checks": checks, "estimates": estimates, "claims": {c.id: c for c in claims}, "payers": payers,
+        "remittances": remittances,
+        "reconciliation": session.scalar(select(Reconciliation).where(
+            Reconciliation.appointment_id == appointment.id)),
+        "deposit_ids": {c.id for c in charges if c.purpose == "deposit"},
+        "balance_ids": {c.id for c in charges if c.purpose == "balance"},
+        "attempt_charge": {a.id: a.charge_id for c in charges for a in c.attempts},
+        "deposit_attempts": [a for c in charges if c.purpose == "deposit" for a in c.attempts
+                             if a.status == "succeeded" and a.amount_captured_cents],
+        "seen": set(),
+    }
+
+
+def _hybrid_step(step: Step, event: AuditEvent, ctx: dict) -> None:
+    """Deposit and balance stages; who or which payer and why, for claims and remittances."""
+    details = event.details or {}
+    charge_id = ctx["attempt_charge"].get(event.payment_attempt_id) or details.get("charge_id")
+    if charge_id in ctx["deposit_ids"] and step.stage in ("payment", "capture", "decline", "card"):
+        step.stage = "deposit"
+    elif charge_id in ctx["balance_ids"] and step.stage in ("payment", "capture", "decline", "charge", "recovery",
+                                                          "paid"):
+        step.stage = "balance"
+    # Seen under its final stage: a deposit with its own audit rows is not added again from the table.
+    ctx["seen"].add(step.stage)
+    claim = ctx["claims"].get(details.get("claim_id"))
+    if claim is not None and step.stage in ("claim", "remittance"):
+        payer = ctx["payers"].get(claim.coverage_id)
+        words = f"{claim.rank} claim {claim.id} to payer {payer}"
+        if step.stage == "remittance":
+            step.actor = f"payer {payer}" if event.actor_type != "user" else step.actor
+            remittance = ctx["remittances"].get(claim.id)
+            if remittance is not None and event.action == "remittance.applied":
+                labels = sorted({_label(a) for line in remittance.lines for a in line.get("adjustments", [])})
+                words += f": paid {remittance.paid_cents}, patient {remittance.patient_responsibility_cents} " \
+                         f"(cents); {', '.join(labels)}"
+                step.amount_cents = remittance.paid_cents
+        step.reason = f"{step.reason}; {words}" if step.reason else words
+        step.amount_cents = step.amount_cents if step.amount_cents is not None else details.get("billed_cents")
+    if event.action == "reconciliation.decided":
+        step.amount_cents = details.get("amount_cents")
+
+
+def _label(adjustment: dict) -> str:
+    from app.services.claims import adjustment_label
+
+    return adjustment_label(adjustment)
+
+
+def _hybrid_table_steps(chain: Chain, ctx: dict) -> None:
+    """Intake, eligibility and estimate from their tables when no audit row of that stage names the
+    appointment (they happen before the booking exists): placed right after the patient, by time."""
+    early = []
+    if "intake" not in ctx["seen"]:
+        early += [Step(0, i.submitted_at or i.created_at, "intake", f"intake.{i.status}", "(intake table)", None,
+                       "success", reason=f"intake {i.id}") for i in ctx["intakes"]]
+    if "eligibility" not in ctx["seen"]:
+        early += [Step(0, c.checked_at, "eligibility", f"eligibility.{c.status}", "(eligibility table)", None,
+                       "success" if c.status == "active" else "failure",
+                       reason=f"check {c.id} ({c.trigger}) with payer {ctx['payers'].get(c.coverage_id)}: {c.status}")
+                  for c in ctx["checks"]]
+    if "estimate" not in ctx["seen"]:
+        early += [Step(0, e.created_at, "estimate", "estimate.built", "(estimates table)", None, "success",
+                       reason=f"estimate {e.id} ({e.kind}{', good faith' if e.good_faith else ''}): patient "
+                              f"{e.patient_cents}, deposit {e.deposit_cents} (cents)", amount_cents=e.patient_cents)
+                  for e in ctx["estimates"]]
+    early.sort(key=lambda s: s.at)
+    chain.steps[1:1] = early
+    if "deposit" not in ctx["seen"]:           # money taken must appear even without its own audit row
+        steps = [Step(0, a.captured_at or a.updated_at, "deposit", "payment.captured", "(payments table)", None,
+                      "success", payment_attempt_id=a.id, stripe_id=a.stripe_payment_intent_id,
+                      amount_cents=a.amount_captured_cents, reason="hybrid deposit")
+                 for a in ctx["deposit_attempts"]]
+        chain.steps[1 + len(early):1 + len(early)] = steps
 
 
 def record_access(session: Session, chain: Chain, *, actor: Actor, export: str | None = None) -> None:

@@ -469,6 +469,9 @@ def sign(session: Session, encounter_id: int, *, expected_version: int, user, ac
     if appointment.status == "checked_in":
         booking.mark(session, appointment, "complete", actor=actor, now=now)
     visit_charges.open_case(session, encounter, actor=actor, now=now)
+    from app.services import claims     # hybrid visits: the claim (or a self-pay reconciliation)
+
+    claims.open_claim(session, encounter, actor=actor, now=now)
     return encounter
 
 

@@ -87,11 +87,18 @@ class Statement:
     payments: list[StatementPayment] = field(default_factory=list)
     status: str = "none"                      # the case's status, or "none" when no visit charge exists
     status_label: str = ""
+    # A hybrid visit (issue 15): billed, what insurance paid, the adjustments in words, the patient's
+    # share, the deposit, and the balance charged or the refund (app/services/claims.hybrid_summary).
+    hybrid: object | None = None
 
     @property
     def can_pay(self) -> bool:
         """A balance the patient may pay now (not while the card on file is being charged)."""
         return self.balance_cents > 0 and self.status not in ("pending", "charging")
+
+    @property
+    def hybrid_rows(self) -> list[tuple[str, str]]:
+        return hybrid_rows(self.hybrid) if self.hybrid is not None else []
 
     @property
     def net_paid_cents(self) -> int:
@@ -108,7 +115,29 @@ class Statement:
                 f"Refunded {money(self.refunded_cents)}", f"Balance due {money(self.balance_cents)}",
                 self.status_label]
         out += [f"{p.card} {money(p.amount_cents)}" for p in self.payments]
+        if self.hybrid is not None:
+            out += [f"{label} {value}" for label, value in hybrid_rows(self.hybrid)]
+            if self.hybrid.explanation:
+                out.append(self.hybrid.explanation)
         return "\n".join(out)
+
+
+def hybrid_rows(summary) -> list[tuple[str, str]]:
+    """The insurer's part of a hybrid statement, as (label, amount) rows (the page and the PDF)."""
+    rows = [("Billed to your insurance" if not summary.self_pay else "Visit price", money(summary.billed_cents))]
+    if not summary.self_pay:
+        rows.append(("Paid by your insurance", money(summary.insurance_paid_cents) if not summary.waiting
+                     else "waiting for your insurer"))
+        rows += [(f"{a.words[:1].upper()}{a.words[1:]} ({a.label.split(' ')[0]})", money(a.amount_cents))
+                 for a in summary.adjustments]
+    rows.append(("Your share", money(summary.your_share_cents) if summary.your_share_cents is not None
+                 else "waiting for your insurer"))
+    rows.append(("Deposit paid", money(summary.deposit_captured_cents)))
+    if summary.balance_charged_cents:
+        rows.append(("Balance charged", money(summary.balance_charged_cents)))
+    if summary.refunded_cents:
+        rows.append(("Refunded to your card", money(summary.refunded_cents)))
+    return rows
 
 
 def has_statement(session: Session, appointment_id: int) -> bool:
@@ -128,7 +157,9 @@ def statement(session: Session, appointment: Appointment) -> Statement | None:
                            line.units, line.unit_price_cents or 0, line.amount_cents or 0)
              for line in encounter.lines]
     total = encounter.total_cents if encounter.total_cents is not None else sum(l.amount_cents for l in lines)
-    charge = session.scalar(select(Charge).where(Charge.appointment_id == appointment.id, Charge.purpose == "visit"))
+    hybrid = appointment.payment_timing == "hybrid"
+    charge = session.scalar(select(Charge).where(Charge.appointment_id == appointment.id,
+                                                 Charge.purpose == ("balance" if hybrid else "visit")))
     case = session.scalar(select(CollectionCase).where(CollectionCase.charge_id == charge.id)) if charge else None
     payments: list[StatementPayment] = []
     paid = refunded = written_off = 0
@@ -144,6 +175,22 @@ def statement(session: Session, appointment: Appointment) -> Statement | None:
         balance = max(0, charge.amount_cents - charge.amount_captured_cents)
     else:
         balance = total if appointment.payment_timing == "post_visit" else 0
+    summary = None
+    if hybrid:
+        from app.services import claims
+
+        summary = claims.hybrid_summary(session, appointment)
+        deposit = claims.deposit_charge(session, appointment.id)
+        if deposit is not None:                  # paid and refunded count the deposit too
+            paid += deposit.amount_captured_cents
+            refunded += summary.refunded_cents if summary is not None else 0
+            payments = [StatementPayment(a.captured_at or a.updated_at, a.amount_captured_cents, a.card_brand,
+                                         a.card_last4) for a in session.scalars(select(PaymentAttempt).where(
+                                             PaymentAttempt.charge_id == deposit.id,
+                                             PaymentAttempt.status == "succeeded",
+                                             PaymentAttempt.amount_captured_cents > 0))] + payments
+        if charge is None:
+            balance = 0
     status = case.status if case is not None else ("pending" if balance else "none")
     if status == "written_off":
         written_off, balance = balance, 0
@@ -152,6 +199,8 @@ def statement(session: Session, appointment: Appointment) -> Statement | None:
         label = f"Payment plan: {case.plan_paid} of {case.plan_instalments} payments made"
     if status == "none":
         label = "Paid in full" if paid and paid >= total else "Nothing more is due for this visit"
+        if summary is not None:
+            label = summary.status_words
     provider = appointment.provider
     return Statement(appointment_id=appointment.id, encounter_id=encounter.id, patient_id=appointment.patient_id,
                      service_at=appointment.starts_at, signed_at=encounter.signed_at,
@@ -159,7 +208,7 @@ def statement(session: Session, appointment: Appointment) -> Statement | None:
                      provider_name=provider.display_name if provider is not None else "",
                      lines=lines, total_cents=total, paid_cents=paid, refunded_cents=refunded,
                      balance_cents=balance, written_off_cents=written_off, payments=payments,
-                     status=status, status_label=label)
+                     status=status, status_label=label, hybrid=summary)
 
 
 # -- the PDF ----------------------------------------------------------------------------------
@@ -263,6 +312,11 @@ def statement_pdf(statement: Statement, *, clinic, patient_display: str | None =
         total_row("Refunded", statement.refunded_cents)
     if statement.written_off_cents:
         total_row("Waived by the clinic", statement.written_off_cents)
+    if statement.hybrid is not None:
+        pdf.set_font("Helvetica", "", 10)
+        for label, value in hybrid_rows(statement.hybrid):
+            pdf.cell(width - widths[4], 6, _latin1(label), align="R")
+            pdf.cell(widths[4], 6, _latin1(value), align="R", **nl)
     total_row("Balance due", statement.balance_cents, bold=True)
     pdf.ln(3)
     pdf.set_font("Helvetica", "", 10)
@@ -275,6 +329,10 @@ def statement_pdf(statement: Statement, *, clinic, patient_display: str | None =
         for p in statement.payments:
             pdf.cell(width - widths[4], 5, _latin1(f"{_local(p.at, tz)}  {p.card}"))
             pdf.cell(widths[4], 5, money(p.amount_cents), align="R", **nl)
+    if statement.hybrid is not None and statement.hybrid.explanation:
+        pdf.ln(3)
+        pdf.set_font("Helvetica", "", 9)
+        pdf.multi_cell(width, 4, _latin1(statement.hybrid.explanation), **nl)
     pdf.ln(6)
     pdf.set_font("Helvetica", "I", 8)
     pdf.multi_cell(width, 4, _latin1("Prices are those in force on the date of service, as signed by your "

@@ -35,6 +35,9 @@ INTENTS = {
     "send_notification": "send this notification when due (notification_id, when, attempts, batch=)",
     "charge_visit": "charge a signed post-visit encounter's case off-session (case_id)",
     "visit_case_due": "run this collections case's next step at its time (case_id, when)",
+    "submit_claim": "send this draft claim to the clearinghouse (claim_id)",
+    "reconcile_visit": "reconcile this hybrid visit after a payer's answer (appointment_id)",
+    "send_refund": "send this stored refund to Stripe (refund_id)",
 }
 
 _subscribers: dict[str, tuple[Callable, ...]] = {}

@@ -66,6 +66,9 @@ FAILED_TEMPLATE = "visit_payment_failed"
 RECEIPT_TEMPLATE = "visit_payment_received"
 FINAL_NOTICE_TEMPLATE = "visit_final_notice"
 CONFIRMABLE = ("requires_payment_method", "requires_confirmation", "requires_action")
+# The charges a collections case follows: the post-visit visit charge, and the balance a hybrid visit
+# owes after the insurer's answer (app/services/claims.py opens it with ``open_balance_case``).
+CASE_PURPOSES = ("visit", "balance")
 
 CASE_LABELS = {
     "pending": "Charge pending",
@@ -189,6 +192,8 @@ def _metadata(case: CollectionCase, attempt: PaymentAttempt) -> dict:
 
 
 def _description(case: CollectionCase) -> str:
+    if case.charge.purpose == "balance":
+        return f"Visit {case.appointment_id} balance"
     return f"Visit {case.appointment_id}"
 
 
@@ -304,11 +309,28 @@ def open_case(session: Session, encounter: Encounter, *, actor: Actor, now: date
     appointment = encounter.appointment
     if appointment.payment_timing != "post_visit" or not encounter.total_cents:
         return None
+    return _open(session, encounter, purpose="visit", amount_cents=encounter.total_cents, actor=actor)
+
+
+def open_balance_case(session: Session, encounter: Encounter, *, amount_cents: int, actor: Actor,
+                      now: datetime, details: dict | None = None) -> CollectionCase:
+    """A hybrid visit's balance after the insurer's answer (app/services/claims.py, in the
+    reconciliation's transaction): a Charge of purpose 'balance' and its collections case, charged
+    off-session to the appointment's card by the same job, with the same retries, pay link and
+    collections as a post-visit charge. Made once (a second call finds them)."""
+    if amount_cents <= 0:
+        raise ValueError("a balance case needs an amount")
+    return _open(session, encounter, purpose="balance", amount_cents=amount_cents, actor=actor, details=details)
+
+
+def _open(session: Session, encounter: Encounter, *, purpose: str, amount_cents: int, actor: Actor,
+          details: dict | None = None) -> CollectionCase:
+    appointment = encounter.appointment
     session.execute(pg_insert(Charge).values(
-        appointment_id=appointment.id, purpose="visit", amount_cents=encounter.total_cents, currency="usd",
+        appointment_id=appointment.id, purpose=purpose, amount_cents=amount_cents, currency="usd",
         status="pending", amount_captured_cents=0, amount_refunded_cents=0)
         .on_conflict_do_nothing(constraint="uq_charges_appointment_purpose"))
-    charge = session.scalar(select(Charge).where(Charge.appointment_id == appointment.id, Charge.purpose == "visit"))
+    charge = session.scalar(select(Charge).where(Charge.appointment_id == appointment.id, Charge.purpose == purpose))
     case = session.scalar(select(CollectionCase).where(CollectionCase.charge_id == charge.id))
     if case is not None:
         return case
@@ -316,17 +338,32 @@ def open_case(session: Session, encounter: Encounter, *, actor: Actor, now: date
                           status="pending", retries_done=0, plan_paid=0, recovered=False)
     session.add(case)
     session.flush()
+    extra = {"purpose": purpose} if purpose != "visit" else {}
     audit.record(session, actor=actor, action="visit_charge.opened", patient_id=appointment.patient_id,
                  appointment_id=appointment.id, encounter_id=encounter.id,
-                 details={"charge_id": charge.id, "case_id": case.id, "amount_cents": charge.amount_cents})
+                 details={"charge_id": charge.id, "case_id": case.id, "amount_cents": charge.amount_cents,
+                          **extra, **(details or {})})
     request(session, CHARGE_JOB, case.id)
     return case
 
 
 def _card_for(case: CollectionCase) -> tuple[str | None, str | None]:
-    """(payment method, Stripe customer) for an off-session charge: the card the booking relies on."""
+    """(payment method, Stripe customer) for an off-session charge: the card the booking relies on.
+    A hybrid balance is charged off-session only with the patient's recorded consent to it (a deposit
+    paid without our consent step has none): without it there is no card to use, and the patient's
+    pay link takes the payment on-session instead."""
     appointment = case.appointment
+    if case.charge.purpose == "balance" and not _balance_consented(case):
+        return None, appointment.patient.stripe_customer_id
     return appointment.payment_method_id, appointment.patient.stripe_customer_id
+
+
+def _balance_consented(case: CollectionCase) -> bool:
+    from sqlalchemy.orm import object_session
+
+    return object_session(case).scalar(select(PaymentConsent.id).where(
+        PaymentConsent.appointment_id == case.appointment_id, PaymentConsent.kind == "hybrid_balance")
+        .limit(1)) is not None
 
 
 @domain_errors
@@ -485,7 +522,7 @@ def after_settle(session: Session, attempt_id: int, *, actor: Actor, intent: Int
     the next retry or the escalation time. Safe to run twice (each success and each failure is applied
     once: its audit row says so). Returns the case's status."""
     attempt = session.get(PaymentAttempt, attempt_id, populate_existing=True)
-    if attempt is None or attempt.charge.purpose != "visit":
+    if attempt is None or attempt.charge.purpose not in CASE_PURPOSES:
         session.rollback()
         return None
     case = session.scalars(select(CollectionCase).where(CollectionCase.charge_id == attempt.charge_id)
@@ -836,7 +873,7 @@ def pay_saved(session: Session, attempt: PaymentAttempt, *, patient, payment_met
 
     attempt = session.get(PaymentAttempt, attempt.id, with_for_update=True, populate_existing=True)
     appointment = attempt.charge.appointment
-    if attempt.charge.purpose != "visit" or appointment.patient_id != patient.id:
+    if attempt.charge.purpose not in CASE_PURPOSES or appointment.patient_id != patient.id:
         raise CollectionsError("This is not your visit.")
     if attempt.is_final or attempt.status not in CONFIRMABLE or not attempt.stripe_payment_intent_id:
         raise PaymentUnderWay("This payment is already under way. Please reload the page.")

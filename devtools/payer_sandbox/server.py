@@ -28,7 +28,7 @@ from .store import Store
 MAX_BODY = 256 * 1024
 CLAIM_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 ICD10 = re.compile(r"^[A-Z][0-9][0-9A-Z](\.?[0-9A-Z]{1,4})?$")
-CODE = re.compile(r"^[A-Za-z0-9]{1,20}$")
+CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,19}$")     # CPT, HCPCS and a clinic's LOCAL codes (LOC-FOLLOWUP)
 MODIFIER = re.compile(r"^[A-Za-z0-9]{2}$")
 DELAY_HEADER = "X-Sandbox-Adjudication-Delay"
 
@@ -325,7 +325,7 @@ class PayerSandboxApp:
                 problems.append(f"{name}.code_system: one of {', '.join(P.CODE_SYSTEMS)}")
             code = raw.get("code")
             if not isinstance(code, str) or not CODE.match(code):
-                problems.append(f"{name}.code: 1-20 letters or digits")
+                problems.append(f"{name}.code: 1-20 letters, digits, dots or dashes")
             modifiers = raw.get("modifiers")
             if modifiers is None:
                 modifiers = [raw["modifier"]] if raw.get("modifier") else []
