@@ -62,3 +62,23 @@ def positive_dollars(what: str):
         if form.cents <= 0:
             raise ValidationError(f"{what} must be more than $0.00.")
     return check
+
+
+def npi_check(form, field: Field) -> None:
+    """An optional NPI (10 digits with a valid check digit): stored as 10 digits, or None when empty."""
+    from app.services import identifiers
+
+    try:
+        field.data = identifiers.normalize_npi(field.data)
+    except identifiers.InvalidIdentifier as error:
+        raise ValidationError(str(error)) from None
+
+
+def tin_check(form, field: Field) -> None:
+    """An optional tax id (TIN, 9 digits): stored as NN-NNNNNNN, or None when empty."""
+    from app.services import identifiers
+
+    try:
+        field.data = identifiers.normalize_tin(field.data)
+    except identifiers.InvalidIdentifier as error:
+        raise ValidationError(str(error)) from None

@@ -97,9 +97,23 @@ def _check_profile(session: Session, *, specialty_id: int, timezone_name: str, o
         raise StaffingError("Offer telehealth, in-person visits, or both.", "offers_in_person")
 
 
+def _check_npi(session: Session, npi: str | None, provider_id: int | None) -> str | None:
+    """The NPI as stored (10 digits, valid check digit) or None; one clinician per NPI."""
+    from app.services import identifiers
+
+    try:
+        npi = identifiers.normalize_npi(npi)
+    except identifiers.InvalidIdentifier as error:
+        raise StaffingError(str(error), "npi") from None
+    if npi is not None and session.scalar(select(Provider.id).where(
+            Provider.npi == npi, Provider.id != (provider_id or 0))) is not None:
+        raise StaffingError("Another provider already has this NPI.", "npi")
+    return npi
+
+
 def create_provider(session: Session, *, actor: Actor, user_id: int, specialty_id: int, timezone_name: str,
                     bio: str, offers_telehealth: bool, offers_in_person: bool,
-                    type_ids: list[int]) -> Provider:
+                    type_ids: list[int], npi: str | None = None) -> Provider:
     user = session.get(User, user_id)
     if user is None or user.role != "provider":
         raise StaffingError("Choose a staff member with the provider role.", "user_id")
@@ -107,22 +121,26 @@ def create_provider(session: Session, *, actor: Actor, user_id: int, specialty_i
         raise StaffingError("This provider already has a profile.", "user_id")
     _check_profile(session, specialty_id=specialty_id, timezone_name=timezone_name,
                    offers_telehealth=offers_telehealth, offers_in_person=offers_in_person)
+    npi = _check_npi(session, npi, None)
     provider = Provider(user_id=user_id, specialty_id=specialty_id, timezone=timezone_name, bio=bio or "",
-                        offers_telehealth=offers_telehealth, offers_in_person=offers_in_person)
+                        offers_telehealth=offers_telehealth, offers_in_person=offers_in_person, npi=npi)
     provider.types = _types_by_ids(session, type_ids)
     session.add(provider)
     session.flush()
     audit.record(session, actor=actor, action="provider.created", subject_user_id=user_id,
                  details={"provider_id": provider.id, "specialty_id": specialty_id,
-                          "timezone": timezone_name, "type_ids": sorted(type_ids)})
+                          "timezone": timezone_name, "type_ids": sorted(type_ids), "npi": npi})
     return provider
 
 
 def update_provider(session: Session, provider: Provider, *, actor: Actor, specialty_id: int,
                     timezone_name: str, bio: str, offers_telehealth: bool, offers_in_person: bool,
-                    type_ids: list[int], is_active: bool) -> None:
+                    type_ids: list[int], is_active: bool, npi=...) -> None:
+    """``npi``: unchanged when not passed (``...``); empty clears it."""
     _check_profile(session, specialty_id=specialty_id, timezone_name=timezone_name,
                    offers_telehealth=offers_telehealth, offers_in_person=offers_in_person)
+    if npi is not ...:
+        provider.npi = _check_npi(session, npi, provider.id)
     provider.types = _types_by_ids(session, type_ids)
     provider.specialty_id = specialty_id
     provider.timezone = timezone_name
@@ -133,7 +151,8 @@ def update_provider(session: Session, provider: Provider, *, actor: Actor, speci
     session.flush()
     audit.record(session, actor=actor, action="provider.updated", subject_user_id=provider.user_id,
                  details={"provider_id": provider.id, "specialty_id": specialty_id,
-                          "timezone": timezone_name, "type_ids": sorted(type_ids), "is_active": is_active})
+                          "timezone": timezone_name, "type_ids": sorted(type_ids), "is_active": is_active,
+                          "npi": provider.npi})
 
 
 # -- specialties ----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from wtforms import EmailField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Email, Length, Optional
 
 from app.access import access
-from app.blueprints.forms import password_check, phone_check, timezone_check
+from app.blueprints.forms import npi_check, password_check, phone_check, timezone_check, tin_check
 from app.extensions import db
 from app.models import User
 from app.models.user import STAFF_ROLES
@@ -33,6 +33,8 @@ class ClinicForm(FlaskForm):
     phone = StringField("Call-back phone", validators=[DataRequired("Enter a phone number."), phone_check])
     address = StringField("Address", validators=[Optional(), Length(max=255)])
     timezone = StringField("Timezone", validators=[DataRequired(), timezone_check])
+    npi = StringField("Clinic NPI", validators=[npi_check])
+    tax_id = StringField("Tax id (TIN)", validators=[tin_check])
 
 
 @bp.get("/")
@@ -79,7 +81,7 @@ def clinic():
     if form.validate_on_submit():
         clinic_service.update_clinic(db.session, actor=Actor.of(current_user), name=form.name.data,
                                      phone=form.phone.data, address=form.address.data or "",
-                                     timezone=form.timezone.data)
+                                     timezone=form.timezone.data, npi=form.npi.data, tax_id=form.tax_id.data)
         db.session.commit()
         flash("Clinic settings saved.", "success")
         return redirect_htmx(url_for("admin.clinic"))
