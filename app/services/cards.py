@@ -117,7 +117,7 @@ def remove_card(session: Session, gateway: StripeGateway, *, patient: Patient, p
         patient.default_payment_method_id = None
     audit.record(session, actor=actor, action="card.removed", patient_id=patient.id, stripe_object_id=card.id,
                  details={"brand": card.brand, "last4": card.last4, "was_default": was_default})
-    for appointment in relying_on(session, patient, card.id):       # post-visit: "card needed"
+    for appointment in relying_on(session, patient, card.id):       # post-visit / hybrid: "card needed"
         appointment.payment_method_id = None
         audit.record(session, actor=actor, action="card.needed", patient_id=patient.id,
                      appointment_id=appointment.id, stripe_object_id=card.id,
@@ -126,33 +126,45 @@ def remove_card(session: Session, gateway: StripeGateway, *, patient: Patient, p
     return card
 
 
-# -- post-visit appointments that rely on a saved card -------------------------------------------
+# -- post-visit and hybrid appointments that rely on a saved card --------------------------------
+
+CARD_TIMINGS = ("post_visit", "hybrid")      # a card is kept on file to charge later
+
 
 def _relying(patient_id: int):
-    """A post-visit appointment of the patient that a card is needed for: upcoming (confirmed or
-    checked in), or with its visit charge still open (a CollectionCase not paid or written off)."""
-    from app.models import CollectionCase
+    """An appointment of the patient that a card is needed for:
+
+    * post-visit: upcoming (confirmed or checked in), or with its visit charge still open (a
+      CollectionCase not paid or written off);
+    * hybrid (the balance after the insurer answers): upcoming, or seen and its insurer's answer not
+      yet reconciled (no Reconciliation row: the balance may still be charged), or with its balance
+      charge still open (a CollectionCase of the balance)."""
+    from app.models import CollectionCase, Reconciliation
     from app.models.postvisit import CASE_OPEN
 
     open_case = select(CollectionCase.id).where(CollectionCase.appointment_id == Appointment.id,
                                                 CollectionCase.status.in_(CASE_OPEN)).exists()
-    return select(Appointment).where(
-        Appointment.patient_id == patient_id, Appointment.payment_timing == "post_visit",
-        Appointment.status.in_(("confirmed", "checked_in")) | open_case).order_by(Appointment.starts_at)
+    unreconciled = ~select(Reconciliation.id).where(Reconciliation.appointment_id == Appointment.id).exists()
+    upcoming = Appointment.status.in_(("confirmed", "checked_in"))
+    post_visit = (Appointment.payment_timing == "post_visit") & (upcoming | open_case)
+    hybrid = (Appointment.payment_timing == "hybrid") & (
+        upcoming | ((Appointment.status == "completed") & unreconciled) | open_case)
+    return select(Appointment).where(Appointment.patient_id == patient_id, post_visit | hybrid) \
+        .order_by(Appointment.starts_at)
 
 
 def relying_on(session: Session, patient: Patient, payment_method: str) -> list[Appointment]:
-    """The patient's post-visit appointments that will be charged to this card."""
+    """The patient's post-visit and hybrid appointments that will be charged to this card."""
     return list(session.scalars(_relying(patient.id).where(Appointment.payment_method_id == payment_method)))
 
 
 def needing_a_card(session: Session, patient: Patient) -> list[Appointment]:
-    """The patient's post-visit appointments left with no card to charge ("card needed")."""
+    """The patient's post-visit and hybrid appointments left with no card to charge ("card needed")."""
     return list(session.scalars(_relying(patient.id).where(Appointment.payment_method_id.is_(None))))
 
 
 def needs_card(session: Session, appointment: Appointment) -> bool:
-    if appointment.payment_timing != "post_visit" or appointment.payment_method_id is not None:
+    if appointment.payment_timing not in CARD_TIMINGS or appointment.payment_method_id is not None:
         return False
     return session.scalar(_relying(appointment.patient_id).where(Appointment.id == appointment.id)
                           .with_only_columns(Appointment.id)) is not None

@@ -80,6 +80,19 @@ EXPECTED.update(PAY_EXPECTED)
 SAMPLE_ARGS.update(PAY_SAMPLE_ARGS)
 EXPECTED.update(EMR_EXPECTED)
 SAMPLE_ARGS.update(EMR_SAMPLE_ARGS)
+from tests.helpers.access_tables.access_table_estimates import (  # noqa: E402
+    ESTIMATES_EXPECTED, ESTIMATES_SAMPLE_ARGS)
+EXPECTED.update(ESTIMATES_EXPECTED)
+SAMPLE_ARGS.update(ESTIMATES_SAMPLE_ARGS)
+from tests.helpers.access_tables.access_table_claims import CLAIMS_EXPECTED, CLAIMS_SAMPLE_ARGS  # noqa: E402
+EXPECTED.update(CLAIMS_EXPECTED)
+SAMPLE_ARGS.update(CLAIMS_SAMPLE_ARGS)
+from tests.helpers.access_tables.access_table_intake import INTAKE_EXPECTED, INTAKE_SAMPLE_ARGS  # noqa: E402
+EXPECTED.update(INTAKE_EXPECTED)
+SAMPLE_ARGS.update(INTAKE_SAMPLE_ARGS)
+from tests.helpers.access_tables.access_table_hybrid import HYBRID_EXPECTED, HYBRID_SAMPLE_ARGS  # noqa: E402
+EXPECTED.update(HYBRID_EXPECTED)
+SAMPLE_ARGS.update(HYBRID_SAMPLE_ARGS)
 
 
 def routes(app):
@@ -108,7 +121,7 @@ def test_not_everything_is_public(app):
                       "account.forgot_password", "account.reset_password", "twilio.inbound", "twilio.status",
                       "checkout.show", "checkout.save_card", "checkout.complete", "checkout.browser_return",
                       "checkout.done", "checkout.pay_saved", "checkout.setup_consent", "checkout.setup_complete",
-                      "checkout.setup_saved", "checkout.setup_return",
+                      "checkout.setup_saved", "checkout.setup_return", "checkout.hybrid_consent",
                       "pay.link", "pay.link_use", "pay.show", "pay.complete", "pay.pay_saved",
                       "pay.browser_return"}
 

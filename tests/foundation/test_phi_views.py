@@ -44,6 +44,7 @@ PHI_ROUTES = {
     "checkout.setup_saved": "appointment",
     "checkout.setup_return": "appointment",
     "checkout.add_card": "appointment",
+    "checkout.hybrid_consent": "appointment",
     "checkout.join": "visit",
     **{f"staff.{name}": "encounter" for name in (
         "encounters", "encounter_for_appointment", "encounter", "save_draft", "search_diagnoses", "add_diagnosis",
@@ -83,6 +84,18 @@ PHI_ROUTES = {
     "billing.send_to_agency": "billing",
     "billing.start_plan": "billing",
     "billing.write_off": "billing",
+    "billing.claims_list": "billing",
+    "billing.check_remittances": "billing",
+    "billing.claim": "billing",
+    "billing.submit_claim": "billing",
+    "billing.record_eob": "billing",
+    "intake.step": "intake",
+    "intake.save": "intake",
+    "intake.submit": "intake",
+    "intake.card_photo": "card_photo",
+    "intake.staff_view": "intake",
+    "intake.estimate": "estimate",
+    "booking.good_faith_estimate": "good_faith_estimate",
     "pay.link": "appointment",
     "pay.link_use": "appointment",
     "pay.show": "appointment",
@@ -244,10 +257,45 @@ PAGES = {
     "billing.collections": (["billing", "admin"], lambda c: (c["visit"](), "/billing/collections")[1], "listed"),
     "pay.link": (["anonymous"], lambda c: f"/pay/{c['visit']()['pay_token']}", "visit"),
     "pay.show": (["patient"], lambda c: f"/appointments/{c['visit']()['appointment_id']}/pay", "visit"),
+    # billing's claims (issue 15): the worklist, and a claim of the clinic's confirmed appointment
+    "billing.claims_list": (["billing", "admin"], lambda c: "/billing/claims?show=all", "none"),
+    "billing.claim": (["billing", "admin"], lambda c: f"/billing/claims/{_claim_of(c['appointment_id'])}",
+                      "appointment"),
+    # intake (issue 15): a step of the intake of the clinic's confirmed visit, its card photo, the staff view
+    "intake.step": (["patient"], lambda c: f"/intake/{_intake_of(c)['intake_id']}/about", "appointment"),
+    "intake.card_photo": (["patient", "provider", "billing", "admin"],
+                          lambda c: f"/coverages/{_intake_of(c)['coverage_id']}/card-front", "patient"),
+    "intake.staff_view": (["provider", "billing", "admin"],
+                          lambda c: (_intake_of(c), f"/staff/appointments/{c['appointment_id']}/intake")[1],
+                          "appointment"),
+    # estimates (issue 15): a submitted self-pay intake's estimate (attached to no visit: names the patient),
+    # and the Good Faith Estimate of the clinic's confirmed (self-pay: deposit-to-book) visit
+    "intake.estimate": (["patient"], lambda c: f"/intake/{_estimate_of(c)['intake_id']}/estimate", "patient"),
+    "booking.good_faith_estimate": (["patient"], lambda c: f"/appointments/{c['appointment_id']}/good-faith-estimate",
+                                    "appointment"),
 }
+
+
+def _estimate_of(clinic: dict) -> dict:
+    from tests.estimates.phi_cases import estimate_case
+
+    return estimate_case(clinic)
+
+
+def _intake_of(clinic: dict) -> dict:
+    from tests.intake.phi_cases import intake_case
+
+    return intake_case(clinic)
 # Registered only when APP_ENV=development (never in the tests' app or production); declared
 # phi="outbox" (it lists recipients' addresses) and audited like any PHI page when it exists.
 DEVELOPMENT_ONLY = {"dev.outbox"}
+
+
+def _claim_of(appointment_id: int) -> int:
+    from app.extensions import db as sqla
+    from tests.helpers.access_tables.access_table_claims import sample_claim
+
+    return sample_claim(sqla.session, appointment_id)
 
 
 def test_every_phi_page_has_a_case(app):
