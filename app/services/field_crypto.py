@@ -219,8 +219,11 @@ def email_hash(email: str | None) -> str | None:
 # -- key rotation: moving mutable columns to the active key ---------------------------------------
 
 # Tables whose rows are immutable by design: never re-encrypted (their HMACs and signatures cover
-# the plaintext, and the database refuses UPDATE on them). Signed clinical notes join this list.
-IMMUTABLE_TABLES = frozenset({"audit_events"})
+# the plaintext, and the database refuses UPDATE on them): the audit trail, addenda and typed-name
+# consents (append-only triggers). Signed encounters are immutable row by row: the rows the database
+# still lets change are named by IMMUTABLE_ROWS' condition (a signed note keeps its key for good).
+IMMUTABLE_TABLES = frozenset({"audit_events", "encounter_addenda", "intake_consents"})
+MUTABLE_ROWS = {"encounters": "status <> 'signed'"}
 
 
 def encrypted_columns(*, include_immutable: bool = False) -> list:
@@ -251,7 +254,8 @@ def reencrypt_batch(session, *, limit: int = 500, keyring: Keyring | None = None
         context, name = column.type.context, column.name
         rows = session.execute(text(
             f"SELECT {pk.name}, {name} FROM {table.name} WHERE {name} IS NOT NULL "
-            f"AND left({name}, :n) <> :prefix ORDER BY {pk.name} LIMIT :limit"),
+            f"AND left({name}, :n) <> :prefix AND {MUTABLE_ROWS.get(table.name, 'true')} "
+            f"ORDER BY {pk.name} LIMIT :limit"),
             {"n": len(f"{PREFIX}:{keyring.active}:"), "prefix": f"{PREFIX}:{keyring.active}:",
              "limit": limit}).all()
         for key, stored in rows:

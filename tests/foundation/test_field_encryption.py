@@ -242,6 +242,45 @@ def test_a_new_key_encrypts_new_values_old_ones_still_read_audit_rows_keep_their
     assert not broken.ok and "FIELD_KEYS" in broken.problem
 
 
+def test_rotation_leaves_rows_the_database_keeps_immutable_and_moves_the_rest(app, db, factories, raw_conn,
+                                                                               monkeypatch):
+    """Signed notes and typed-name consents keep their key (the database refuses to change them);
+    an open draft and an intake move to the new key, and re-encryption finishes without an error."""
+    from app.models import Encounter, Intake, IntakeConsent
+
+    original = app.extensions[field_crypto.EXTENSION]
+    ring_a = Keyring({**original.keys, "keyA": _key()}, "keyA", original.lookup_key)
+    monkeypatch.setitem(app.extensions, field_crypto.EXTENSION, ring_a)
+    patient = factories.user("patient")
+    start = datetime.now(timezone.utc) - timedelta(days=1)
+    signed_visit = _appointment(db, factories, patient, start=start)
+    open_visit = _appointment(db, factories, patient, start=start - timedelta(days=1))
+    encounters = [Encounter(appointment_id=visit.id, patient_id=patient.patient.id, provider_id=visit.provider_id,
+                            status="open", subjective="Sore throat for three days", opened_at=start)
+                  for visit in (signed_visit, open_visit)]
+    intake = Intake(patient_id=patient.patient.id, appointment_type_id=signed_visit.type_id, data='{"reason": "x"}')
+    db.add_all(encounters + [intake])
+    db.flush()
+    db.add(IntakeConsent(intake_id=intake.id, patient_id=patient.patient.id, kind="treatment", wording_version="v1",
+                         typed_name="Ana Lima", signed_at=start, signed_by_id=patient.id))
+    db.flush()
+    signed = encounters[0]
+    signed.status, signed.signed_at, signed.signed_by_id, signed.content_hash, signed.total_cents = (
+        "signed", start, patient.id, "ab" * 32, 0)
+    db.commit()
+
+    monkeypatch.setitem(app.extensions, field_crypto.EXTENSION,
+                        Keyring({**ring_a.keys, "keyB": _key()}, "keyB", original.lookup_key))
+    result = app.test_cli_runner().invoke(args=["crypto", "reencrypt", "--batch", "10"])
+    assert result.exit_code == 0, result.output
+    subjective = dict(raw_conn.execute("SELECT status, subjective FROM encounters"))
+    assert (field_crypto.key_id(subjective["signed"]), field_crypto.key_id(subjective["open"])) == ("keyA", "keyB")
+    assert {field_crypto.key_id(v) for v in stored(raw_conn, "intake_consents", "typed_name", "true")} == {"keyA"}
+    assert {field_crypto.key_id(v) for v in stored(raw_conn, "intakes", "data", "true")} == {"keyB"}
+    db.expire_all()
+    assert db.get(Encounter, encounters[0].id).subjective == "Sore throat for three days"
+
+
 # -- look-ups by keyed hash ------------------------------------------------------------------------
 
 def test_twilio_stop_finds_a_number_stored_encrypted(app, db, client, factories, raw_conn, monkeypatch):
