@@ -185,7 +185,11 @@ def test_worker_started_while_redis_is_down_waits_for_it_and_stops_when_asked(ap
                                                                             start_worker):
     private_redis.stop()
     proc = start_worker()
-    time.sleep(3)
+    # Start-up (the app, its imports) takes seconds on a busy machine: wait until it has met the
+    # missing Redis, then give it a few back-off rounds to prove it keeps waiting.
+    wait_until(lambda: "Redis unavailable during start-up" in Path(proc.log_path).read_text(), 30,
+               "the worker to find Redis away", proc)
+    time.sleep(2)
     assert proc.poll() is None, Path(proc.log_path).read_text()[-3000:]
     private_redis.start()
     wait_until(lambda: proc.pid in worker_pids(client), 15, "the worker to register", proc)
