@@ -24,7 +24,8 @@ pytest.register_assert_rewrite("tests.helpers")     # before the first import of
 from tests.helpers.web import RUN_ID, IsolatedClient, csrf_from, login  # noqa: E402
 
 # Fixtures used by more than one folder; a folder's conftest.py keeps only its own.
-pytest_plugins = ["tests.helpers.fixtures_payments", "tests.helpers.fixtures_messages"]
+pytest_plugins = ["tests.helpers.fixtures_payments", "tests.helpers.fixtures_messages",
+                  "tests.helpers.fixtures_insurance"]
 
 
 # -- no test reaches the outside world ------------------------------------------------
@@ -512,6 +513,15 @@ def phone(browser):
     """A page in a phone-sized viewport (360 px wide, touch); CSP violations are reported."""
     context = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True,
                                   device_scale_factor=2)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def laptop(browser):
+    """A page in a laptop-sized viewport (1280 x 800), for staff; CSP violations are reported."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     yield page
     context.close()

@@ -19,6 +19,7 @@ from app.models import (Appointment, BillingCode, Charge, Claim, Coverage, Encou
 from app.services import claims
 from app.services.audit import Actor
 from app.services.gateway import gateway
+from tests.helpers.payments import attach_card
 
 DIAGNOSIS = "J45.909"
 NOTE = "Wheezing after the cat visit; inhaler twice a day."
@@ -81,13 +82,6 @@ def new_member(payer_sandbox):
         payer_sandbox.put_member(payer, member_id, **fields)
         return payer, member_id
     return make
-
-
-def attach_card(browser_pay, stripe_admin, customer: str, number: str = "4242424242424242") -> str:
-    pm = browser_pay.pk.v1.payment_methods.create(params={"type": "card", "card": {
-        "number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"}})
-    stripe_admin.client.v1.payment_methods.attach(pm.id, params={"customer": customer})
-    return pm.id
 
 
 def _payer(db, payer_id: str) -> Payer:

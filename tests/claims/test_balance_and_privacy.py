@@ -15,7 +15,8 @@ from app.models import (BillingCode, Charge, Claim, CollectionCase, Encounter, E
 from app.services import emr, settlement, visit_charges
 from app.services.audit import Actor
 from tests.claims.conftest import DIAGNOSIS, MEMBER_BIRTH, MEMBER_NAME, NOTE, PAYER_NAMES, PRICE
-from tests.claims.test_reconcile import answered, fresh, reconciliation
+from tests.helpers.claims import answered, reconciliation_of
+from tests.helpers.payments import fresh
 
 JOB = Actor.system("job")
 
@@ -98,7 +99,7 @@ def test_nothing_clinical_or_about_the_insurance_reaches_stripe_sms_or_email(db,
     refunded = hybrid_visit("W100000050", deposit=3900)
     answered(db, payer_sandbox, refunded.claim_id)
     jobs.reconcile_visit(refunded.appointment_id)
-    jobs.send_refund(reconciliation(db, refunded.appointment_id).refund_id)
+    jobs.send_refund(reconciliation_of(db, refunded.appointment_id).refund_id)
     secrets = (DIAGNOSIS, NOTE, "Wheezing", MEMBER_NAME, MEMBER_BIRTH, charged.member_id, refunded.member_id,
                *PAYER_NAMES.values(), "AETNA", "Aetna", "not covered", "medically", "99213")
     at_stripe = [i.to_dict() for v in (charged, refunded) for i in stripe_admin.intents_of(v.customer)]

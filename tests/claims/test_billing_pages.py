@@ -10,7 +10,8 @@ from sqlalchemy import select
 
 from app.jobs import claims as jobs
 from app.models import Claim, Remittance
-from tests.claims.test_reconcile import fresh, reconciliation
+from tests.helpers.claims import reconciliation_of
+from tests.helpers.payments import fresh
 from tests.helpers.web import csrf_from, login
 
 
@@ -74,7 +75,7 @@ def test_a_paper_eob_is_validated_per_line_and_kept_as_typed(db, client, factori
             remittance.entered_by_id is not None) == ("manual", 5600, 3900, True)
     assert fresh(db, Claim, visit.claim_id).status == "adjudicated"
     assert jobs.reconcile_visit(visit.appointment_id) == "refund"
-    assert reconciliation(db, visit.appointment_id).difference_cents == -1100
+    assert reconciliation_of(db, visit.appointment_id).difference_cents == -1100
     # a second EOB for the same claim is refused: applied once
     again = client.post(f"/billing/claims/{visit.claim_id}/eob", data={**typed, "csrf_token": csrf_from(html)})
     assert again.status_code == 409
@@ -88,7 +89,7 @@ def test_the_hybrid_statement_and_the_audit_chain(db, app, client, factories, hy
     payer_sandbox.adjudicate_now(str(fresh(db, Claim, visit.claim_id).uuid))
     jobs.poll_remittances()
     assert jobs.reconcile_visit(visit.appointment_id) == "refund"
-    refund_id = reconciliation(db, visit.appointment_id).refund_id
+    refund_id = reconciliation_of(db, visit.appointment_id).refund_id
     jobs.send_refund(refund_id)
     patient = db.get(Patient, visit.patient_id).user
     sign_in(client, patient)

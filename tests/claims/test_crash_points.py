@@ -14,7 +14,8 @@ from app.jobs import refunds as refund_jobs
 from app.models import AuditEvent, Claim, Reconciliation, Refund, Remittance
 from app.services import claims
 from app.services.audit import Actor
-from tests.claims.test_reconcile import fresh, reconciliation
+from tests.helpers.claims import reconciliation_of
+from tests.helpers.payments import fresh
 
 
 def test_killed_after_the_clearinghouse_accepted_the_claim_before_it_was_recorded(db, hybrid_visit, payer_sandbox,
@@ -60,7 +61,7 @@ def test_killed_after_applying_the_remittance_before_reconciling(db, app, hybrid
     payer_sandbox.adjudicate_now(str(fresh(db, Claim, visit.claim_id).uuid))
     assert jobs.poll_remittances()["applied"] == 1
     queue.empty()                                   # the reconcile job was lost with its worker
-    assert reconciliation(db, visit.appointment_id) is None
+    assert reconciliation_of(db, visit.appointment_id) is None
     assert db.scalar(select(func.count()).select_from(Remittance)) == 1
     monkeypatch.setitem(app.config, "SETTINGS", replace(app.config["SETTINGS"], PAYMENT_QUIET=timedelta(0)))
     db.rollback()                                   # a fresh transaction: its now() is after the poll's
@@ -68,7 +69,7 @@ def test_killed_after_applying_the_remittance_before_reconciling(db, app, hybrid
     db.rollback()
     result = jobs.sweep_claims()
     assert result.get("reconciled") == 1
-    assert reconciliation(db, visit.appointment_id).outcome == "refund"
+    assert reconciliation_of(db, visit.appointment_id).outcome == "refund"
     db.rollback()
     assert claims.due_reconciliations(db, quiet=timedelta(0)) == []
 
@@ -81,7 +82,7 @@ def test_a_refund_stored_but_never_sent_is_finished_by_its_sweep(db, hybrid_visi
     jobs.poll_remittances()
     assert jobs.reconcile_visit(visit.appointment_id) == "refund"
     queue.empty()                                   # killed before the send_refund job ran
-    row = reconciliation(db, visit.appointment_id)
+    row = reconciliation_of(db, visit.appointment_id)
     assert db.get(Refund, row.refund_id).status == "creating"
     assert stripe_admin.client.v1.refunds.list(params={"payment_intent": visit.deposit_intent}).data == []
     clock.advance(refund_jobs.RESUME_AFTER + timedelta(seconds=1))

@@ -9,29 +9,11 @@ from sqlalchemy import func, select
 
 from app.jobs import claims as jobs
 from app.jobs import visit_charges as charge_jobs
-from app.models import (AuditEvent, Charge, Claim, CollectionCase, Reconciliation, Refund, Remittance)
+from app.models import AuditEvent, Charge, Claim, CollectionCase, Refund, Remittance
 from app.services import claims
 from tests.claims.conftest import PRICE
-
-
-def fresh(db, model, id_):
-    db.expire_all()
-    return db.get(model, id_)
-
-
-def answered(db, payer_sandbox, claim_id: int) -> dict:
-    """Billing sends the claim; the payer adjudicates it; the poll applies its remittance."""
-    assert jobs.submit_claim(claim_id) == "submitted"
-    claim = fresh(db, Claim, claim_id)
-    payer_sandbox.adjudicate_now(str(claim.uuid))
-    polled = jobs.poll_remittances()
-    assert polled["applied"] == 1, polled
-    return polled
-
-
-def reconciliation(db, appointment_id) -> Reconciliation | None:
-    db.expire_all()
-    return db.scalar(select(Reconciliation).where(Reconciliation.appointment_id == appointment_id))
+from tests.helpers.claims import answered, reconciliation_of
+from tests.helpers.payments import fresh
 
 
 def balance_charge(db, appointment_id) -> Charge | None:
@@ -48,7 +30,7 @@ def test_the_deposit_covers_the_share_exactly_nothing_moves(db, hybrid_visit, pa
     visit = hybrid_visit("W100000003", deposit=3900)          # copay 25.00 + 20% of 70.00 = 39.00
     answered(db, payer_sandbox, visit.claim_id)
     assert jobs.reconcile_visit(visit.appointment_id) == "none"
-    row = reconciliation(db, visit.appointment_id)
+    row = reconciliation_of(db, visit.appointment_id)
     assert (row.patient_responsibility_cents, row.paid_cents, row.difference_cents, row.insurance_paid_cents,
             row.written_off_cents) == (3900, 3900, 0, 5600, 5500)
     assert "your copay" in row.explanation and "your coinsurance" in row.explanation
@@ -68,7 +50,7 @@ def test_the_payer_pays_more_than_estimated_part_of_the_deposit_is_refunded(db, 
     visit = hybrid_visit("W100000777", deposit=3900)          # adjudicated at 0%: only the copay, 25.00
     answered(db, payer_sandbox, visit.claim_id)
     assert jobs.reconcile_visit(visit.appointment_id) == "refund"
-    row = reconciliation(db, visit.appointment_id)
+    row = reconciliation_of(db, visit.appointment_id)
     assert (row.patient_responsibility_cents, row.difference_cents) == (2500, -1400)
     refund = db.get(Refund, row.refund_id)
     assert (refund.amount_cents, refund.policy, refund.stripe_reason, refund.status) == (
@@ -87,7 +69,7 @@ def test_the_payer_pays_less_than_estimated_the_balance_is_charged_off_session(d
     visit = hybrid_visit("W100000666", deposit=3900)          # adjudicated at 40%: 25.00 + 28.00 = 53.00
     answered(db, payer_sandbox, visit.claim_id)
     assert jobs.reconcile_visit(visit.appointment_id) == "balance_charge"
-    row = reconciliation(db, visit.appointment_id)
+    row = reconciliation_of(db, visit.appointment_id)
     charge = balance_charge(db, visit.appointment_id)
     assert (row.patient_responsibility_cents, row.difference_cents, row.balance_charge_id, charge.amount_cents) == (
         5300, 1400, charge.id, 1400)
@@ -119,7 +101,7 @@ def test_a_deductible_partly_met_leaves_a_balance(db, hybrid_visit, payer_sandbo
     visit = hybrid_visit("W100000001", deposit=4000)          # copay 25.00 + deductible 70.00
     answered(db, payer_sandbox, visit.claim_id)
     assert jobs.reconcile_visit(visit.appointment_id) == "balance_charge"
-    row = reconciliation(db, visit.appointment_id)
+    row = reconciliation_of(db, visit.appointment_id)
     assert (row.patient_responsibility_cents, row.difference_cents) == (9500, 5500)
     assert "your deductible" in row.explanation
 
@@ -128,7 +110,7 @@ def test_near_the_out_of_pocket_maximum_the_share_is_capped_and_the_rest_refunde
     visit = hybrid_visit("OOP-30-SHORT", deposit=3900)        # 30.00 left: copay 25.00 + coinsurance cut to 5.00
     answered(db, payer_sandbox, visit.claim_id)
     assert jobs.reconcile_visit(visit.appointment_id) == "refund"
-    row = reconciliation(db, visit.appointment_id)
+    row = reconciliation_of(db, visit.appointment_id)
     assert (row.patient_responsibility_cents, row.difference_cents, row.insurance_paid_cents) == (3000, -900, 6500)
 
 
@@ -137,7 +119,7 @@ def test_pr_204_is_the_patients_charged_and_explained(db, hybrid_visit, payer_sa
     answered(db, payer_sandbox, visit.claim_id)
     assert fresh(db, Claim, visit.claim_id).status == "denied"
     assert jobs.reconcile_visit(visit.appointment_id) == "balance_charge"
-    row = reconciliation(db, visit.appointment_id)
+    row = reconciliation_of(db, visit.appointment_id)
     assert (row.patient_responsibility_cents, row.insurance_paid_cents, row.difference_cents) == (
         PRICE, 0, PRICE - 3900)
     assert balance_charge(db, visit.appointment_id).amount_cents == PRICE - 3900
@@ -150,7 +132,7 @@ def test_co_denials_are_written_off_never_charged(db, hybrid_visit, payer_sandbo
     visit = hybrid_visit(shape, deposit=3900)
     answered(db, payer_sandbox, visit.claim_id)
     assert jobs.reconcile_visit(visit.appointment_id) == "refund"
-    row = reconciliation(db, visit.appointment_id)
+    row = reconciliation_of(db, visit.appointment_id)
     assert (row.patient_responsibility_cents, row.written_off_cents, row.difference_cents) == (0, PRICE, -3900)
     assert balance_charge(db, visit.appointment_id) is None
     assert db.get(Refund, row.refund_id).amount_cents == 3900       # the whole deposit back
@@ -167,7 +149,7 @@ def test_a_co_denial_without_a_deposit_ends_with_nothing(db, hybrid_visit, payer
 def test_self_pay_is_reconciled_at_signing(db, hybrid_visit):
     visit = hybrid_visit(None, deposit=10000)
     assert visit.claim_id is None
-    row = reconciliation(db, visit.appointment_id)
+    row = reconciliation_of(db, visit.appointment_id)
     assert (row.outcome, row.patient_responsibility_cents, row.difference_cents, row.claim_id) == (
         "balance_charge", PRICE, PRICE - 10000, None)
     assert actions(db, visit.appointment_id, "claim.") == ["claim.self_pay"]
@@ -177,14 +159,14 @@ def test_a_secondary_plan_is_billed_before_the_patient(db, hybrid_visit, payer_s
     visit = hybrid_visit("W100000001", deposit=2000, secondary="BCBS-MET")
     answered(db, payer_sandbox, visit.claim_id)                # the primary leaves 95.00 to the patient
     assert jobs.reconcile_visit(visit.appointment_id) == "waiting"
-    assert reconciliation(db, visit.appointment_id) is None and balance_charge(db, visit.appointment_id) is None
+    assert reconciliation_of(db, visit.appointment_id) is None and balance_charge(db, visit.appointment_id) is None
     secondary = db.scalar(select(Claim).where(Claim.appointment_id == visit.appointment_id,
                                               Claim.rank == "secondary"))
     assert (secondary.status, secondary.primary_claim_id, secondary.billed_cents) == ("draft", visit.claim_id, 9500)
     assert fresh(db, Claim, visit.claim_id).status == "adjudicated"
     answered(db, payer_sandbox, secondary.id)     # BCBS: allowed 90.00, copay 30.00 + 10% of 60.00 = 36.00
     assert jobs.reconcile_visit(visit.appointment_id) == "balance_charge"
-    row = reconciliation(db, visit.appointment_id)
+    row = reconciliation_of(db, visit.appointment_id)
     assert (row.claim_id, row.patient_responsibility_cents, row.difference_cents) == (secondary.id, 3600, 1600)
     assert [c.status for c in db.scalars(select(Claim).where(Claim.appointment_id == visit.appointment_id)
                                          .order_by(Claim.id))] == ["reconciled", "reconciled"]

@@ -16,14 +16,6 @@ from tests.helpers.web import current_code
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def laptop(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    yield page
-    context.close()
-
-
 def test_a_provider_documents_codes_and_signs_a_visit(live_server, laptop, db, visit, clock):
     codes.search_diagnoses("J06")          # the ICD-10-CM index, built once per process (a few seconds)
     page = laptop

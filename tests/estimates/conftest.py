@@ -1,10 +1,8 @@
-"""Estimate fixtures: the clinic's payers (the simulator's demo payers), a LOCAL code priced on the fee
-schedule, a hybrid type expecting it, fresh simulator members (never a demo member whose accumulators
-another test may move) and coverages made directly with the models."""
+"""Estimate fixtures: a LOCAL code priced on the fee schedule, a hybrid type expecting it and coverages
+made directly with the models. (The clinic's payers and fresh simulator members, never a demo member
+whose accumulators another test may move, are shared: tests/helpers/fixtures_insurance.py.)"""
 from __future__ import annotations
 
-import itertools
-import time
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -12,7 +10,6 @@ import pytest
 from tests.helpers.payments import drain
 
 UTC = timezone.utc
-_numbers = itertools.count(1)
 CODE_PRICE = 15000           # LOC-FOLLOWUP's price in these tests
 
 
@@ -21,17 +18,6 @@ def _clean_queue(app):
     drain(app)
     yield
     drain(app)
-
-
-@pytest.fixture
-def payers(db):
-    from app.models import Payer
-
-    rows = [Payer(id="AETNA-DEMO", name="Aetna (demo)", default_allowed_percent=60),
-            Payer(id="BCBS-DEMO", name="Blue Cross Blue Shield (demo)", default_allowed_percent=55)]
-    db.add_all(rows)
-    db.commit()
-    return {p.id: p for p in rows}
 
 
 @pytest.fixture
@@ -54,16 +40,6 @@ def hybrid_type(factories, follow_up_code):
         name="Follow-up (insurance)", price_cents=4000, payment_timing="hybrid", modality="telehealth",
         expected_codes=[{"system": "LOCAL", "code": "LOC-FOLLOWUP", "modifier": "", "units": 1}],
         deposit_rule="estimate")
-
-
-@pytest.fixture
-def new_member(payer_sandbox):
-    """A fresh simulator member: returns its member id."""
-    def make(payer_id: str = "AETNA-DEMO", plan_id: str = "AETNA-PPO", **fields) -> str:
-        member_id = f"E{int(time.time()) % 100000:05d}{next(_numbers):05d}"
-        payer_sandbox.put_member(payer_id, member_id, plan_id=plan_id, **fields)
-        return member_id
-    return make
 
 
 @pytest.fixture

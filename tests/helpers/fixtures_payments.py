@@ -1,7 +1,8 @@
-"""Payment fixtures shared by several folders (payments, cards, refunds, chain, twindow, ...):
-the Stripe sandbox, a held appointment, a Stripe.js-like browser, Stripe's own view, this run's
-queue. Registered once, in tests/conftest.py (``pytest_plugins``); app modules are imported
-inside the fixtures, so tests that never use them (tests/stripe_sandbox) never import the app."""
+"""Payment fixtures shared by several folders (payments, cards, refunds, chain, twindow, postvisit,
+hybrid, ...): the Stripe sandbox, a held appointment, Stripe.js-like browsers (paying, saving a card),
+Stripe's own view, this run's queue. Registered once, in tests/conftest.py (``pytest_plugins``); app
+modules are imported inside the fixtures, so tests that never use them (tests/stripe_sandbox) never
+import the app."""
 import pytest
 
 
@@ -36,6 +37,16 @@ def browser_pay(sandbox):
     from tests.helpers.payments import Browser
 
     b = Browser(sandbox)
+    yield b
+    b.http.close()
+
+
+@pytest.fixture
+def card_browser(sandbox):
+    """Saves a card the way Stripe.js's confirmSetup does (publishable key + the SetupIntent's secret)."""
+    from tests.helpers.payments import CardBrowser
+
+    b = CardBrowser(sandbox)
     yield b
     b.http.close()
 

@@ -1,10 +1,12 @@
-"""Shared steps for the deposit-to-book tests: open and settle an attempt, read what the audit
-trail and Stripe hold, a 'browser' that pays the way Stripe.js does, and a deposit paid and
-captured through the Stripe sandbox for tests that need a real payment. (The fixtures built on
-these live in tests/helpers/fixtures_payments.py.)"""
+"""Shared steps for the payment tests: open and settle an attempt, read what the audit trail,
+the consents and Stripe hold, 'browsers' that pay or save a card the way Stripe.js does, a card
+attached to a Customer, a deposit paid and captured through the Stripe sandbox for tests that need
+a real payment, and a recording of every request the app sends to Stripe (the PHI checks). (The
+fixtures built on these live in tests/helpers/fixtures_payments.py.)"""
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import stripe
@@ -15,7 +17,7 @@ from app.jobs import get_queue, set_app
 from app.services.gateway import gateway
 from app.services import booking, settlement
 from app.services.settlement import timings
-from app.models import Appointment, AuditEvent, PaymentAttempt, StripeEvent
+from app.models import Appointment, AuditEvent, PaymentAttempt, PaymentConsent, StripeEvent
 from app.services import payments
 from app.services.audit import Actor
 from tests.helpers.web import csrf_from, login
@@ -61,6 +63,13 @@ def stored_events(db) -> int:
     return db.scalar(select(func.count()).select_from(StripeEvent))
 
 
+def consents(db, appointment_id) -> list[PaymentConsent]:
+    """The appointment's payment consents, oldest first."""
+    db.expire_all()
+    return list(db.scalars(select(PaymentConsent).where(PaymentConsent.appointment_id == appointment_id)
+                           .order_by(PaymentConsent.id)))
+
+
 class Browser:
     """Does what the sandbox's Stripe.js does for confirmPayment, with the publishable key."""
 
@@ -85,6 +94,30 @@ class Browser:
         return self.sandbox.complete_3ds(attempt.stripe_payment_intent_id, success=success)
 
 
+class CardBrowser:
+    """What the sandbox's Stripe.js does for confirmSetup, with the publishable key."""
+
+    def __init__(self, sandbox):
+        self.http = stripe.RequestsClient()
+        self.pk = stripe.StripeClient(sandbox.publishable_key, base_addresses={"api": sandbox.api_base},
+                                      http_client=self.http)
+        self.sandbox = sandbox
+
+    def save(self, setup, number: str):
+        """Confirm the setup's SetupIntent with a test card; the SetupIntent, or the card error."""
+        pm = self.pk.v1.payment_methods.create(params={"type": "card", "card": {
+            "number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"}})
+        try:
+            return self.pk.v1.setup_intents.confirm(setup.stripe_setup_intent_id, params={
+                "payment_method": pm.id, "client_secret": setup.client_secret,
+                "return_url": "http://127.0.0.1/return"})
+        except stripe.CardError as error:
+            return error
+
+    def authenticate(self, setup, success=True):
+        return self.sandbox.complete_3ds(setup.stripe_setup_intent_id, success=success)
+
+
 class StripeAdmin:
     """The secret-key view of the sandbox: what Stripe itself holds."""
 
@@ -106,6 +139,41 @@ class StripeAdmin:
 
     def customers(self) -> list:
         return list(self.client.v1.customers.list(params={"limit": 100}).auto_paging_iter())
+
+
+def attach_card(browser_pay, stripe_admin, customer: str, number: str = SUCCESS) -> str:
+    """A test card made with the publishable key and attached to ``customer``; its PaymentMethod id."""
+    pm = browser_pay.pk.v1.payment_methods.create(params={"type": "card", "card": {
+        "number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"}})
+    stripe_admin.client.v1.payment_methods.attach(pm.id, params={"customer": customer})
+    return pm.id
+
+
+class Recording(stripe.RequestsClient):
+    """An HTTP client for the Stripe SDK that keeps (method, url, body) of every request it sends."""
+
+    def __init__(self):
+        super().__init__()
+        self.sent: list[tuple[str, str, str]] = []
+
+    def request(self, method, url, headers, post_data=None):
+        self.sent.append((method, url, post_data or ""))
+        return super().request(method, url, headers, post_data)
+
+
+@contextmanager
+def recording_stripe(app):
+    """The app's gateway (the live server's too: one app) through a Recording client, for the block."""
+    from app.integrations.stripe_gateway import StripeGateway
+
+    recording = Recording()
+    original = app.extensions.get("stripe_gateway")
+    app.extensions["stripe_gateway"] = StripeGateway.from_settings(app.config["SETTINGS"], http_client=recording)
+    try:
+        yield recording
+    finally:
+        app.extensions["stripe_gateway"] = original
+        recording.close()
 
 
 def assert_captured_once(db, stripe_admin, attempt_id, amount=12500):
@@ -182,6 +250,6 @@ def paid_appointment(db, factories, clock, policy, sandbox, *, starts_at: dateti
 
 
 __all__ = ["SUCCESS", "PAYMENT_ACTIONS", "MON_10_NY", "start", "settle", "fresh", "audit_rows", "count_action",
-           "stored_events", "Browser", "StripeAdmin", "assert_captured_once", "sign_in", "checkout_page",
-           "complete", "drain", "paid_appointment", "Appointment", "PaymentAttempt", "StripeEvent", "timedelta",
-           "csrf_from"]
+           "stored_events", "consents", "Browser", "CardBrowser", "StripeAdmin", "attach_card", "Recording",
+           "recording_stripe", "assert_captured_once", "sign_in", "checkout_page", "complete", "drain",
+           "paid_appointment", "Appointment", "PaymentAttempt", "StripeEvent", "timedelta", "csrf_from"]

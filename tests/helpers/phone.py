@@ -1,7 +1,12 @@
-"""Browser steps and measurements for the phone-sized (360 px) e2e tests."""
+"""Browser steps and measurements for the e2e tests: signing in, a test card typed into the Payment
+Element, the phone-sized (360 px) page's tap targets; on a laptop, the provider's step-up and the
+note's review and signature."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 MIN_TAP = 44      # CSS px, each way
+EXPIRY, CVC, ZIP = "12 / 34", "123", "10001"     # what a person types with any sandbox test card
 
 
 def sign_in(page, base: str, email: str, password: str = "correct-horse-battery") -> None:
@@ -21,6 +26,44 @@ def sign_in(page, base: str, email: str, password: str = "correct-horse-battery"
         page.get_by_role("button", name="Continue").click()
         page.wait_for_url(lambda url: "/login" not in url)
     page.wait_for_load_state("load")
+
+
+
+def fill_card(page, number: str) -> None:
+    """Type a test card into the Payment Element (the sandbox's Stripe.js) on the page."""
+    page.get_by_label("Card number").fill(number)
+    page.get_by_label("Expiration (MM / YY)").fill(EXPIRY)
+    page.get_by_label("CVC").fill(CVC)
+    page.get_by_label("ZIP").fill(ZIP)
+
+
+def step_up(page, email: str) -> None:
+    """Answer "Confirm it is you" with the code the authenticator shows now."""
+    from flask import current_app
+    from playwright.sync_api import expect
+
+    from tests.helpers.web import current_code
+
+    expect(page.get_by_role("heading", name="Confirm it is you")).to_be_visible()
+    page.get_by_label("Code", exact=True).fill(current_code(current_app._get_current_object(), email))
+    page.get_by_role("button", name="Confirm").click()
+
+
+def review_and_sign(page, clock, email: str, total: str) -> None:
+    """From the open note: Review and sign (the review shows ``total``), then Sign note; the sign-in's code
+    is too old by then (the clock moved 16 minutes), so the step-up comes first; ends on the signed note."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("link", name="Review and sign").click()
+    page.wait_for_url(lambda url: url.endswith("/review"))
+    expect(page.locator("#review-total")).to_contain_text(f"Total {total}")
+    clock.advance(timedelta(minutes=16))                       # the sign-in's code is too old to sign with
+    page.get_by_role("button", name="Sign note").click()
+    step_up(page, email)
+    page.wait_for_url(lambda url: url.endswith("/review"))
+    page.get_by_role("button", name="Sign note").click()
+    page.wait_for_url(lambda url: "/review" not in url)
+    expect(page.get_by_role("heading", name="Visit note Signed")).to_be_visible()
 
 
 # Every visible link and button, with its box and a name a person would recognise.

@@ -1,5 +1,6 @@
 """Hybrid deposit fixtures: a held hybrid appointment with its Estimate attached, made directly with
-the models (no intake or estimate pages needed), and a Stripe.js-like 'browser' for SetupIntents."""
+the models (no intake or estimate pages needed). (``card_browser``, the Stripe.js-like 'browser' for
+SetupIntents, is a shared payment fixture: tests/helpers/fixtures_payments.py.)"""
 from datetime import datetime, timezone
 
 import pytest
@@ -65,33 +66,3 @@ def make_hybrid_hold(db, factories, clock, policy, sandbox):
 def hybrid_hold(make_hybrid_hold):
     """A held hybrid appointment whose estimate asks a $30.00 deposit (the type's price is $40.00)."""
     return make_hybrid_hold()
-
-
-class CardBrowser:
-    """What the sandbox's Stripe.js does for confirmSetup (a zero deposit), with the publishable key."""
-
-    def __init__(self, sandbox):
-        import stripe
-
-        self.http = stripe.RequestsClient()
-        self.pk = stripe.StripeClient(sandbox.publishable_key, base_addresses={"api": sandbox.api_base},
-                                      http_client=self.http)
-
-    def save(self, setup, number: str):
-        import stripe
-
-        pm = self.pk.v1.payment_methods.create(params={"type": "card", "card": {
-            "number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"}})
-        try:
-            return self.pk.v1.setup_intents.confirm(setup.stripe_setup_intent_id, params={
-                "payment_method": pm.id, "client_secret": setup.client_secret,
-                "return_url": "http://127.0.0.1/return"})
-        except stripe.CardError as error:
-            return error
-
-
-@pytest.fixture
-def card_browser(sandbox):
-    b = CardBrowser(sandbox)
-    yield b
-    b.http.close()

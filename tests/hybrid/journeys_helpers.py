@@ -8,27 +8,23 @@ from __future__ import annotations
 import itertools
 import re
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from urllib.parse import urlsplit
 
-import stripe
-from flask import current_app
 from playwright.sync_api import expect
 from sqlalchemy import select
 
 from app.jobs import claims as claim_jobs
 from app.jobs.notifications import render
 from app.models import (Appointment, AppointmentType, BillingCode, Charge, Claim, CollectionCase, FeeScheduleEntry,
-                        Notification, Payer, PayerAllowedAmount, PaymentAttempt, PaymentConsent, Reconciliation)
+                        Notification, Payer, PayerAllowedAmount, PaymentAttempt, PaymentConsent)
 from app.services import codes, emr, hybrid_deposit
 from app.services.audit import Actor
-from tests.helpers.phone import sign_in
-from tests.helpers.web import current_code
+from tests.helpers.payments import Recording
+from tests.helpers.phone import fill_card, review_and_sign, sign_in
 
 SYSTEM = Actor.system("test")
-EXPIRY, CVC, ZIP = "12 / 34", "123", "10001"
 PASSWORD = "amber-violin-tundra-42"
 
 # The clinic's fee for CPT 99213 and what the simulator's AETNA-DEMO allows for it (its fee schedule,
@@ -119,13 +115,6 @@ def new_member(payer_sandbox, **fields) -> str:
 
 def narrow(page) -> None:
     assert page.evaluate("document.documentElement.scrollWidth") <= 360, page.url
-
-
-def fill_card(page, number: str) -> None:
-    page.get_by_label("Card number").fill(number)
-    page.get_by_label("Expiration (MM / YY)").fill(EXPIRY)
-    page.get_by_label("CVC").fill(CVC)
-    page.get_by_label("ZIP").fill(ZIP)
 
 
 def sign_up(page, base: str, person: Person) -> None:
@@ -245,12 +234,6 @@ def deposit_attempt(db, appointment_id: int) -> PaymentAttempt:
 
 # -- the provider ----------------------------------------------------------------------------------
 
-def step_up(page, email: str) -> None:
-    expect(page.get_by_role("heading", name="Confirm it is you")).to_be_visible()
-    page.get_by_label("Code", exact=True).fill(current_code(current_app._get_current_object(), email))
-    page.get_by_role("button", name="Confirm").click()
-
-
 def sign_in_the_browser(page, base: str, db, clock, clinic: Clinic, booked: Booked) -> None:
     """The provider, on a laptop: the day view, the note, a diagnosis, CPT 99213, review, step-up, sign."""
     provider = clinic.provider
@@ -275,16 +258,7 @@ def sign_in_the_browser(page, base: str, db, clock, clinic: Clinic, booked: Book
     expect(page.locator("#line-1")).to_contain_text(f"CPT {CPT}")
     expect(page.locator("#total")).to_contain_text("Total $150.00")
     expect(page.locator("#draft-status .banner")).to_have_count(0)
-    page.get_by_role("link", name="Review and sign").click()
-    page.wait_for_url(lambda url: url.endswith("/review"))
-    expect(page.locator("#review-total")).to_contain_text("Total $150.00")
-    clock.advance(timedelta(minutes=16))                       # the sign-in's code is too old to sign with
-    page.get_by_role("button", name="Sign note").click()
-    step_up(page, provider.user.email)
-    page.wait_for_url(lambda url: url.endswith("/review"))
-    page.get_by_role("button", name="Sign note").click()
-    page.wait_for_url(lambda url: "/review" not in url)
-    expect(page.get_by_role("heading", name="Visit note Signed")).to_be_visible()
+    review_and_sign(page, clock, provider.user.email, "$150.00")
     booked.claim_id = claim_of(db, booked.appointment_id).id
 
 
@@ -311,11 +285,6 @@ def sign_through_the_emr(db, clock, clinic: Clinic, booked: Booked) -> None:
 def claim_of(db, appointment_id: int) -> Claim:
     db.expire_all()
     return db.scalars(select(Claim).where(Claim.appointment_id == appointment_id, Claim.rank == "primary")).one()
-
-
-def reconciliation_of(db, appointment_id: int) -> Reconciliation | None:
-    db.expire_all()
-    return db.scalar(select(Reconciliation).where(Reconciliation.appointment_id == appointment_id))
 
 
 def balance_case(db, appointment_id: int) -> CollectionCase | None:
@@ -412,31 +381,6 @@ def pay_link(db, appointment_id: int, channel: str) -> str:
 
 # -- PHI watch: every request to Stripe (server and the page's Stripe.js), every message --------------------
 
-class Recording(stripe.RequestsClient):
-    def __init__(self):
-        super().__init__()
-        self.sent: list[tuple[str, str, str]] = []
-
-    def request(self, method, url, headers, post_data=None):
-        self.sent.append((method, url, post_data or ""))
-        return super().request(method, url, headers, post_data)
-
-
-@contextmanager
-def recording_stripe(app):
-    """The app's gateway (the live server's too: one app) through a client that keeps each request."""
-    from app.integrations.stripe_gateway import StripeGateway
-
-    recording = Recording()
-    original = app.extensions.get("stripe_gateway")
-    app.extensions["stripe_gateway"] = StripeGateway.from_settings(app.config["SETTINGS"], http_client=recording)
-    try:
-        yield recording
-    finally:
-        app.extensions["stripe_gateway"] = original
-        recording.close()
-
-
 def watch_stripe_js(page, sandbox_base: str) -> list[str]:
     """What the page's Stripe.js sends to the sandbox (URL and body), as it happens."""
     seen: list[str] = []
@@ -460,9 +404,11 @@ def run_the_queue(app) -> None:
 
     set_app(app)
     queue = get_queue("default", app)
+    before = set(queue.failed_job_registry.get_job_ids())      # the session's queue: earlier tests' failures
     SimpleWorker([queue], connection=redis_connection(app)).work(burst=True)
-    failed = queue.failed_job_registry.get_job_ids()
-    assert failed == [], [(queue.fetch_job(j).func_name, (queue.fetch_job(j).exc_info or "")[-400:]) for j in failed]
+    failed = [j for j in queue.failed_job_registry.get_job_ids() if j not in before]
+    assert failed == [], [(job.func_name, (job.latest_result().exc_string or "")[-400:])
+                          for job in map(queue.fetch_job, failed)]
 
 
 def assert_no_phi_left_home(db, stripe_admin, recording: Recording, browser_requests: list[str], booked: Booked,

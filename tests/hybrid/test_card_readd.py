@@ -8,33 +8,18 @@ from datetime import timedelta
 from markupsafe import escape
 from sqlalchemy import func, select
 
-from app.models import (Appointment, Charge, CollectionCase, Encounter, Patient, PaymentConsent,
-                        Reconciliation)
-from app.services import audit, card_setup, cards, hybrid_deposit
-from tests.helpers.payments import fresh, sign_in
-from tests.hybrid.test_deposit import pay_on_page
+from app.models import Appointment, Charge, CollectionCase, Encounter, Patient, Reconciliation
+from app.services import card_setup, cards, hybrid_deposit
+from tests.helpers.hybrid import agree_to_setup, complete_setup, pay_on_page
+from tests.helpers.payments import consents, count_action, fresh, sign_in
+from tests.helpers.web import csrf_from
 
 MASTERCARD = "5555555555554444"
 
 
-def consents(db, appointment_id) -> list[PaymentConsent]:
-    db.expire_all()
-    return list(db.scalars(select(PaymentConsent).where(PaymentConsent.appointment_id == appointment_id)
-                           .order_by(PaymentConsent.id)))
-
-
-def count(db, appointment_id, action) -> int:
-    return audit.actions_for(db, appointment_id=appointment_id).count(action)
-
-
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf_token" type="hidden" value="([^"]*)"|name="csrf_token" value="([^"]*)"', html)
-    return next(g for g in found.groups() if g)
-
-
 def remove(client, pm):
     page = client.get("/account/cards").get_data(as_text=True)
-    return page, client.post(f"/account/cards/{pm}/remove", data={"csrf_token": csrf_of(page)})
+    return page, client.post(f"/account/cards/{pm}/remove", data={"csrf_token": csrf_from(page)})
 
 
 def test_removing_the_deposit_card_makes_the_hybrid_visit_need_one_and_the_card_page_restores_it(
@@ -53,7 +38,7 @@ def test_removing_the_deposit_card_makes_the_hybrid_visit_need_one_and_the_card_
     assert removed.status_code == 303
     appointment = fresh(db, Appointment, hold.id)
     assert appointment.status == "confirmed" and appointment.payment_method_id is None
-    assert count(db, hold.id, "card.needed") == 1
+    assert count_action(db, hold.id, "card.needed") == 1
     assert cards.needing_a_card(db, db.get(Patient, hold.patient_id)) == [appointment]
 
     page = client.get("/account/cards").get_data(as_text=True)
@@ -73,19 +58,13 @@ def test_removing_the_deposit_card_makes_the_hybrid_visit_need_one_and_the_card_
     assert f'data-consent-version="{hybrid_deposit.SETUP_CONSENT_VERSION}"' in html
     assert "I agree: charge my card after my insurer answers" in html
     csrf = re.search(r'data-csrf="([^"]*)"', html).group(1)
-    headers = {"X-CSRFToken": csrf, "Accept": "application/json"}
-    unticked = client.post(f"/checkout/{hold.id}/setup-consent", headers=headers,
-                           data={"version": hybrid_deposit.SETUP_CONSENT_VERSION})
-    assert unticked.status_code == 422
-    stale = client.post(f"/checkout/{hold.id}/setup-consent", headers=headers,
-                        data={"consent": "1", "version": card_setup.CONSENT_VERSION})
+    assert agree_to_setup(client, hold.id, csrf, ticked=False).status_code == 422
+    stale = agree_to_setup(client, hold.id, csrf, version=card_setup.CONSENT_VERSION)
     assert stale.status_code == 409                                # the post-visit words are not these
-    agreed = client.post(f"/checkout/{hold.id}/setup-consent", headers=headers,
-                         data={"consent": "1", "version": hybrid_deposit.SETUP_CONSENT_VERSION})
-    assert agreed.get_json() == {"state": "consented"}
+    assert agree_to_setup(client, hold.id, csrf).get_json() == {"state": "consented"}
     si = card_browser.save(card_setup.current_setup(db, fresh(db, Appointment, hold.id)), MASTERCARD)
     assert si.status == "succeeded"
-    body = client.post(f"/checkout/{hold.id}/setup-complete", data={"then": "card"}, headers=headers).get_json()
+    body = complete_setup(client, hold.id, csrf, then="card").get_json()
     assert body == {"state": "confirmed", "message": None, "redirect": f"/appointments/{hold.id}"}
 
     appointment = fresh(db, Appointment, hold.id)
@@ -96,7 +75,7 @@ def test_removing_the_deposit_card_makes_the_hybrid_visit_need_one_and_the_card_
         "hybrid_balance", hybrid_deposit.SETUP_CONSENT_VERSION, hybrid_deposit.SETUP_CONSENT_WORDING, "4444",
         si.payment_method)
     assert readded.card_setup_id is not None and readded.accepted_by_id == hold.patient.user_id
-    assert count(db, hold.id, "booking.confirmed") == 1                             # no booking change
+    assert count_action(db, hold.id, "booking.confirmed") == 1                             # no booking change
     charges = db.scalars(select(Charge).where(Charge.appointment_id == hold.id)).all()
     assert [(c.purpose, c.amount_captured_cents) for c in charges] == [("deposit", 3000)]   # nothing charged now
     detail = client.get(f"/appointments/{hold.id}").get_data(as_text=True)
@@ -109,20 +88,18 @@ def test_replacing_the_card_of_a_zero_deposit_hybrid_visit(db, client, make_hybr
     hold = make_hybrid_hold(deposit_cents=0)
     sign_in(client, hold.patient.user)
     html = client.get(f"/checkout/{hold.id}").get_data(as_text=True)
-    headers = {"X-CSRFToken": re.search(r'data-csrf="([^"]*)"', html).group(1), "Accept": "application/json"}
-    version = {"consent": "1", "version": hybrid_deposit.SETUP_CONSENT_VERSION}
-    assert client.post(f"/checkout/{hold.id}/setup-consent", headers=headers, data=version).status_code == 200
+    csrf = re.search(r'data-csrf="([^"]*)"', html).group(1)
+    assert agree_to_setup(client, hold.id, csrf).status_code == 200
     card_browser.save(card_setup.current_setup(db, fresh(db, Appointment, hold.id)), "4242424242424242")
-    assert client.post(f"/checkout/{hold.id}/setup-complete", data={"then": "book"},
-                       headers=headers).get_json()["state"] == "confirmed"
+    assert complete_setup(client, hold.id, csrf).get_json()["state"] == "confirmed"
     detail = client.get(f"/appointments/{hold.id}").get_data(as_text=True)
     assert "your saved card ending 4242." in detail and "refund the difference" not in detail
 
     html = client.get(f"/appointments/{hold.id}/card").get_data(as_text=True)
     assert "This visit is charged to your card ending 4242" in html and "goes back to the card" not in html
-    assert client.post(f"/checkout/{hold.id}/setup-consent", headers=headers, data=version).status_code == 200
+    assert agree_to_setup(client, hold.id, csrf).status_code == 200
     si = card_browser.save(card_setup.current_setup(db, fresh(db, Appointment, hold.id)), MASTERCARD)
-    body = client.post(f"/checkout/{hold.id}/setup-complete", data={"then": "card"}, headers=headers).get_json()
+    body = complete_setup(client, hold.id, csrf, then="card").get_json()
     assert body["state"] == "confirmed"
     assert fresh(db, Appointment, hold.id).payment_method_id == si.payment_method
     assert [(c.kind, c.card_last4) for c in consents(db, hold.id)] == [("hybrid_balance", "4242"),

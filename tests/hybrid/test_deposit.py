@@ -4,18 +4,19 @@ is saved on the patient's Customer; the balance consent recorded once with the c
 decline back to checkout; a zero deposit saving the card with a SetupIntent; no estimate -> intake
 first; two tabs and two paths at once; nothing clinical to Stripe; a cancellation refunded by policy."""
 import re
-import threading
 
 import pytest
 import stripe
 from markupsafe import escape
 from sqlalchemy import func, select
 
-from app.integrations.stripe_gateway import StripeGateway
 from app.jobs.payments import poll_payment, process_stripe_event
-from app.models import Appointment, Charge, Patient, PaymentAttempt, PaymentConsent, StripeEvent
+from app.models import Appointment, Charge, Patient, StripeEvent
 from app.services import audit, card_setup, hybrid_deposit, payments
-from tests.helpers.payments import SUCCESS, assert_captured_once, fresh, sign_in
+from tests.helpers.concurrency import run_together
+from tests.helpers.hybrid import agree, agree_to_setup, attempt_of, complete, complete_setup, open_checkout, pay_on_page
+from tests.helpers.payments import (SUCCESS, assert_captured_once, consents, count_action, fresh, recording_stripe,
+                                    sign_in)
 from tests.helpers.web import IsolatedClient, login
 from tests.hybrid.conftest import DEPOSIT, PRICE, SHARE
 
@@ -24,71 +25,6 @@ THREE_DS = "4000002500003155"
 
 
 # -- steps --------------------------------------------------------------------------------------
-
-def open_checkout(client, appointment_id, status=200):
-    response = client.get(f"/checkout/{appointment_id}")
-    html = response.get_data(as_text=True)
-    assert response.status_code == status, html[:800]
-    csrf = re.search(r'data-csrf="([^"]*)"', html)
-    return html, csrf and csrf.group(1)
-
-
-def agree(client, appointment_id, csrf, *, ticked=True, version=hybrid_deposit.CONSENT_VERSION):
-    data = {"version": version}
-    if ticked:
-        data["consent"] = "1"
-    return client.post(f"/checkout/{appointment_id}/hybrid-consent", data=data,
-                       headers={"X-CSRFToken": csrf, "Accept": "application/json"})
-
-
-def complete(client, appointment_id, csrf):
-    return client.post(f"/checkout/{appointment_id}/complete", headers={"X-CSRFToken": csrf,
-                                                                        "Accept": "application/json"})
-
-
-def attempt_of(db, appointment_id) -> PaymentAttempt:
-    db.expire_all()
-    return payments.current_attempt(db, db.get(Appointment, appointment_id))
-
-
-def consents(db, appointment_id) -> list[PaymentConsent]:
-    db.expire_all()
-    return list(db.scalars(select(PaymentConsent).where(PaymentConsent.appointment_id == appointment_id)
-                           .order_by(PaymentConsent.id)))
-
-
-def count(db, appointment_id, action) -> int:
-    return audit.actions_for(db, appointment_id=appointment_id).count(action)
-
-
-def pay_on_page(db, client, hold, browser_pay, number=SUCCESS):
-    """The whole page: open, tick the box (recorded first), Stripe.js confirms, the page asks the server."""
-    sign_in(client, hold.patient.user)
-    html, csrf = open_checkout(client, hold.id)
-    assert agree(client, hold.id, csrf).get_json() == {"state": "consented"}
-    intent = browser_pay.pay(attempt_of(db, hold.id), number)
-    return html, csrf, intent, complete(client, hold.id, csrf).get_json()
-
-
-def run_together(*calls):
-    barrier = threading.Barrier(len(calls))
-    errors, results = [], [None] * len(calls)
-
-    def run(i, fn):
-        try:
-            barrier.wait(timeout=10)
-            results[i] = fn()
-        except BaseException as error:       # noqa: BLE001 - reported below
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(i, fn)) for i, fn in enumerate(calls)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert not errors, errors
-    return results
-
 
 def assert_booked_with_card_and_consent(db, stripe_admin, hold, clock, *, last4="4242"):
     """Confirmed, the deposit captured once, the card saved on the Customer and kept on the
@@ -110,8 +46,8 @@ def assert_booked_with_card_and_consent(db, stripe_admin, hold, clock, *, last4=
         "hybrid_balance", "hybrid-balance-v1", hybrid_deposit.CONSENT_WORDING)
     assert (consent.payment_method_id, consent.card_last4, consent.card_setup_id) == (pm, last4, None)
     assert consent.accepted_at == clock.now() and consent.accepted_by_id == patient.user_id
-    assert count(db, hold.id, "consent.recorded") == 1 and count(db, hold.id, "consent.accepted") == 1
-    assert count(db, hold.id, "booking.confirmed") == 1
+    assert count_action(db, hold.id, "consent.recorded") == 1 and count_action(db, hold.id, "consent.accepted") == 1
+    assert count_action(db, hold.id, "booking.confirmed") == 1
     return appointment, attempt
 
 
@@ -171,7 +107,7 @@ def test_the_consent_box_must_be_ticked_and_its_wording_current(db, client, hybr
     assert "tick the box" in refused.get_json()["message"]
     stale = agree(client, hybrid_hold.id, csrf, version="post-visit-v1")
     assert stale.status_code == 409 and "wording" in stale.get_json()["message"]
-    assert count(db, hybrid_hold.id, "consent.accepted") == 0
+    assert count_action(db, hybrid_hold.id, "consent.accepted") == 0
     # The box cannot be unticked for "save this card" either: the card is kept for the balance.
     kept = client.post(f"/checkout/{hybrid_hold.id}/save-card", data={"save": "0"}, headers={"X-CSRFToken": csrf})
     assert kept.status_code == 409 and attempt_of(db, hybrid_hold.id).save_card is True
@@ -199,7 +135,7 @@ def test_consent_written_once_when_the_webhook_the_poll_and_the_page_race(
     for event_id in db.scalars(select(StripeEvent.id)):
         process_stripe_event(event_id)
     assert complete(client, hold.id, csrf).get_json()["state"] == "confirmed"
-    assert len(consents(db, hold.id)) == 1 and count(db, hold.id, "consent.recorded") == 1
+    assert len(consents(db, hold.id)) == 1 and count_action(db, hold.id, "consent.recorded") == 1
 
 
 def test_3d_secure_challenge_then_booked_with_the_card_saved(db, client, clock, hybrid_hold, browser_pay,
@@ -229,7 +165,7 @@ def test_a_decline_goes_back_to_checkout_and_another_card_books(db, client, cloc
     browser_pay.pay(attempt_of(db, hold.id), SUCCESS)
     assert complete(client, hold.id, csrf).get_json()["state"] == "confirmed"
     assert_booked_with_card_and_consent(db, stripe_admin, hold, clock)
-    assert attempt_of(db, hold.id).number == 1 and count(db, hold.id, "payment.declined") == 1
+    assert attempt_of(db, hold.id).number == 1 and count_action(db, hold.id, "payment.declined") == 1
 
 
 def test_a_deposit_confirmed_without_the_consent_step_is_kept_but_no_consent_is_invented(
@@ -240,9 +176,9 @@ def test_a_deposit_confirmed_without_the_consent_step_is_kept_but_no_consent_is_
     browser_pay.pay(attempt_of(db, hold.id), SUCCESS)                 # not our page: no box ticked
     assert complete(client, hold.id, csrf).get_json()["state"] == "confirmed"
     assert consents(db, hold.id) == []
-    assert count(db, hold.id, "consent.missing") == 1
+    assert count_action(db, hold.id, "consent.missing") == 1
     assert complete(client, hold.id, csrf).get_json()["state"] == "confirmed"
-    assert count(db, hold.id, "consent.missing") == 1
+    assert count_action(db, hold.id, "consent.missing") == 1
     assert fresh(db, Appointment, hold.id).payment_method_id                   # the card is still known
 
 
@@ -279,17 +215,13 @@ def test_a_zero_deposit_saves_the_card_with_a_setup_intent_and_the_consent(
     assert "Nothing is charged now." in html and "No deposit is due for this visit." in html
     assert str(escape(hybrid_deposit.SETUP_CONSENT_WORDING)) in html
     assert f'data-consent-version="{hybrid_deposit.SETUP_CONSENT_VERSION}"' in html
-    headers = {"X-CSRFToken": csrf, "Accept": "application/json"}
-    stale = client.post(f"/checkout/{hold.id}/setup-consent", headers=headers,
-                        data={"consent": "1", "version": card_setup.CONSENT_VERSION})
+    stale = agree_to_setup(client, hold.id, csrf, version=card_setup.CONSENT_VERSION)
     assert stale.status_code == 409                                   # the post-visit words are not these
-    agreed = client.post(f"/checkout/{hold.id}/setup-consent", headers=headers,
-                         data={"consent": "1", "version": hybrid_deposit.SETUP_CONSENT_VERSION})
-    assert agreed.get_json() == {"state": "consented"}
+    assert agree_to_setup(client, hold.id, csrf).get_json() == {"state": "consented"}
     setup = card_setup.current_setup(db, fresh(db, Appointment, hold.id))
     si = card_browser.save(setup, SUCCESS)
     assert si.status == "succeeded"
-    result = client.post(f"/checkout/{hold.id}/setup-complete", data={"then": "book"}, headers=headers).get_json()
+    result = complete_setup(client, hold.id, csrf).get_json()
     assert result["state"] == "confirmed"
 
     appointment = fresh(db, Appointment, hold.id)
@@ -338,7 +270,7 @@ def test_two_tabs_and_double_presses_make_one_intent_one_capture_one_consent(
     assert len(stripe_admin.intents_of(customer)) == 1 and attempt.number == 1
     agreed = run_together(*[(lambda t=tab, p=page: agree(t, hold_id, p[1])) for tab, page in zip(tabs, pages)])
     assert [a.status_code for a in agreed] == [200, 200]
-    assert count(db, hold.id, "consent.accepted") == 1
+    assert count_action(db, hold.id, "consent.accepted") == 1
     browser_pay.pay(attempt, SUCCESS)
     answers = run_together(*[(lambda t=tab, p=page: complete(t, hold_id, p[1])) for tab, page in zip(tabs, pages)])
     assert [a.get_json()["state"] for a in answers] == ["confirmed", "confirmed"]
@@ -347,29 +279,13 @@ def test_two_tabs_and_double_presses_make_one_intent_one_capture_one_consent(
 
 # -- nothing clinical leaves for Stripe --------------------------------------------------------------
 
-class Recording(stripe.RequestsClient):
-    def __init__(self):
-        super().__init__()
-        self.sent = []
-
-    def request(self, method, url, headers, post_data=None):
-        self.sent.append((method, url, post_data or ""))
-        return super().request(method, url, headers, post_data)
-
-
 def test_no_phi_reaches_stripe(app, db, client, make_hybrid_hold, factories, browser_pay):
     patient = factories.user("patient", full_name="Zelda Marchbanks", email="zelda.marchbanks@example.test",
                              phone="+15555550199").patient
     hold = make_hybrid_hold(patient=patient, name="Eczema flare follow-up")
-    recording = Recording()
-    original = app.extensions.get("stripe_gateway")
-    app.extensions["stripe_gateway"] = StripeGateway.from_settings(app.config["SETTINGS"], http_client=recording)
-    try:
+    with recording_stripe(app) as recording:
         pay_on_page(db, client, hold, browser_pay)
         assert fresh(db, Appointment, hold.id).status == "confirmed"
-    finally:
-        app.extensions["stripe_gateway"] = original
-        recording.close()
     sent = "\n".join(f"{url}\n{body}" for _, url, body in recording.sent)
     decoded = sent.replace("%5B", "[").replace("%5D", "]").replace("%5b", "[").replace("%5d", "]")
     assert "setup_future_usage=off_session" in decoded

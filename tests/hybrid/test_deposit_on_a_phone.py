@@ -6,19 +6,10 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.helpers.phone import sign_in
+from tests.helpers.phone import fill_card, sign_in
 from tests.hybrid.conftest import DEPOSIT
 
 pytestmark = pytest.mark.e2e
-
-EXPIRY, CVC, ZIP = "12 / 34", "123", "10001"
-
-
-def fill_card(page, number):
-    page.get_by_label("Card number").fill(number)
-    page.get_by_label("Expiration (MM / YY)").fill(EXPIRY)
-    page.get_by_label("CVC").fill(CVC)
-    page.get_by_label("ZIP").fill(ZIP)
 
 
 def narrow(page) -> bool:

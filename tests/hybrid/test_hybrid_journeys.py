@@ -38,12 +38,13 @@ from app.jobs import claims as claim_jobs
 from app.jobs import visit_charges as charge_jobs
 from app.models import Charge, PaymentAttempt, Refund
 from app.services import codes
-from tests.helpers.phone import sign_in
+from tests.helpers.claims import reconciliation_of
+from tests.helpers.payments import recording_stripe
+from tests.helpers.phone import fill_card, sign_in
 from tests.hybrid.journeys_helpers import (DEPOSIT, PAYER_ID, Booked, Person, assert_no_phi_left_home, balance_case,
                                            billing_submits_and_checks, book_on_phone, chain_steps, claim_of,
-                                           fill_card, intents, make_clinic, narrow, new_member, notifications_of,
-                                           pay_link, payer_answers, reconciliation_of, recording_stripe,
-                                           refunds_at_stripe, run_the_queue, sign_in_the_browser,
+                                           intents, make_clinic, narrow, new_member, notifications_of, pay_link,
+                                           payer_answers, refunds_at_stripe, run_the_queue, sign_in_the_browser,
                                            sign_through_the_emr, sign_up, statement_on_phone,
                                            submitted_automatically, watch_stripe_js)
 
@@ -66,14 +67,6 @@ def journey_settings(app, monkeypatch, payer_sandbox, sandbox, queue):
 @pytest.fixture
 def auto_submit(app, monkeypatch):
     monkeypatch.setitem(app.config, "SETTINGS", replace(app.config["SETTINGS"], CLAIM_AUTO_SUBMIT=True))
-
-
-@pytest.fixture
-def laptop(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 @pytest.fixture

@@ -1,11 +1,10 @@
 """Intake fixtures: a clinic with a payer list, a hybrid type (intake before a slot) and a plain
 deposit-to-book type, a clinician offering both, a signed-in patient, and helpers that fill each step
-through the pages as a phone's browser would (plain form posts with the page's CSRF token)."""
+through the pages as a phone's browser would (plain form posts with the page's CSRF token). (``payers``
+and ``new_member``, a fresh simulator member, are shared: tests/helpers/fixtures_insurance.py.)"""
 from __future__ import annotations
 
-import itertools
 import re
-import time
 from datetime import datetime, timezone
 
 import pytest
@@ -14,7 +13,6 @@ from tests.helpers.payments import drain
 from tests.helpers.web import csrf_from, login
 
 MON_10_NY = datetime(2026, 12, 7, 15, 0, tzinfo=timezone.utc)     # the test clock is Monday 08:00 New York
-_numbers = itertools.count(1)
 
 ABOUT = {"legal_name": "Maria José Alvarez", "date_of_birth": "1984-03-09", "sex": "female",
          "address_line1": "12 Elm Street", "address_line2": "", "city": "Albany", "state": "ny",
@@ -30,17 +28,6 @@ def _clean_queue(app):
     drain(app)
     yield
     drain(app)
-
-
-@pytest.fixture
-def payers(db):
-    from app.models import Payer
-
-    rows = [Payer(id="AETNA-DEMO", name="Aetna (demo)", default_allowed_percent=60),
-            Payer(id="BCBS-DEMO", name="Blue Cross Blue Shield (demo)", default_allowed_percent=55)]
-    db.add_all(rows)
-    db.commit()
-    return rows
 
 
 @pytest.fixture
@@ -60,16 +47,6 @@ def patient_client(app, client, factories, clinic):
     assert login(client, user.email).status_code == 303
     client.user = user
     return client
-
-
-@pytest.fixture
-def new_member(payer_sandbox):
-    """A fresh simulator member (accumulators never shared between tests): returns the member id."""
-    def make(payer_id: str = "AETNA-DEMO", plan_id: str = "AETNA-PPO", **fields) -> str:
-        member_id = f"I{int(time.time()) % 100000:05d}{next(_numbers):05d}"
-        payer_sandbox.put_member(payer_id, member_id, plan_id=plan_id, **fields)
-        return member_id
-    return make
 
 
 class IntakeDriver:

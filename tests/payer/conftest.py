@@ -1,7 +1,8 @@
 """Fixtures for the payer simulator and the clearinghouse client: one simulator process per session.
 
 These tests need no database: they drive devtools/payer_sandbox over HTTP through
-app/integrations/clearinghouse.py (and the simulator's /_sandbox/ admin routes).
+app/integrations/clearinghouse.py (and the simulator's /_sandbox/ admin routes). Fresh members
+(``new_member``) come from tests/helpers/fixtures_insurance.py.
 """
 from __future__ import annotations
 
@@ -21,16 +22,6 @@ _numbers = itertools.count(1)
 def clearinghouse(payer_sandbox):
     yield Clearinghouse(payer_sandbox.api_base, payer_sandbox.api_key, timeout=(2, 10))
     payer_sandbox.reset_faults()
-
-
-@pytest.fixture
-def new_member(payer_sandbox):
-    """A fresh member of its own (so accumulators never leak between tests): returns the member id."""
-    def make(payer_id: str = "AETNA-DEMO", plan_id: str = "AETNA-PPO", **fields) -> str:
-        member_id = f"T{int(time.time()) % 100000:05d}{next(_numbers):05d}"
-        payer_sandbox.put_member(payer_id, member_id, plan_id=plan_id, **fields)
-        return member_id
-    return make
 
 
 @pytest.fixture

@@ -6,11 +6,9 @@ import pytest
 import stripe
 from playwright.sync_api import expect
 
-from tests.helpers.phone import sign_in
+from tests.helpers.phone import fill_card, sign_in
 
 pytestmark = pytest.mark.e2e
-
-EXPIRY, CVC, ZIP = "12 / 34", "123", "10001"
 
 
 @pytest.fixture
@@ -56,13 +54,6 @@ def to_checkout(page, live_server, factories, db, *, on_review=None):
     appointment = db.query(Appointment).filter_by(patient_id=me.patient.id).one()
     assert appointment.status == "held"
     return appointment
-
-
-def fill_card(page, number):
-    page.get_by_label("Card number").fill(number)
-    page.get_by_label("Expiration (MM / YY)").fill(EXPIRY)
-    page.get_by_label("CVC").fill(CVC)
-    page.get_by_label("ZIP").fill(ZIP)
 
 
 def the_attempts(db, appointment):

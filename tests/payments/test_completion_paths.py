@@ -1,12 +1,11 @@
 """The browser's return, the webhook and the poll: each alone, all at once, and two tabs."""
-import threading
-
 from rq import SimpleWorker
 from sqlalchemy import select
 
 from app.jobs import redis_connection
 from app.jobs.payments import poll_payment, process_stripe_event
 from app.services import payments
+from tests.helpers.concurrency import run_together
 from tests.helpers.payments import (SUCCESS, Appointment, StripeEvent, assert_captured_once, checkout_page, complete,
                                     count_action, fresh, sign_in, start)
 from tests.helpers.web import IsolatedClient, login
@@ -84,26 +83,6 @@ def test_poll_alone(app, db, held, clock, browser_pay, stripe_admin, queue):
     assert poll_payment(attempt.id) == "final"
 
 
-def _run_together(*calls):
-    barrier = threading.Barrier(len(calls))
-    errors, results = [], [None] * len(calls)
-
-    def run(i, fn):
-        try:
-            barrier.wait(timeout=10)
-            results[i] = fn()
-        except BaseException as error:       # noqa: BLE001 - reported below
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(i, fn)) for i, fn in enumerate(calls)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert not errors, errors
-    return results
-
-
 def test_all_three_paths_at_once(app, db, client, held, clock, browser_pay, stripe_admin, sandbox, live_server,
                                  queue):
     sandbox.add_webhook_endpoint(f"{live_server}/webhooks/stripe")
@@ -115,9 +94,9 @@ def test_all_three_paths_at_once(app, db, client, held, clock, browser_pay, stri
     events = list(db.scalars(select(StripeEvent.id)))
     assert events
     held_id, attempt_id = held.id, attempt.id        # the threads never touch this session's objects
-    results = _run_together(lambda: complete(client, held_id, csrf),
-                            lambda: poll_payment(attempt_id),
-                            *[(lambda e=e: process_stripe_event(e)) for e in events])
+    results = run_together(lambda: complete(client, held_id, csrf),
+                           lambda: poll_payment(attempt_id),
+                           *[(lambda e=e: process_stripe_event(e)) for e in events])
     assert results[0].status_code == 200 and results[0].json["state"] == "confirmed"
     assert results[1] in ("confirmed", "final")
     _assert_done_once(db, stripe_admin, held, attempt)
@@ -129,7 +108,7 @@ def test_two_browser_tabs(app, db, held, clock, browser_pay, stripe_admin):
     for tab in tabs:
         assert login(tab, held.patient.user.email).status_code == 303
     held_id = held.id
-    pages = _run_together(*[(lambda t=tab: checkout_page(t, held_id)) for tab in tabs])
+    pages = run_together(*[(lambda t=tab: checkout_page(t, held_id)) for tab in tabs])
     assert [p[0].status_code for p in pages] == [200, 200]
     assert pages[0][1] == pages[1][1], "both tabs confirm the same PaymentIntent"
     attempt = _attempt_of(db, held)
@@ -139,7 +118,7 @@ def test_two_browser_tabs(app, db, held, clock, browser_pay, stripe_admin):
     assert count_action(db, held.id, "payment.attempted") == 1
 
     browser_pay.pay(attempt, SUCCESS)
-    answers = _run_together(*[(lambda t=tab, p=page: complete(t, held_id, p[2])) for tab, page in
+    answers = run_together(*[(lambda t=tab, p=page: complete(t, held_id, p[2])) for tab, page in
                               zip(tabs, pages)])
     assert [a.json["state"] for a in answers] == ["confirmed", "confirmed"]
     _assert_done_once(db, stripe_admin, held, attempt)

@@ -1,23 +1,10 @@
 """Nothing clinical or identifying leaves for Stripe: every request body and URL is inspected."""
 import re
 
-import stripe
-
-from app.integrations.stripe_gateway import StripeGateway
 from app.models import Appointment
 from app.services import booking
 from app.services.audit import Actor
-from tests.helpers.payments import MON_10_NY, SUCCESS, checkout_page, complete, fresh, sign_in
-
-
-class Recording(stripe.RequestsClient):
-    def __init__(self):
-        super().__init__()
-        self.sent = []
-
-    def request(self, method, url, headers, post_data=None):
-        self.sent.append((method, url, post_data or ""))
-        return super().request(method, url, headers, post_data)
+from tests.helpers.payments import MON_10_NY, SUCCESS, checkout_page, complete, fresh, recording_stripe, sign_in
 
 
 def test_no_phi_in_any_request_to_stripe(app, db, client, factories, clock, policy, sandbox, browser_pay):
@@ -26,11 +13,7 @@ def test_no_phi_in_any_request_to_stripe(app, db, client, factories, clock, poli
     provider = factories.provider(types=[visit], specialty=specialty, full_name="Bartholomew Quenby")
     patient = factories.user("patient", full_name="Zelda Marchbanks", email="zelda.marchbanks@example.test",
                              phone="+15555550199").patient
-    recording = Recording()
-    settings = app.config["SETTINGS"]
-    original = app.extensions.get("stripe_gateway")
-    app.extensions["stripe_gateway"] = StripeGateway.from_settings(settings, http_client=recording)
-    try:
+    with recording_stripe(app) as recording:
         held = booking.take_hold(db, now=clock.now(), patient=patient, provider_id=provider.id, type_id=visit.id,
                                  starts_at=MON_10_NY, policy=policy,
                                  actor=Actor("user", patient.user_id, "patient"))
@@ -45,9 +28,6 @@ def test_no_phi_in_any_request_to_stripe(app, db, client, factories, clock, poli
         browser_pay.pay(attempt, SUCCESS)
         assert complete(client, held.id, csrf).json["state"] == "confirmed"
         assert fresh(db, Appointment, held.id).status == "confirmed"
-    finally:
-        app.extensions["stripe_gateway"] = original
-        recording.close()
 
     posts = [s for s in recording.sent if s[0] == "post"]
     assert {re.sub(r"pi_\w+", "pi", url.split("/v1/")[1]) for _, url, _ in posts} >= {

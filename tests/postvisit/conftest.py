@@ -1,5 +1,5 @@
-"""Post-visit booking fixtures: a held post-visit appointment, and a 'browser' that saves a card
-the way Stripe.js's confirmSetup does (publishable key + the SetupIntent's client secret)."""
+"""Post-visit booking fixtures: a held post-visit appointment. (``card_browser``, saving a card the way
+Stripe.js's confirmSetup does, is a shared payment fixture: tests/helpers/fixtures_payments.py.)"""
 import pytest
 
 from tests.helpers.payments import drain
@@ -29,38 +29,3 @@ def post_visit_hold(db, factories, clock, policy, sandbox):
                                     actor=Actor("user", patient.user_id, "patient"))
     db.commit()
     return appointment
-
-
-class CardBrowser:
-    """What the sandbox's Stripe.js does for confirmSetup, with the publishable key."""
-
-    def __init__(self, sandbox):
-        import stripe
-
-        self.http = stripe.RequestsClient()
-        self.pk = stripe.StripeClient(sandbox.publishable_key, base_addresses={"api": sandbox.api_base},
-                                      http_client=self.http)
-        self.sandbox = sandbox
-
-    def save(self, setup, number: str):
-        """Confirm the setup's SetupIntent with a test card; the SetupIntent, or the card error."""
-        import stripe
-
-        pm = self.pk.v1.payment_methods.create(params={"type": "card", "card": {
-            "number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"}})
-        try:
-            return self.pk.v1.setup_intents.confirm(setup.stripe_setup_intent_id, params={
-                "payment_method": pm.id, "client_secret": setup.client_secret,
-                "return_url": "http://127.0.0.1/return"})
-        except stripe.CardError as error:
-            return error
-
-    def authenticate(self, setup, success=True):
-        return self.sandbox.complete_3ds(setup.stripe_setup_intent_id, success=success)
-
-
-@pytest.fixture
-def card_browser(sandbox):
-    b = CardBrowser(sandbox)
-    yield b
-    b.http.close()

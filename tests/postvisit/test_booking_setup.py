@@ -11,10 +11,10 @@ from sqlalchemy import func, select, update
 
 from app.jobs.card_setups import sweep_card_setups
 from app.jobs.payments import process_stripe_event
-from app.models import Appointment, AuditEvent, CardSetup, Patient, PaymentConsent, StripeEvent
+from app.models import Appointment, AuditEvent, CardSetup, Patient, StripeEvent
 from app.services import audit, booking, card_setup
 from app.services.audit import Actor
-from tests.helpers.payments import MON_10_NY, fresh, sign_in
+from tests.helpers.payments import MON_10_NY, consents, count_action, fresh, sign_in
 
 DECLINE = "4000000000000002"
 THREE_DS_AT_SETUP = "4000002500003155"
@@ -47,16 +47,6 @@ def setup_of(db, appointment_id) -> CardSetup:
     db.expire_all()
     return db.scalar(select(CardSetup).where(CardSetup.appointment_id == appointment_id)
                      .order_by(CardSetup.id.desc()).limit(1))
-
-
-def consents(db, appointment_id) -> list[PaymentConsent]:
-    db.expire_all()
-    return list(db.scalars(select(PaymentConsent).where(PaymentConsent.appointment_id == appointment_id)
-                           .order_by(PaymentConsent.id)))
-
-
-def count(db, appointment_id, action) -> int:
-    return audit.actions_for(db, appointment_id=appointment_id).count(action)
 
 
 def book_with(db, client, hold, card_browser, number="4242424242424242"):
@@ -176,7 +166,7 @@ def test_a_declined_card_leaves_the_hold_with_plain_words_and_another_card_books
     assert consents(db, hold.id) == []
     # Asking again records nothing new.
     assert complete(client, hold.id, csrf).get_json()["state"] == "declined"
-    assert count(db, hold.id, "card_setup.failed") == 1
+    assert count_action(db, hold.id, "card_setup.failed") == 1
 
     card_browser.save(setup_of(db, hold.id), "5555555555554444")
     assert complete(client, hold.id, csrf).get_json()["state"] == "confirmed"
@@ -236,7 +226,8 @@ def test_the_webhook_alone_confirms_and_duplicates_make_one_consent(
     appointment = fresh(db, Appointment, hold.id)
     assert appointment.status == "confirmed" and appointment.payment_method_id
     assert len(consents(db, hold.id)) == 1
-    assert count(db, hold.id, "card_setup.succeeded") == 1 and count(db, hold.id, "booking.confirmed") == 1
+    assert count_action(db, hold.id, "card_setup.succeeded") == 1
+    assert count_action(db, hold.id, "booking.confirmed") == 1
     db.expire_all()
     assert all(db.get(StripeEvent, e.id).processed_at is not None for e in stored)
     # The page asking afterwards finds it done.
@@ -269,8 +260,8 @@ def test_settling_twice_records_once(db, client, post_visit_hold, card_browser):
     for _ in range(2):
         assert card_setup.settle_setup(db, setup.id, source="test", actor=Actor.system("test")).state == "confirmed"
     assert len(consents(db, hold.id)) == 1
-    assert count(db, hold.id, "card_setup.succeeded") == 1 and count(db, hold.id, "consent.recorded") == 1
-    assert count(db, hold.id, "booking.confirmed") == 1
+    assert count_action(db, hold.id, "card_setup.succeeded") == 1 and count_action(db, hold.id, "consent.recorded") == 1
+    assert count_action(db, hold.id, "booking.confirmed") == 1
 
 
 def test_the_sweep_settles_a_quiet_setup_and_gives_up_one_left_creating(
@@ -294,7 +285,7 @@ def test_the_sweep_settles_a_quiet_setup_and_gives_up_one_left_creating(
     assert fresh(db, Appointment, hold.id).status == "confirmed"
     assert len(consents(db, hold.id)) == 1
     assert fresh(db, CardSetup, stranded.id).status == "canceled"
-    assert count(db, other.id, "card_setup.canceled") == 1
+    assert count_action(db, other.id, "card_setup.canceled") == 1
     assert sweep_card_setups() == {}
 
 
@@ -317,7 +308,7 @@ def test_a_slot_taken_meanwhile_keeps_the_card_and_says_so(db, client, clock, po
     assert "Nothing was charged" in body["message"] and "card is saved" in body["message"]
     assert fresh(db, Appointment, hold.id).status == "released"
     assert complete(client, hold.id, csrf).get_json()["state"] == "slot_lost"      # and stays so
-    assert count(db, hold.id, "card_setup.slot_lost") == 1
+    assert count_action(db, hold.id, "card_setup.slot_lost") == 1
 
 
 # -- card needed ------------------------------------------------------------------------------------
@@ -336,7 +327,7 @@ def test_removing_the_card_makes_the_visit_need_one_and_the_add_card_page_restor
     assert removed.status_code == 303
     appointment = fresh(db, Appointment, hold.id)
     assert appointment.status == "confirmed" and appointment.payment_method_id is None
-    assert count(db, hold.id, "card.needed") == 1
+    assert count_action(db, hold.id, "card.needed") == 1
 
     page = client.get("/account/cards").get_data(as_text=True)
     assert "Your visit on Monday, December 7 needs a card:" in page
@@ -355,7 +346,7 @@ def test_removing_the_card_makes_the_visit_need_one_and_the_add_card_page_restor
     appointment = fresh(db, Appointment, hold.id)
     assert appointment.status == "confirmed" and appointment.payment_method_id == new.payment_method
     assert [c.card_last4 for c in consents(db, hold.id)] == ["4242", "4444"]
-    assert count(db, hold.id, "booking.confirmed") == 1                              # no booking change
+    assert count_action(db, hold.id, "booking.confirmed") == 1                              # no booking change
     detail = client.get(f"/appointments/{hold.id}").get_data(as_text=True)
     assert "Card needed" not in detail and "card ending 4444" in detail
     assert "needs a card" not in client.get("/account/cards").get_data(as_text=True)
@@ -378,7 +369,7 @@ def test_one_tap_on_a_saved_card_books_the_next_visit(db, client, clock, post_vi
     appointment = fresh(db, Appointment, second.id)
     assert appointment.status == "confirmed" and appointment.payment_method_id == si.payment_method
     assert [c.card_last4 for c in consents(db, second.id)] == ["4242"]
-    assert count(db, second.id, card_setup.SAVED_CONFIRM_ACTION) == 1
+    assert count_action(db, second.id, card_setup.SAVED_CONFIRM_ACTION) == 1
 
 
 def test_another_patients_card_is_refused(db, client, clock, post_visit_hold, factories, policy):

@@ -24,6 +24,7 @@ from app.models import (Appointment, AuditEvent, BillingCode, Charge, Collection
 from app.services import settlement, visit_charges
 from app.services.audit import Actor
 from app.services.gateway import gateway
+from tests.helpers.payments import attach_card
 
 DIAGNOSIS = "J45.909"
 NOTE = "Wheezing after the cat visit; inhaler twice a day."
@@ -51,13 +52,6 @@ class Visit:
     patient_id: int
     customer: str
     card: str | None
-
-
-def attach_card(browser_pay, stripe_admin, customer: str, number: str) -> str:
-    pm = browser_pay.pk.v1.payment_methods.create(params={"type": "card", "card": {
-        "number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"}})
-    stripe_admin.client.v1.payment_methods.attach(pm.id, params={"customer": customer})
-    return pm.id
 
 
 def signed_visit(db, factories, clock, browser_pay, stripe_admin, number: str | None = "4242424242424242") -> Visit:

@@ -28,10 +28,10 @@ from app.jobs.periodic import sweep
 from app.models import Appointment, Charge, PaymentAttempt, PaymentConsent, PaymentFailure
 from app.services import audit, card_setup, settlement, visit_charges
 from app.services.audit import Actor
-from tests.helpers.payments import sign_in
-from tests.postvisit.test_booking_setup import book_with, consent, consents, open_page, setup_of
-from tests.postvisit.test_charging import (PLAN_INTERVAL, SCHEDULE, TOTAL, actions, attach_card, attempts, case_of,
-                                           keys_for, messages, signed_visit)
+from tests.helpers.payments import attach_card, consents, sign_in
+from tests.postvisit.test_booking_setup import book_with, consent, open_page, setup_of
+from tests.postvisit.test_charging import (PLAN_INTERVAL, SCHEDULE, TOTAL, actions, attempts, case_of, keys_for,
+                                           messages, signed_visit)
 
 SUCCESS = "4242424242424242"
 SOFT = "4000000000000341"          # attaches, then every charge is declined generic_decline (soft)

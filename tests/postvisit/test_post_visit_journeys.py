@@ -16,7 +16,6 @@ from datetime import date, timedelta
 from urllib.parse import urlsplit
 
 import pytest
-from flask import current_app
 from playwright.sync_api import expect
 from sqlalchemy import select
 
@@ -26,13 +25,11 @@ from app.models import (Appointment, AuditEvent, BillingCode, Charge, Collection
                         PaymentConsent)
 from app.services import card_setup, codes, emr, fees
 from app.services.audit import Actor
-from tests.helpers.phone import sign_in
-from tests.helpers.web import current_code
+from tests.helpers.phone import fill_card, review_and_sign, sign_in, step_up
 from tests.postvisit.test_charging import SCHEDULE, keys_for, visit_settings  # noqa: F401 (autouse: timings)
 
 pytestmark = pytest.mark.e2e
 
-EXPIRY, CVC, ZIP = "12 / 34", "123", "10001"
 SYSTEM = Actor.system("test")
 DIAGNOSIS, DIAGNOSIS_WORDS = "J06.9", "Acute upper respiratory infection"
 UNIT_CENTS, UNITS = 8750, 2                  # the fee schedule's price of LOC-CONSULT, and the units billed
@@ -41,14 +38,6 @@ NOTE = "Sore throat for three days, no fever."
 
 
 # -- fixtures and steps -----------------------------------------------------------------------------
-
-@pytest.fixture
-def laptop(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    yield page
-    context.close()
-
 
 @pytest.fixture
 def consult(db) -> BillingCode:
@@ -73,13 +62,6 @@ def practice(db, factories, clock, consult, queue):
     patient.phone_verified_at = clock.now() - timedelta(days=30)
     db.commit()
     return visit, provider, patient
-
-
-def fill_card(page, number: str) -> None:
-    page.get_by_label("Card number").fill(number)
-    page.get_by_label("Expiration (MM / YY)").fill(EXPIRY)
-    page.get_by_label("CVC").fill(CVC)
-    page.get_by_label("ZIP").fill(ZIP)
 
 
 def book_on_phone(page, live_server, db, practice, number: str, *, challenge: bool = False) -> Appointment:
@@ -175,12 +157,6 @@ def open_the_link(page, live_server, link: str, amount: str) -> None:
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
 
 
-def step_up(page, email: str) -> None:
-    expect(page.get_by_role("heading", name="Confirm it is you")).to_be_visible()
-    page.get_by_label("Code", exact=True).fill(current_code(current_app._get_current_object(), email))
-    page.get_by_role("button", name="Confirm").click()
-
-
 def one_succeeded_intent(stripe_admin, customer: str, amount: int):
     [intent] = stripe_admin.intents_of(customer)
     assert (intent.status, intent.amount, intent.amount_received) == ("succeeded", amount, amount)
@@ -231,16 +207,7 @@ def test_4242_booked_documented_signed_charged_and_itemized(live_server, phone, 
     expect(page.locator("#draft-status .banner")).to_have_count(0)
     assert page.evaluate("document.documentElement.scrollWidth") <= 1280
 
-    page.get_by_role("link", name="Review and sign").click()
-    page.wait_for_url(lambda url: url.endswith("/review"))
-    expect(page.locator("#review-total")).to_contain_text("Total $175.00")
-    clock.advance(timedelta(minutes=16))                       # the sign-in's code is too old to sign with
-    page.get_by_role("button", name="Sign note").click()
-    step_up(page, provider.user.email)
-    page.wait_for_url(lambda url: url.endswith("/review"))
-    page.get_by_role("button", name="Sign note").click()
-    page.wait_for_url(lambda url: "/review" not in url)
-    expect(page.get_by_role("heading", name="Visit note Signed")).to_be_visible()
+    review_and_sign(page, clock, provider.user.email, "$175.00")
     expect(page.locator("#signed-total")).to_contain_text("Total $175.00")
 
     # The charge job: one PaymentIntent, the fee schedule's price x units, off-session, succeeded.

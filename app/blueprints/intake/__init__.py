@@ -373,16 +373,9 @@ def card_photo(coverage_id: int, side: str):
 @bp.get("/staff/appointments/<int:appointment_id>/intake")
 @access("provider", "billing", "admin", phi="intake")
 def staff_view(appointment_id: int):
-    appt = db.session.get(Appointment, appointment_id)
-    if appt is None:
-        abort(404)
-    if current_user.role == "provider":
-        from app.blueprints.staff.common import own_provider
+    from app.blueprints.staff.common import appointment_or_404
 
-        provider = own_provider()
-        if provider is None or appt.provider_id != provider.id:
-            abort(404)
-    phi.shown(appointment=appt)
+    appt = appointment_or_404(appointment_id)
     found = intakes.for_appointment(db.session, appt.id)
     context = dict(appt=appt, intake=found, summary=None, changes=[], previous=None, coverages={}, checks={},
                    signed={}, consents=intakes.CONSENTS)

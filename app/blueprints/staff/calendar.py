@@ -16,7 +16,7 @@ from app import phi
 from app import input_guard
 from app.access import access
 from app.blueprints.staff import bp
-from app.blueprints.staff.common import own_provider
+from app.blueprints.staff.common import appointment_or_404, own_provider
 from app.blueprints.staff.forms import CancelForm
 from app.extensions import db
 from app.models import Appointment, Provider
@@ -103,18 +103,6 @@ def week():
 
 # -- the visit actions ----------------------------------------------------------------------
 
-def _appointment_or_404(appointment_id: int) -> Appointment:
-    appt = db.session.get(Appointment, appointment_id)
-    if appt is None:
-        abort(404)
-    if current_user.role == "provider":
-        provider = own_provider()
-        if provider is None or appt.provider_id != provider.id:
-            abort(404)
-    phi.shown(appointment=appt)
-    return appt
-
-
 def _day_url(appt: Appointment) -> str:
     on = staffing.local_today(appt.provider, appt.starts_at).isoformat()
     if current_user.role == "provider":
@@ -146,7 +134,7 @@ def _refused(appt: Appointment, action: str, error: Exception, *, form=None):
 @bp.post("/appointments/<int:appointment_id>/<any(check_in, complete, no_show):action>")
 @access("provider", "admin", phi="appointment")
 def mark(appointment_id: int, action: str):
-    appt = _appointment_or_404(appointment_id)
+    appt = appointment_or_404(appointment_id)
     try:
         booking.mark(db.session, appt, action, actor=actor(), now=now())
         if action == "check_in":             # the visit's note opens at check-in (app/services/emr.py)
@@ -164,7 +152,7 @@ def mark(appointment_id: int, action: str):
 @bp.route("/appointments/<int:appointment_id>/cancel", methods=["GET", "POST"])
 @access("provider", "billing", "admin", phi="appointment")
 def cancel(appointment_id: int):
-    appt = _appointment_or_404(appointment_id)
+    appt = appointment_or_404(appointment_id)
     form = CancelForm()
     if not form.is_submitted():
         return render("staff/cancel.html", block="cancel_form", appt=appt, form=form, day_url=_day_url(appt))
@@ -188,6 +176,6 @@ def messages(appointment_id: int):
     """The message log of an appointment: what, when, to whom, status."""
     from app.services import notifications
 
-    appt = _appointment_or_404(appointment_id)
+    appt = appointment_or_404(appointment_id)
     return render("staff/messages.html", appt=appt, rows=notifications.log_for_appointment(db.session, appt.id),
                   day_url=_day_url(appt))

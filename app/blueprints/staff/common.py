@@ -1,9 +1,11 @@
-"""What the staff views share: finding the provider the signed-in user may act for."""
+"""What the staff views share: finding the provider the signed-in user may act for, and an appointment
+the signed-in staff member may see."""
 from flask import abort
 from flask_login import current_user
 
+from app import phi
 from app.extensions import db
-from app.models import Provider
+from app.models import Appointment, Provider
 from app.services import staffing
 
 
@@ -24,3 +26,17 @@ def provider_or_404(provider_id: int) -> Provider:
     if current_user.role == "provider" and provider.user_id == current_user.id:
         return provider
     abort(404)
+
+
+def appointment_or_404(appointment_id: int) -> Appointment:
+    """The appointment: a provider's own only (another's answers 404, as if it did not exist); the other
+    roles the route admits (billing, admins) any. Shown as PHI: ``phi.shown(appointment=...)``."""
+    appt = db.session.get(Appointment, appointment_id)
+    if appt is None:
+        abort(404)
+    if current_user.role == "provider":
+        provider = own_provider()
+        if provider is None or appt.provider_id != provider.id:
+            abort(404)
+    phi.shown(appointment=appt)
+    return appt
