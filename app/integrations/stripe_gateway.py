@@ -172,6 +172,42 @@ class RefundResult:
         return cls(data["id"], data.get("status") or "pending", data.get("amount") or 0, data.get("reason"))
 
 
+@dataclass(frozen=True)
+class ConnectedAccount:
+    """A Connect account as services see it: the flags onboarding moves, and what Stripe still wants
+    (the names of fields, never their values)."""
+    id: str
+    details_submitted: bool
+    charges_enabled: bool
+    payouts_enabled: bool
+    transfers_active: bool
+    requirements_due: tuple[str, ...]
+    disabled_reason: str | None
+    metadata: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, obj: Any) -> "ConnectedAccount":
+        data = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+        requirements = data.get("requirements") or {}
+        capabilities = data.get("capabilities") or {}
+        due: list[str] = []
+        for name in (requirements.get("past_due") or []) + (requirements.get("currently_due") or []):
+            if isinstance(name, str) and name not in due:
+                due.append(name)
+        return cls(id=data["id"], details_submitted=bool(data.get("details_submitted")),
+                   charges_enabled=bool(data.get("charges_enabled")),
+                   payouts_enabled=bool(data.get("payouts_enabled")),
+                   transfers_active=capabilities.get("transfers") == "active",
+                   requirements_due=tuple(due[:50]), disabled_reason=requirements.get("disabled_reason"),
+                   metadata=dict(data.get("metadata") or {}))
+
+
+@dataclass(frozen=True)
+class AccountLink:
+    url: str
+    expires_at: int
+
+
 def _transient(error: Exception) -> bool:
     if isinstance(error, stripe.APIConnectionError):
         return True
@@ -452,6 +488,55 @@ class StripeGateway:
         except stripe.StripeError as error:
             raise GatewayUnavailable(f"list refunds: {error.__class__.__name__}") from error
         return None
+
+    # -- Connect: the providers' Express accounts ---------------------------------------------
+
+    def create_express_account(self, *, key: str, metadata: dict) -> ConnectedAccount:
+        """An Express account for a provider, paid out on a manual schedule (the platform's weekly job
+        pays out), able to receive transfers. ``metadata`` carries only opaque ids (among them
+        ``provider_account_uuid``); no email, name or specialty is sent: Stripe's onboarding asks the
+        provider. After a 500 or a timeout it reconciles by listing accounts for ours (by the UUID)."""
+        params = {"type": "express", "country": "US", "metadata": metadata,
+                  "capabilities": {"transfers": {"requested": True}},
+                  "settings": {"payouts": {"schedule": {"interval": "manual"}}}}
+        found = self._post(lambda k: self.client.v1.accounts.create(params=params, options={"idempotency_key": k}),
+                           key, reconcile=lambda: self.find_account("provider_account_uuid",
+                                                                     metadata["provider_account_uuid"]))
+        return found if isinstance(found, ConnectedAccount) else ConnectedAccount.of(found)
+
+    def retrieve_account(self, account_id: str) -> ConnectedAccount:
+        try:
+            return ConnectedAccount.of(self.client.v1.accounts.retrieve(account_id))
+        except stripe.StripeError as error:
+            if _transient(error):
+                raise GatewayUnavailable(f"retrieve {account_id}: {error.__class__.__name__}") from error
+            raise GatewayError(_describe(error)) from error
+
+    def find_account(self, metadata_key: str, value: str) -> ConnectedAccount | None:
+        """The platform's connected account whose metadata key has the value (newest first)."""
+        try:
+            page = self.client.v1.accounts.list(params={"limit": 100})
+            for obj in page.auto_paging_iter():
+                data = obj.to_dict()
+                if (data.get("metadata") or {}).get(metadata_key) == value:
+                    return ConnectedAccount.of(data)
+        except stripe.StripeError as error:
+            raise GatewayUnavailable(f"list accounts: {error.__class__.__name__}") from error
+        return None
+
+    def create_account_link(self, account_id: str, *, refresh_url: str, return_url: str) -> AccountLink:
+        """A single-use onboarding link (it expires within minutes: made when the provider asks).
+        Not idempotent on purpose: every call is a fresh link."""
+        try:
+            link = self.client.v1.account_links.create(params={
+                "account": account_id, "type": "account_onboarding",
+                "refresh_url": refresh_url, "return_url": return_url})
+        except stripe.StripeError as error:
+            if _transient(error):
+                raise GatewayUnavailable(f"account link: {error.__class__.__name__}") from error
+            raise GatewayError(_describe(error)) from error
+        data = link.to_dict() if hasattr(link, "to_dict") else dict(link)
+        return AccountLink(url=data["url"], expires_at=data.get("expires_at") or 0)
 
     # -- the retry discipline ----------------------------------------------------------------
 

@@ -469,14 +469,25 @@ def process_event(session: Session, event_id: str) -> str:
     from app.services import card_setup        # a SetupIntent we mirror (post-visit booking)
     setup_id = card_setup.setup_for_intent(session, event.object_id) \
         if event.type.startswith("setup_intent.") and event.object_id else None
+    from app.services import payout_accounts   # a provider's Connect account (issue 16)
+    account_id = payout_accounts.account_for_stripe_id(session, event.object_id) \
+        if event.type == "account.updated" else None
+    created = event.created
     if event.attempts == 0:
         _record_received(session, event.id, event.type, event.object_id, event.received_at)
     event.attempts += 1
-    if attempt_id is None and setup_id is None:   # nothing of ours to settle: done in this one transaction
+    if attempt_id is None and setup_id is None and account_id is None:   # nothing of ours: done in this one transaction
         event.processed_at = _now()
         session.commit()
         return "ignored"
     session.commit()
+    if account_id is not None:
+        applied = payout_accounts.apply_event(session, account_id, event_created=created,
+                                              actor=Actor.system("webhook"), now=_now())
+        session.execute(_update_events().where(StripeEvent.id == event_id, StripeEvent.processed_at.is_(None))
+                        .values(processed_at=_now()))
+        session.commit()
+        return "applied" if applied else "unchanged"
     if setup_id is not None:
         state = card_setup.settle_setup(session, setup_id, source=f"webhook:{event.type}",
                                         actor=Actor.system("webhook")).state
@@ -510,7 +521,8 @@ def process_events(session: Session, *, limit: int = 200, skip: Collection[str] 
         session.rollback()
         return 0, []
     from app.services import card_setup        # SetupIntents we mirror: one by one, below (process_event)
-    setup_events = card_setup.mirrored_setup_events(session, rows)
+    from app.services import payout_accounts    # providers' Connect accounts: one by one too
+    setup_events = card_setup.mirrored_setup_events(session, rows) + payout_accounts.mirrored_account_events(session, rows)
     rows = [row for row in rows if row[0] not in setup_events]
     for event_id, kind, object_id, received_at, attempts, _ in rows:
         if attempts == 0:
@@ -548,7 +560,7 @@ def process_events(session: Session, *, limit: int = 200, skip: Collection[str] 
             process_event(session, event_id)
         except Exception as error:
             session.rollback()
-            log.exception("settling the card setup of stored Stripe event %s failed", event_id)
+            log.exception("processing stored Stripe event %s (a card setup or payout account) failed", event_id)
             failed.append(event_id)
             session.execute(_update_events().where(StripeEvent.id == event_id).values(last_error=type(error).__name__))
             session.commit()

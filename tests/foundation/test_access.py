@@ -93,6 +93,9 @@ SAMPLE_ARGS.update(INTAKE_SAMPLE_ARGS)
 from tests.helpers.access_tables.access_table_hybrid import HYBRID_EXPECTED, HYBRID_SAMPLE_ARGS  # noqa: E402
 EXPECTED.update(HYBRID_EXPECTED)
 SAMPLE_ARGS.update(HYBRID_SAMPLE_ARGS)
+from tests.helpers.access_tables.access_table_payouts import PAYOUTS_EXPECTED, PAYOUTS_SAMPLE_ARGS  # noqa: E402
+EXPECTED.update(PAYOUTS_EXPECTED)
+SAMPLE_ARGS.update(PAYOUTS_SAMPLE_ARGS)
 
 
 def routes(app):

@@ -91,6 +91,7 @@ def clinic():
 
 from app.blueprints.admin import access as _access_review  # noqa: E402,F401  (routes on bp)
 from app.blueprints.admin import fees as _fees  # noqa: E402,F401  (routes on bp)
+from app.blueprints.admin import payouts as _payouts  # noqa: E402,F401  (routes on bp)
 
 
 # -- sessions and two-step sign-in of an account -----------------------------------------------------

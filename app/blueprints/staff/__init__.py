@@ -5,3 +5,4 @@ bp = Blueprint("staff", __name__, url_prefix="/staff")
 
 from app.blueprints.staff import availability, calendar, catalog, patients  # noqa: E402,F401  (routes on bp)
 from app.blueprints.staff import encounters  # noqa: E402,F401  (the provider's notes: the basic EMR)
+from app.blueprints.staff import payouts  # noqa: E402,F401  (the provider's payout account: issue 16)
