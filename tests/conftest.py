@@ -118,11 +118,10 @@ def stripe_sandbox(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def payer_sandbox(tmp_path_factory):
-    """The payer simulator standing in for a clearinghouse (unless CLEARINGHOUSE_URL names a real one).
-    Adjudication after PAYER_DELAY seconds; tests change it with ``set_delay`` or force it."""
-    if os.environ.get("CLEARINGHOUSE_URL"):
-        yield None
-        return
+    """The payer simulator standing in for a clearinghouse, always: the tests make its members, force its
+    adjudication and inject its faults, which no real clearinghouse lets them do (CLEARINGHOUSE_URL
+    chooses the clearinghouse of ``make run`` and production, never the tests'). Adjudication after
+    PAYER_DELAY seconds; tests change it with ``set_delay`` or force it."""
     from devtools.payer_sandbox import PayerSandboxProcess
 
     sandbox = PayerSandboxProcess.start(tmp_path_factory.mktemp("payer"), delay_seconds=PAYER_DELAY)
@@ -136,9 +135,6 @@ PAYER_DELAY = 1.0
 
 
 def payer_settings(sandbox) -> dict:
-    if sandbox is None:
-        return dict(CLEARINGHOUSE_URL=os.environ.get("CLEARINGHOUSE_URL"),
-                    CLEARINGHOUSE_API_KEY=os.environ.get("CLEARINGHOUSE_API_KEY"))
     return dict(CLEARINGHOUSE_URL=sandbox.api_base, CLEARINGHOUSE_API_KEY=sandbox.api_key)
 
 

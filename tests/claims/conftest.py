@@ -68,8 +68,7 @@ def claim_settings(app, monkeypatch, payer_sandbox, queue):
                                                         CLAIM_AUTO_SUBMIT=False))
     set_app(app)
     yield
-    if payer_sandbox is not None:
-        payer_sandbox.reset_faults()
+    payer_sandbox.reset_faults()
 
 
 @pytest.fixture
