@@ -3,11 +3,14 @@
 its stderr kept in a log file under its data directory, stopped with SIGTERM (then SIGKILL)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -59,6 +62,47 @@ def stop(proc: subprocess.Popen, reader: threading.Thread | None, timeout: float
             proc.wait()
     if reader is not None:
         reader.join(timeout=2)
+
+
+class ChildService:
+    """What both sandboxes' process handles share: stop once (also as a context manager), whether it
+    still runs, and calls to its ``/_sandbox/`` admin routes (JSON in and out; an HTTP error raises
+    ``error``). Subclasses set ``error`` and, after ``spawn``, ``proc``, ``api_base`` and ``_reader``."""
+    error: type[Exception] = RuntimeError
+    proc: subprocess.Popen
+    api_base: str
+    _reader: threading.Thread | None = None
+    _stopped = False
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        stop(self.proc, self._reader, timeout)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return not self._stopped and self.proc.poll() is None
+
+    def admin(self, method: str, route: str, data: dict | None = None, timeout: float = 30.0) -> dict:
+        body = json.dumps(data).encode() if data is not None else None
+        req = urllib.request.Request(self.api_base + "/_sandbox/" + route.lstrip("/"), data=body, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return json.loads(resp.read().decode())
+        except urllib.error.HTTPError as e:
+            try:
+                detail = e.read().decode()
+            finally:
+                e.close()
+            raise self.error(f"{method} /_sandbox/{route} failed: {e.code} {detail}") from None
 
 
 def serve(app, srv, *, ready: str, name: str, tick_seconds: float) -> int:

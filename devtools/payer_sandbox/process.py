@@ -1,12 +1,8 @@
 """Start the payer simulator as a child process and talk to its /_sandbox/ admin routes."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import threading
-import urllib.error
-import urllib.request
 
 from devtools import child
 
@@ -17,8 +13,9 @@ class PayerSandboxError(RuntimeError):
     pass
 
 
-class PayerSandboxProcess:
+class PayerSandboxProcess(child.ChildService):
     """A running simulator.  ``PayerSandboxProcess.start(data_dir)``; ``stop()`` when done (or ``with``)."""
+    error = PayerSandboxError
 
     def __init__(self, proc: subprocess.Popen, api_base: str, *, api_key: str, webhook_secret: str,
                  data_dir: str, log_path: str):
@@ -28,8 +25,6 @@ class PayerSandboxProcess:
         self.webhook_secret = webhook_secret
         self.data_dir = data_dir
         self.log_path = log_path
-        self._stopped = False
-        self._reader: threading.Thread | None = None
 
     @classmethod
     def start(cls, data_dir, *, port: int = 0, api_key: str = "payer_test_sandbox", delay_seconds: float = 5.0,
@@ -49,43 +44,12 @@ class PayerSandboxProcess:
         sp._reader = t
         return sp
 
-    # -- lifecycle ------------------------------------------------------------------
-    def stop(self, timeout: float = 10.0) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
-        child.stop(self.proc, self._reader, timeout)
-
-    def __enter__(self) -> "PayerSandboxProcess":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        return not self._stopped and self.proc.poll() is None
-
     def log_text(self) -> str:
         """Everything the simulator wrote to its log (stderr) so far."""
         with open(self.log_path, errors="replace") as f:
             return f.read()
 
-    # -- admin routes ---------------------------------------------------------------------
-    def admin(self, method: str, route: str, data: dict | None = None, timeout: float = 30.0) -> dict:
-        body = json.dumps(data).encode() if data is not None else None
-        req = urllib.request.Request(self.api_base + "/_sandbox/" + route.lstrip("/"), data=body, method=method,
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return json.loads(resp.read().decode())
-        except urllib.error.HTTPError as e:
-            try:
-                detail = e.read().decode()
-            finally:
-                e.close()
-            raise PayerSandboxError(f"{method} /_sandbox/{route} failed: {e.code} {detail}") from None
-
+    # -- admin routes (ChildService.admin) ------------------------------------------------
     def set_delay(self, seconds: float) -> float:
         """The default time from a claim's submission to its remittance (claims already in keep theirs)."""
         return self.admin("POST", "delay", {"seconds": seconds})["delay_seconds"]

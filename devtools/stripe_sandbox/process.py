@@ -1,10 +1,8 @@
 """Start the sandbox as a child process and talk to its /_sandbox/ admin routes."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import urllib.request
 
 from devtools import child
 
@@ -15,8 +13,9 @@ class SandboxError(RuntimeError):
     pass
 
 
-class SandboxProcess:
+class SandboxProcess(child.ChildService):
     """A running sandbox.  ``SandboxProcess.start(data_dir)``; ``stop()`` when done (or use ``with``)."""
+    error = SandboxError
 
     def __init__(self, proc: subprocess.Popen, api_base: str, *, secret_key: str, publishable_key: str,
                  webhook_secret: str, data_dir: str, stderr_path: str):
@@ -28,7 +27,6 @@ class SandboxProcess:
         self.webhook_secret = webhook_secret
         self.data_dir = data_dir
         self.stderr_path = stderr_path
-        self._stopped = False
 
     @classmethod
     def start(cls, data_dir, *, port: int = 0, webhook_url: str | None = None,
@@ -48,38 +46,7 @@ class SandboxProcess:
         sp._reader = t
         return sp
 
-    # -- lifecycle ------------------------------------------------------------
-    def stop(self, timeout: float = 10.0) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
-        child.stop(self.proc, getattr(self, "_reader", None), timeout)
-
-    def __enter__(self) -> "SandboxProcess":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        return not self._stopped and self.proc.poll() is None
-
-    # -- admin routes -----------------------------------------------------------
-    def admin(self, method: str, route: str, data: dict | None = None, timeout: float = 30.0) -> dict:
-        body = json.dumps(data).encode() if data is not None else None
-        req = urllib.request.Request(self.api_base + "/_sandbox/" + route.lstrip("/"), data=body, method=method,
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return json.loads(resp.read().decode())
-        except urllib.error.HTTPError as e:
-            try:
-                detail = e.read().decode()
-            finally:
-                e.close()
-            raise SandboxError(f"{method} /_sandbox/{route} failed: {e.code} {detail}") from None
-
+    # -- admin routes (ChildService.admin) ---------------------------------------
     def add_webhook_endpoint(self, url: str, *, secret: str | None = None, enabled_events=None) -> dict:
         data: dict = {"url": url}
         if secret:
