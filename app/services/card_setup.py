@@ -31,14 +31,13 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, contains_eager
 
 from app.integrations.stripe_gateway import Setup, StripeGateway
 from app.models import Appointment, AuditEvent, CardSetup, Patient, PaymentConsent
 from app.models.appointment import BOOKED
 from app.models.postvisit import SETUP_FINAL
-from app.services import DomainError, audit, booking, cards, hybrid_deposit, payments
+from app.services import DomainError, audit, booking, cards, hybrid_deposit, payments, insert_or_existing
 from app.services.audit import Actor
 from app.services.gateway import domain_errors, gateway
 from app.services.retry import retry_transient
@@ -123,17 +122,9 @@ def open_setup(session: Session, *, appointment: Appointment, patient: Patient, 
     found = session.scalar(query)
     if found is not None:
         return found
-    setup = CardSetup(appointment_id=appointment.id, patient_id=patient.id, status="creating")
-    try:
-        with session.begin_nested():
-            session.add(setup)
-            session.flush()
-    except IntegrityError:
-        # Another tab opened one at the same moment (one open setup per appointment): use it.
-        found = session.scalar(query)
-        if found is None:
-            raise
-        return found
+    # One open setup per appointment: another tab's, opened at the same moment, is used.
+    setup, _ = insert_or_existing(session, CardSetup(appointment_id=appointment.id, patient_id=patient.id,
+                                                     status="creating"), lambda: session.scalar(query))
     return setup
 
 

@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.models import Appointment, AppointmentType, Patient
@@ -46,7 +45,7 @@ from app.models.appointment import BOOKED
 from app.models.insurance import (CONSENT_KINDS, RANKS, RELATIONSHIPS, SEXES, Coverage, Estimate, Intake,
                                   IntakeConsent, Payer)
 from app.models.state import Ignored
-from app.services import DomainError, audit
+from app.services import DomainError, audit, insert_or_existing
 from app.services.audit import Actor
 
 SECTIONS = ("demographics", "reason", "questions", "insurance", "consents")
@@ -316,16 +315,10 @@ def start(session: Session, *, patient: Patient, appointment_type: AppointmentTy
                     version=1, step=STEPS[0], previous_intake_id=previous.id if previous else None,
                     created_at=now, updated_at=now)
     _store(intake, values)
-    try:
-        with session.begin_nested():
-            session.add(intake)
-            session.flush()
-    except IntegrityError:
-        # Another tab started one at the same moment (one draft per patient and type): use it.
-        found = session.scalar(draft_query)
-        if found is None:
-            raise
-        return found
+    # One draft per patient and type: another tab's, started at the same moment, is used.
+    intake, inserted = insert_or_existing(session, intake, lambda: session.scalar(draft_query))
+    if not inserted:
+        return intake
     audit.record(session, actor=actor, action="intake.started", patient_id=patient.id,
                  appointment_id=intake.appointment_id, at=now,
                  details={"intake_id": intake.id, "appointment_type_id": appointment_type.id,

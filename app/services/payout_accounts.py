@@ -26,13 +26,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.integrations.stripe_gateway import ConnectedAccount
 from app.models import Provider, User
 from app.models.payouts import ProviderAccount, derive_status
-from app.services import DomainError, audit
+from app.services import DomainError, audit, insert_or_existing
 from app.services.audit import Actor
 from app.services.gateway import domain_errors, gateway
 
@@ -78,16 +77,12 @@ def open_account(session: Session, provider: Provider, *, actor: Actor) -> Provi
     found = account_for(session, provider.id)
     if found is not None:
         return found
-    account = ProviderAccount(provider_id=provider.id, status="creating", requirements_due=[])
-    try:
-        with session.begin_nested():
-            session.add(account)
-            session.flush()
-    except IntegrityError:
-        found = account_for(session, provider.id)     # another tab made it at the same moment: use it
-        if found is None:
-            raise
-        return found
+    # Another tab's row, made at the same moment, is used.
+    account, inserted = insert_or_existing(session, ProviderAccount(provider_id=provider.id, status="creating",
+                                                                    requirements_due=[]),
+                                           lambda: account_for(session, provider.id))
+    if not inserted:
+        return account
     audit.record(session, actor=actor, action="payout_account.opened", subject_user_id=provider.user_id,
                  details={"provider_account_id": account.id})
     return account
