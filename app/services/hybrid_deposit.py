@@ -74,10 +74,6 @@ class NoEstimate(HybridError):
         super().__init__(message)
 
 
-def is_hybrid(appointment: Appointment) -> bool:
-    return appointment.payment_timing == "hybrid"
-
-
 def estimate_for(session: Session, appointment_id: int) -> Estimate | None:
     """The estimate kept with the appointment (H2's ``estimates.for_appointment``; the newest
     attached one read directly if that module is unavailable)."""

@@ -65,10 +65,3 @@ def format_tin(value: str | None) -> str | None:
     if len(digits) == 9 and digits.isdigit():
         return f"{digits[:2]}-{digits[2:]}"
     return value
-
-
-def make_npi(first_nine: str) -> str:
-    """The valid NPI starting with these nine digits (demo data and tests)."""
-    if len(first_nine) != 9 or not first_nine.isdigit():
-        raise ValueError("nine digits")
-    return first_nine + str(luhn_check_digit(NPI_PREFIX + first_nine))
