@@ -248,7 +248,8 @@ def owner_url(app) -> str:
     return _psycopg_url(app.config["SQLALCHEMY_OWNER_URI"])
 
 
-APPEND_ONLY = ("audit_events", "audit_links", "encounter_addenda", "payment_consents", "intake_consents")
+APPEND_ONLY = ("audit_events", "audit_links", "encounter_addenda", "payment_consents", "intake_consents",
+               "ledger_transactions", "ledger_entries")
 
 
 def truncate_all(app) -> None:

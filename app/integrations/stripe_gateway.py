@@ -22,16 +22,14 @@ from typing import Any
 import requests
 import stripe
 
+from app.integrations.stripe_common import (GatewayError, GatewayUnavailable, _describe, _id_of,  # noqa: F401
+                                            _transient)
+from app.integrations.stripe_disputes import DisputesMixin
+from app.integrations.stripe_ledger import LedgerMixin
+from app.integrations.stripe_money import MoneyMixin
+
 log = logging.getLogger(__name__)
 RECONCILE_ROUNDS = 3
-
-
-class GatewayError(Exception):
-    """Stripe could not be reached or refused the request; nothing is known to have happened."""
-
-
-class GatewayUnavailable(GatewayError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -104,10 +102,6 @@ class Intent:
             payment_method_expanded=isinstance(pm, dict),
             payment_method_customer=_id_of(pm.get("customer")) if isinstance(pm, dict) else None,
         )
-
-
-def _id_of(value: Any) -> str | None:
-    return value.get("id") if isinstance(value, dict) else value
 
 
 @dataclass(frozen=True)
@@ -208,13 +202,6 @@ class AccountLink:
     expires_at: int
 
 
-def _transient(error: Exception) -> bool:
-    if isinstance(error, stripe.APIConnectionError):
-        return True
-    status = getattr(error, "http_status", None)
-    return isinstance(error, stripe.StripeError) and (status is None or status >= 500)
-
-
 class _RequestsClient(stripe.RequestsClient):
     """The SDK's requests client, with sessions that read the environment (proxy variables, netrc,
     CA bundle) once, when the gateway is built, instead of on every call: requests re-reads all of
@@ -233,7 +220,11 @@ class _RequestsClient(stripe.RequestsClient):
         return super()._request_internal(*args, **kwargs)
 
 
-class StripeGateway:
+class StripeGateway(MoneyMixin, DisputesMixin, LedgerMixin):
+    """Payments, cards, refunds and Connect accounts here; transfers, reversals, payouts and balances in
+    ``MoneyMixin`` (stripe_money.py), disputes in ``DisputesMixin`` (stripe_disputes.py), balance
+    transactions and the Stripe side of ledger postings in ``LedgerMixin`` (stripe_ledger.py)."""
+
     def __init__(self, *, api_key: str, api_base: str, max_network_retries: int = 2, timeout: float = 10.0,
                  http_client: Any | None = None):
         self._http = http_client or _RequestsClient(api_base=api_base, timeout=timeout)
@@ -565,9 +556,3 @@ def _intent_of_error(error: stripe.StripeError) -> str | None:
     body = (getattr(error, "json_body", None) or {}).get("error") or {}
     intent = body.get("payment_intent") if isinstance(body, dict) else None
     return _id_of(intent) if intent else None
-
-
-def _describe(error: stripe.StripeError) -> str:
-    body = getattr(error, "error", None)
-    code = getattr(body, "code", None) if body else None
-    return f"{error.__class__.__name__}: {code or getattr(error, 'user_message', '') or ''}"

@@ -9,7 +9,9 @@ from app.models.insurance import (Coverage, EligibilityCheck, Estimate, Intake, 
 from app.models.emr import Addendum, Encounter, EncounterDiagnosis, EncounterLine
 from app.models.notification import LinkToken, Notification, PhoneVerification, SmsOptOut
 from app.models.postvisit import CardSetup, CollectionCase, PaymentConsent
-from app.models.payouts import ProviderAccount
+from app.models.disputes import Dispute
+from app.models.ledger import LedgerEntry, LedgerReconciliation, LedgerTransaction
+from app.models.payouts import PayoutSplit, ProviderAccount, ProviderPayout, ProviderTransfer, TransferReversal
 from app.models.payment import Charge, PaymentAttempt, PaymentFailure, Refund, StripeEvent
 from app.models.scheduling import (AppointmentType, AvailabilityException, AvailabilityRule, Provider,
                                    Specialty)
@@ -18,6 +20,7 @@ from app.models.security import RecoveryCode, UserSession
 
 __all__ = ["Claim", "ClearinghouseCursor", "Reconciliation", "Remittance", "Coverage", "EligibilityCheck",
            "Estimate", "Intake", "IntakeConsent", "Payer", "PayerAllowedAmount", "Addendum", "CardSetup", "CollectionCase", "Encounter", "EncounterDiagnosis", "EncounterLine",
-           "PaymentConsent", "ProviderAccount", "Appointment", "AppointmentType", "AuditEvent", "BillingCode", "FeeScheduleEntry", "Charge", "PaymentAttempt", "PaymentFailure",
+           "PaymentConsent", "ProviderAccount", "PayoutSplit", "ProviderPayout", "ProviderTransfer", "TransferReversal",
+           "Dispute", "LedgerEntry", "LedgerReconciliation", "LedgerTransaction", "Appointment", "AppointmentType", "AuditEvent", "BillingCode", "FeeScheduleEntry", "Charge", "PaymentAttempt", "PaymentFailure",
            "StripeEvent", "ProviderAlert", "Refund", "LinkToken", "Notification", "PhoneVerification", "SmsOptOut", "AvailabilityException", "AvailabilityRule",
            "ClinicSettings", "Patient", "RecoveryCode", "UserSession", "Provider", "Specialty", "User", "ROLES", "STAFF_ROLES"]

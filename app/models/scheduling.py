@@ -44,6 +44,9 @@ class AppointmentType(db.Model):
                         name="late_cancel"),
         CheckConstraint("deposit_rule IN ('estimate', 'copay', 'percent', 'fixed')", name="deposit_rule"),
         CheckConstraint("deposit_percent IS NULL OR deposit_percent BETWEEN 0 AND 100", name="deposit_percent"),
+        CheckConstraint("platform_fee_percent_bp IS NULL OR platform_fee_percent_bp BETWEEN 0 AND 10000",
+                        name="platform_fee_percent"),
+        CheckConstraint("platform_fee_fixed_cents IS NULL OR platform_fee_fixed_cents >= 0", name="platform_fee_fixed"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -74,6 +77,10 @@ class AppointmentType(db.Model):
     deposit_percent: Mapped[int | None] = mapped_column(SmallInteger)
     deposit_fixed_cents: Mapped[int | None] = mapped_column(Integer)
     deposit_cap_cents: Mapped[int | None] = mapped_column(Integer)
+    # Provider payouts (issue 16): the platform's fee on this type's visits, a percentage (basis
+    # points: 1000 = 10%) and/or a fixed amount; both NULL: the clinic's default (ClinicSettings).
+    platform_fee_percent_bp: Mapped[int | None] = mapped_column(Integer)
+    platform_fee_fixed_cents: Mapped[int | None] = mapped_column(Integer)
 
     @property
     def interval_minutes(self) -> int:

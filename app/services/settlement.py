@@ -476,6 +476,16 @@ def process_event(session: Session, event_id: str) -> str:
     if event.attempts == 0:
         _record_received(session, event.id, event.type, event.object_id, event.received_at)
     event.attempts += 1
+    handler = _money_handler(event.type) if event.object_id else None
+    if handler is not None:             # disputes, payouts (issue 16): the handler re-reads the object
+        payload = dict(event.payload or {})
+        session.commit()
+        state = handler(session, event_id=event_id, event_type=event.type, object_id=event.object_id,
+                        created=created, account=payload.get("account"), actor=Actor.system("webhook"))
+        session.execute(_update_events().where(StripeEvent.id == event_id, StripeEvent.processed_at.is_(None))
+                        .values(processed_at=_now()))
+        session.commit()
+        return state or "applied"
     if attempt_id is None and setup_id is None and account_id is None:   # nothing of ours: done in this one transaction
         event.processed_at = _now()
         session.commit()
@@ -497,6 +507,20 @@ def process_event(session: Session, event_id: str) -> str:
                     .values(processed_at=_now()))
     session.commit()
     return state
+
+
+def _money_handler(event_type: str):
+    """The service that applies an event about a dispute or a connected account's payout (issue 16):
+    ``handler(session, *, event_id, event_type, object_id, created, account, actor) -> str`` re-reads
+    the object from Stripe and applies it once, in order (Stripe's ``created``); it does not commit
+    (``process_event`` commits it with the event marked processed)."""
+    if event_type.startswith("charge.dispute."):
+        from app.services import disputes
+        return disputes.apply_event
+    if event_type.startswith("payout."):
+        from app.services import payouts
+        return payouts.apply_payout_event
+    return None
 
 
 def process_events(session: Session, *, limit: int = 200, skip: Collection[str] = ()) -> tuple[int, list[str]]:
@@ -523,6 +547,7 @@ def process_events(session: Session, *, limit: int = 200, skip: Collection[str] 
     from app.services import card_setup        # SetupIntents we mirror: one by one, below (process_event)
     from app.services import payout_accounts    # providers' Connect accounts: one by one too
     setup_events = card_setup.mirrored_setup_events(session, rows) + payout_accounts.mirrored_account_events(session, rows)
+    setup_events += [row[0] for row in rows if row[2] and _money_handler(row[1]) is not None]
     rows = [row for row in rows if row[0] not in setup_events]
     for event_id, kind, object_id, received_at, attempts, _ in rows:
         if attempts == 0:
