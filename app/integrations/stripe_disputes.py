@@ -110,14 +110,16 @@ class DisputesMixin:
             raise GatewayError(_describe(error)) from error
 
     def list_disputes(self, *, created_gte: int | None = None, charge: str | None = None,
-                      limit: int = 1000) -> list[StripeDispute]:
-        """Disputes (newest first), created at or after ``created_gte`` and/or of one charge; every
-        page is read (``starting_after``), up to ``limit`` disputes."""
+                      payment_intent: str | None = None, limit: int = 1000) -> list[StripeDispute]:
+        """Disputes (newest first), created at or after ``created_gte`` and/or of one charge or
+        PaymentIntent; every page is read (``starting_after``), up to ``limit`` disputes."""
         params: dict[str, Any] = {"limit": 100}
         if created_gte is not None:
             params["created"] = {"gte": int(created_gte)}
         if charge:
             params["charge"] = charge
+        if payment_intent:
+            params["payment_intent"] = payment_intent
         found: list[StripeDispute] = []
         try:
             for obj in self.client.v1.disputes.list(params=params).auto_paging_iter():

@@ -13,6 +13,10 @@ then ``payments.create_intent``):
    Stripe marks the refund failed and gives the reservation back; an outage
    leaves it ``creating`` so a retry (same key) finishes it.
 
+Stripe's rules come first: a charge with an open dispute (unless the dispute says
+``is_charge_refundable``) or one lost to a dispute is not refunded (ChargeDisputed, before anything
+is stored; DisputedAtStripe when Stripe says ``charge_disputed`` before our rows knew).
+
 Stripe only ever gets one of its three reasons; the clinical justification,
 the policy and who authorized it live in the Refund row and the audit trail.
 
@@ -33,6 +37,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.integrations.stripe_common import _code
 from app.integrations.stripe_gateway import GatewayError, GatewayUnavailable, StripeGateway
 from app.models import Appointment, AuditEvent, Charge, PaymentAttempt, Refund, User
 from app.models.payment import REFUND_REASONS
@@ -43,6 +48,11 @@ from app.services.audit import Actor
 log = logging.getLogger(__name__)
 
 POLICIES = ("cancellation_policy", "billing", "staff_cancel", "overpayment")
+# Refused before anything is stored when the charge is disputed (issue 16). Not ``overpayment``: a hybrid
+# visit's reconciliation (app/services/claims.py) stores its refund in the same transaction as its
+# decision, so a refusal there would leave the visit unreconciled; Stripe refuses that refund when it is
+# sent (DisputedAtStripe: marked failed, nothing moves).
+DISPUTE_CHECKED = ("cancellation_policy", "billing", "staff_cancel")
 LIVE_STATUSES = ("creating", "pending", "succeeded")      # count against what may still be refunded
 # A Refund's status is written only by ``Refund.mirror`` (app/models/payment.py: REFUND_MIRROR).
 
@@ -66,6 +76,25 @@ class NotRefundable(RefundError):
 
 class RefundNotSent(RefundError):
     """Stripe refused the refund (it is marked failed and its amount released)."""
+
+
+DISPUTED = ("This payment is disputed by the cardholder's bank; a refund is not possible until the dispute is "
+            "closed. Nothing was refunded.")
+LOST_TO_DISPUTE = ("This payment was lost to a dispute: the bank has already returned it to the cardholder, so it "
+                   "cannot be refunded. Nothing was refunded.")
+
+
+class ChargeDisputed(NotRefundable):
+    """Stripe's rule, checked first: a charge with an open dispute (unless the dispute says
+    ``is_charge_refundable``) or one lost to a dispute cannot be refunded."""
+
+    def __init__(self, message: str = DISPUTED):
+        super().__init__(message)
+
+
+class DisputedAtStripe(ChargeDisputed, RefundNotSent):
+    """Stripe refused the refund as ``charge_disputed`` before our rows knew of the dispute (the
+    refund is marked failed, its amount released, and the dispute is read from Stripe)."""
 
 
 def money(cents: int) -> str:
@@ -119,6 +148,11 @@ def open_refund(session: Session, *, charge: Charge, amount_cents: int, stripe_r
     attempt = captured_attempt(session, charge)
     if attempt is None or charge.amount_captured_cents <= 0:
         raise NotRefundable("Nothing was captured for this payment, so there is nothing to refund.")
+    from app.services import disputes             # Stripe's rules first: a disputed charge is not refunded
+
+    disputed = disputes.blocking_refund(session, charge.id) if policy in DISPUTE_CHECKED else None
+    if disputed is not None:
+        raise ChargeDisputed(LOST_TO_DISPUTE if disputed.status == "lost" else DISPUTED)
     remaining = refundable_cents(charge)
     if amount_cents > remaining:
         audit.record(session, actor=actor, action="refund.refused", outcome="failure", reason=clinical_reason,
@@ -169,6 +203,11 @@ def send_refund(session: Session, gateway: StripeGateway, refund: Refund, *, act
         session.flush()
         _audit(session, refund, charge, appointment, actor=actor, action="refund.failed", outcome="failure",
                details={"error": str(error)[:200], "at": now.isoformat()})
+        if _code(error.__cause__) == "charge_disputed":   # Stripe knew of a dispute before we did
+            from app.services import disputes
+
+            disputes.sync_payment_intent(session, attempt.stripe_payment_intent_id, actor=actor, now=now)
+            raise DisputedAtStripe() from error
         raise RefundNotSent("Stripe refused this refund; nothing was refunded.") from error
     if result.amount != refund.amount_cents:
         log.error("refund %s: Stripe refunded %s, we asked %s", refund.id, result.amount, refund.amount_cents)
@@ -263,9 +302,17 @@ def policy_refund(session: Session, appointment: Appointment, *, actor: Actor, n
                               "late_cancel_fee_cents": appointment.type.late_cancel_fee_cents})
         if amount <= 0:
             continue
-        to_send.append(open_refund(session, charge=charge, amount_cents=amount, stripe_reason="requested_by_customer",
-                                   clinical_reason=decision.clinical_reason, policy=decision.policy,
-                                   authorized_by=decision.authorized_by, actor=actor, now=now))
+        try:
+            to_send.append(open_refund(session, charge=charge, amount_cents=amount,
+                                       stripe_reason="requested_by_customer", clinical_reason=decision.clinical_reason,
+                                       policy=decision.policy, authorized_by=decision.authorized_by, actor=actor,
+                                       now=now))
+        except ChargeDisputed as refused:           # the dispute decides this money (decided once: audited)
+            audit.record(session, actor=actor, action="refund.refused", outcome="failure",
+                         reason=decision.clinical_reason, patient_id=appointment.patient_id,
+                         appointment_id=appointment.id, payment_attempt_id=attempt.id if attempt else None,
+                         details={"charge_id": charge.id, "requested_cents": amount, "policy": decision.policy,
+                                  "why": "disputed", "message": str(refused)})
     return to_send
 
 

@@ -122,3 +122,4 @@ def refund(charge_id: int):
 
 from app.blueprints.billing import collections  # noqa: E402,F401  (the collections worklist, on bp)
 from app.blueprints.billing import claims  # noqa: E402,F401  (claims, remittances and manual EOBs, on bp)
+from app.blueprints.billing import disputes  # noqa: E402,F401  (disputes: worklist, evidence review, on bp)
