@@ -1,5 +1,5 @@
 """The Stripe gateway's part for issue 16: balance transactions (the platform's and a connected account's) for the
-ledger's daily reconciliation, and the balance transactions of refunds.
+ledger's daily reconciliation (a refund's balance transactions: MoneyMixin.retrieve_refund_money).
 
 Mixed into ``StripeGateway`` (stripe_gateway.py): ``self.client`` is the SDK's StripeClient and
 ``self._post(call, key, reconcile=...)`` the retry discipline (idempotency key, reconcile after a
@@ -21,7 +21,7 @@ from app.integrations.stripe_common import (GatewayError, GatewayUnavailable, _c
 
 
 @dataclass(frozen=True)
-class BalanceTxn:
+class BalanceRecord:
     """One Stripe balance transaction. ``account``: None for the platform's, else the connected account
     it belongs to. ``source``: the id of what made it (ch_, re_, tr_, py_, pyr_, po_, du_...)."""
     id: str
@@ -38,7 +38,7 @@ class BalanceTxn:
     account: str | None = None
 
     @classmethod
-    def of(cls, obj: Any, account: str | None = None) -> "BalanceTxn":
+    def of(cls, obj: Any, account: str | None = None) -> "BalanceRecord":
         data = _data(obj)
         return cls(id=data["id"], type=data.get("type") or "", reporting_category=data.get("reporting_category"),
                    amount=int(data.get("amount") or 0), fee=int(data.get("fee") or 0),
@@ -47,42 +47,30 @@ class BalanceTxn:
                    available_on=data.get("available_on"), status=data.get("status"), account=account)
 
 
-@dataclass(frozen=True)
-class RefundBalance:
-    """A refund's balance transactions: the one that took the money (``balance_transaction``) and,
-    once it failed, the one that gave it back (``failure_balance_transaction``)."""
-    id: str
-    status: str
-    amount: int
-    charge: str | None
-    balance_transaction: str | None
-    failure_balance_transaction: str | None
-
-
 def _options(account: str | None) -> dict:
     return {"stripe_account": account} if account else {}
 
 
 def _read_error(error: stripe.StripeError, what: str) -> GatewayError:
     if _transient(error):
-        return GatewayUnavailable(f"{what}: {error.__class__.__name__}")
+        return GatewayUnavailable(f"Stripe could not be reached ({what}: {error.__class__.__name__})")
     return GatewayError(_describe(error))
 
 
 class LedgerMixin:
     def list_balance_transactions_created(self, start: int, end: int, *, account: str | None = None
-                                          ) -> list[BalanceTxn]:
+                                          ) -> list[BalanceRecord]:
         """The balance transactions created in ``[start, end)`` (Unix seconds, Stripe's clock) of the
         platform (``account`` None) or of a connected account, every page, newest first."""
         params = {"created": {"gte": int(start), "lt": int(end)}, "limit": 100}
         try:
             page = self.client.v1.balance_transactions.list(params=params, options=_options(account))
-            return [BalanceTxn.of(obj, account) for obj in page.auto_paging_iter()]
+            return [BalanceRecord.of(obj, account) for obj in page.auto_paging_iter()]
         except stripe.StripeError as error:
             raise _read_error(error, f"list balance transactions of {account or 'the platform'}") from error
 
     def find_balance_transaction(self, balance_transaction_id: str, *, account: str | None = None
-                                 ) -> BalanceTxn | None:
+                                 ) -> BalanceRecord | None:
         """One balance transaction of the platform or of a connected account; None when Stripe has
         no such transaction there (404)."""
         try:
@@ -91,15 +79,4 @@ class LedgerMixin:
             if getattr(error, "http_status", None) == 404:
                 return None
             raise _read_error(error, f"retrieve {balance_transaction_id}") from error
-        return BalanceTxn.of(obj, account)
-
-    def refund_balance_transactions(self, refund_id: str) -> RefundBalance:
-        """A refund's status and its balance transaction ids (and the failure's, once it failed)."""
-        try:
-            data = _data(self.client.v1.refunds.retrieve(refund_id))
-        except stripe.StripeError as error:
-            raise _read_error(error, f"retrieve {refund_id}") from error
-        return RefundBalance(id=data["id"], status=data.get("status") or "pending", amount=int(data.get("amount") or 0),
-                             charge=_id_of(data.get("charge")),
-                             balance_transaction=_id_of(data.get("balance_transaction")),
-                             failure_balance_transaction=_id_of(data.get("failure_balance_transaction")))
+        return BalanceRecord.of(obj, account)
