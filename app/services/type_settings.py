@@ -163,3 +163,100 @@ def save(session: Session, appointment_type: AppointmentType, *, actor: Actor, e
         audit.record(session, actor=actor, action="appointment_type.intake_settings",
                      details={"type_id": appointment_type.id, "changed": sorted(changed)})
     return appointment_type
+
+
+# -- the platform's fee on a type's visits (issue 16) ------------------------------------------------
+#
+# A percentage (stored in basis points: 12.5% -> 1250) and/or a fixed amount (cents). On a type both
+# empty (NULL) means "the clinic's default" (ClinicSettings); app/services/payouts.py applies the rule
+# when a visit's money becomes final. The parsers read what a person typed and raise ValueError with a
+# message for them; ``save_platform_fee`` checks the bounds again (the database does too).
+
+FEE_PERCENT_BP_MAX = 10_000                     # 100%
+FEE_FIXED_CENTS_MAX = 99_999_999                # $999,999.99: the seven digits of dollars prices allow
+_PERCENT = re.compile(r"^\d{1,3}(\.\d+)?$", re.ASCII)
+_FEE_DOLLARS = re.compile(r"^\d{1,7}(\.\d+)?$", re.ASCII)
+
+
+def parse_fee_percent(text: str | None) -> int | None:
+    """'12.5' or '12.5%' -> 1250 (basis points); '' -> None. 0 to 100, at most two decimals."""
+    cleaned = (text or "").strip().removesuffix("%").strip()
+    if not cleaned:
+        return None
+    if cleaned.startswith("-"):
+        raise ValueError("The percentage cannot be negative.")
+    if not _PERCENT.match(cleaned):
+        raise ValueError("Enter a percentage from 0 to 100, like 10 or 12.5.")
+    whole, _, decimals = cleaned.partition(".")
+    if len(decimals) > 2:
+        raise ValueError("Use at most two decimals, like 12.25.")
+    basis_points = int(whole) * 100 + int((decimals + "00")[:2])
+    if basis_points > FEE_PERCENT_BP_MAX:
+        raise ValueError("The percentage cannot be more than 100.")
+    return basis_points
+
+
+def parse_fee_fixed(text: str | None) -> int | None:
+    """'2.50' or '$2.50' -> 250 (cents); '' -> None. Dollars and cents, not negative."""
+    cleaned = (text or "").strip().replace("$", "").replace(",", "").strip()
+    if not cleaned:
+        return None
+    if cleaned.startswith("-"):
+        raise ValueError("The fixed amount cannot be negative.")
+    if not _FEE_DOLLARS.match(cleaned):
+        raise ValueError("Enter the fixed amount in dollars, like 2 or 2.50.")
+    whole, _, decimals = cleaned.partition(".")
+    if len(decimals) > 2:
+        raise ValueError("Use at most two decimals (cents), like 2.50.")
+    cents = int(whole) * 100 + int((decimals + "00")[:2])
+    if cents > FEE_FIXED_CENTS_MAX:
+        raise ValueError("The fixed amount cannot be more than $999,999.99.")
+    return cents
+
+
+def fee_percent_text(basis_points: int | None) -> str:
+    """1250 -> '12.5'; 1000 -> '10'; None -> ''."""
+    if basis_points is None:
+        return ""
+    whole, rest = divmod(basis_points, 100)
+    return f"{whole}" if not rest else f"{whole}.{rest:02d}".rstrip("0")
+
+
+def cents_text(cents: int | None) -> str:
+    """250 -> '2.50'; None -> ''."""
+    return "" if cents is None else f"{cents // 100}.{cents % 100:02d}"
+
+
+def fee_words(percent_bp: int | None, fixed_cents: int | None) -> str:
+    """'10% + $0.30', '10%', '$2.00', or 'no fee'."""
+    parts = []
+    if percent_bp:
+        parts.append(f"{fee_percent_text(percent_bp)}%")
+    if fixed_cents:
+        parts.append(f"${fixed_cents // 100:,}.{fixed_cents % 100:02d}")
+    return " + ".join(parts) or "no fee"
+
+
+def check_fee(percent_bp: int | None, fixed_cents: int | None, *, percent_field: str, fixed_field: str) -> None:
+    if percent_bp is not None and not 0 <= percent_bp <= FEE_PERCENT_BP_MAX:
+        raise TypeSettingsError("Enter a percentage from 0 to 100.", percent_field)
+    if fixed_cents is not None and not 0 <= fixed_cents <= FEE_FIXED_CENTS_MAX:
+        raise TypeSettingsError("Enter a fixed amount from $0 to $999,999.99.", fixed_field)
+
+
+def save_platform_fee(session: Session, appointment_type: AppointmentType, *, actor: Actor,
+                      percent_bp: int | None, fixed_cents: int | None) -> AppointmentType:
+    """The type's platform fee (both None: the clinic's default); audited
+    ``appointment_type.platform_fee`` with the values before and after when they change."""
+    check_fee(percent_bp, fixed_cents, percent_field="platform_fee_percent", fixed_field="platform_fee_fixed")
+    before = {"percent_bp": appointment_type.platform_fee_percent_bp,
+              "fixed_cents": appointment_type.platform_fee_fixed_cents}
+    after = {"percent_bp": percent_bp, "fixed_cents": fixed_cents}
+    if before == after:
+        return appointment_type
+    appointment_type.platform_fee_percent_bp = percent_bp
+    appointment_type.platform_fee_fixed_cents = fixed_cents
+    session.flush()
+    audit.record(session, actor=actor, action="appointment_type.platform_fee",
+                 details={"type_id": appointment_type.id, "from": before, "to": after})
+    return appointment_type

@@ -45,6 +45,10 @@ def _type_form_page(form: TypeForm, appointment_type: AppointmentType | None):
             saved = staffing.save_type(db.session, actor=actor(), appointment_type=appointment_type,
                                        **_type_values(form))
             type_settings.save(db.session, saved, actor=actor(), **_settings_values(form))
+            if form.platform_fee_percent.raw_data or form.platform_fee_fixed.raw_data:   # not posted: unchanged
+                type_settings.save_platform_fee(db.session, saved, actor=actor(),
+                                                percent_bp=form.platform_fee_percent_bp,
+                                                fixed_cents=form.platform_fee_fixed_cents)
         except staffing.StaffingError as error:
             db.session.rollback()
             getattr(form, error.field or "name").errors.append(str(error))
@@ -56,7 +60,15 @@ def _type_form_page(form: TypeForm, appointment_type: AppointmentType | None):
     elif form.is_submitted():
         status = 422
     return render("staff/type_form.html", block="form", form=form, appointment_type=appointment_type,
-                  status=status)
+                  status=status, clinic_fee=_clinic_fee_words())
+
+
+def _clinic_fee_words() -> str:
+    """The clinic's default platform fee in words, for the type form's hint (issue 16)."""
+    from app.services import clinic as clinic_service
+
+    current = clinic_service.current_clinic(db.session)
+    return type_settings.fee_words(current.platform_fee_percent_bp, current.platform_fee_fixed_cents)
 
 
 @bp.route("/types/new", methods=["GET", "POST"])
@@ -76,6 +88,8 @@ def edit_type(type_id: int):
         form.intake_questions_text.data = type_settings.questions_text(appointment_type.intake_questions)
         form.deposit_fixed.data = staffing.cents_to_dollars(appointment_type.deposit_fixed_cents)
         form.deposit_cap.data = staffing.cents_to_dollars(appointment_type.deposit_cap_cents)
+        form.platform_fee_percent.data = type_settings.fee_percent_text(appointment_type.platform_fee_percent_bp)
+        form.platform_fee_fixed.data = staffing.cents_to_dollars(appointment_type.platform_fee_fixed_cents)
     return _type_form_page(form, appointment_type)
 
 

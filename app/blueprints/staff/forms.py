@@ -20,6 +20,7 @@ DEPOSIT_RULE_CHOICES = [SelectChoice("estimate", "The estimated patient share"),
                         SelectChoice("percent", "A percentage of the estimated share"),
                         SelectChoice("fixed", "A fixed amount")]
 from app.services.type_settings import SECTION_LABELS as _SECTION_LABELS  # noqa: E402
+from app.services.type_settings import parse_fee_fixed, parse_fee_percent  # noqa: E402
 
 
 def _whole(label: str, minimum: int, message: str, maximum: int):
@@ -80,10 +81,21 @@ class TypeForm(FlaskForm):
         Optional(), NumberRange(min=0, max=100, message="Enter a percentage from 0 to 100.")])
     deposit_fixed = StringField("Fixed deposit (USD)", validators=[Optional()])
     deposit_cap = StringField("Deposit cap (USD)", validators=[Optional()])
+    # The platform's fee on this type's visits (issue 16): both empty = the clinic's default.
+    platform_fee_percent = StringField("Platform fee (percent)", validators=[Optional(), Length(max=40)])
+    platform_fee_fixed = StringField("Platform fee (fixed, USD)", validators=[Optional(), Length(max=40)])
 
     price_cents: int | None = None
     deposit_fixed_cents: int | None = None
     deposit_cap_cents: int | None = None
+    platform_fee_percent_bp: int | None = None
+    platform_fee_fixed_cents: int | None = None
+
+    def validate_platform_fee_percent(self, field):
+        self.platform_fee_percent_bp = fee_value(parse_fee_percent, field)
+
+    def validate_platform_fee_fixed(self, field):
+        self.platform_fee_fixed_cents = fee_value(parse_fee_fixed, field)
 
     def validate_price(self, field):
         try:
@@ -96,6 +108,14 @@ class TypeForm(FlaskForm):
 
     def validate_deposit_cap(self, field):
         self.deposit_cap_cents = _optional_cents(field.data)
+
+
+def fee_value(parse, field) -> int | None:
+    """A platform fee field (app/services/type_settings.py's parsers): the value, or the message."""
+    try:
+        return parse(field.data)
+    except ValueError as error:
+        raise ValidationError(str(error)) from None
 
 
 def _optional_cents(text) -> int | None:
