@@ -159,15 +159,13 @@ class Settings:
     ELIGIBILITY_RECHECK_BEFORE: timedelta = timedelta(days=1)
     # Provider payouts (issue 16): no money moves to a provider until PAYOUT_HOLD (the refund window)
     # after the visit's money became final; the payout tick (transfers, reversals, the ledger's
-    # catch-up) runs every PAYOUT_TICK_INTERVAL; the weekly payout job pays out each provider's
+    # catch-up) runs with every sweep (SWEEP_INTERVAL); the weekly payout job pays out each provider's
     # available balance on PAYOUT_WEEKDAY (0 = Monday) after PAYOUT_HOUR UTC; the ledger is reconciled
-    # with Stripe's balance transactions every day after LEDGER_RECONCILE_HOUR UTC (for the day before);
+    # with Stripe's balance transactions once a day (the UTC day before, an hour after it ends);
     # disputes are polled every DISPUTE_POLL_INTERVAL (a lost webhook).
     PAYOUT_HOLD: timedelta = timedelta(days=7)
-    PAYOUT_TICK_INTERVAL: timedelta = timedelta(seconds=60)
     PAYOUT_WEEKDAY: int = 0
     PAYOUT_HOUR: int = 6
-    LEDGER_RECONCILE_HOUR: int = 5
     DISPUTE_POLL_INTERVAL: timedelta = timedelta(minutes=15)
     # GET /admin/metrics also answers `Authorization: Bearer <METRICS_TOKEN>` (Prometheus); unset:
     # an admin's session only. At least 32 characters.
@@ -276,10 +274,8 @@ class Settings:
             REMITTANCE_POLL_INTERVAL=_seconds(env.get("REMITTANCE_POLL_INTERVAL_SECONDS"), 60),
             ELIGIBILITY_RECHECK_BEFORE=_seconds(env.get("ELIGIBILITY_RECHECK_BEFORE_SECONDS"), 86400),
             PAYOUT_HOLD=_seconds(env.get("PAYOUT_HOLD_SECONDS"), 7 * 86400),
-            PAYOUT_TICK_INTERVAL=_seconds(env.get("PAYOUT_TICK_INTERVAL_SECONDS"), 60),
             PAYOUT_WEEKDAY=int(env.get("PAYOUT_WEEKDAY") or 0),
             PAYOUT_HOUR=int(env.get("PAYOUT_HOUR") or 6),
-            LEDGER_RECONCILE_HOUR=int(env.get("LEDGER_RECONCILE_HOUR") or 5),
             DISPUTE_POLL_INTERVAL=_seconds(env.get("DISPUTE_POLL_INTERVAL_SECONDS"), 900),
             METRICS_TOKEN=env.get("METRICS_TOKEN") or None,
             MAX_CONTENT_LENGTH=int(env.get("MAX_CONTENT_LENGTH") or 1024 * 1024),

@@ -12,6 +12,9 @@ own step; every step is safe to run twice:
   reconcile answered claims a lost job left (app/jobs/claims.py sweep_claims);
 - enqueue the day-before eligibility recheck of hybrid visits starting within
   ELIGIBILITY_RECHECK_BEFORE (app/jobs/eligibility.py);
+- money (issue 16, app/jobs/money.py): the payout tick (ledger catch-up, splits, transfers and
+  reversals), the weekly payouts when due, the dispute poll every DISPUTE_POLL_INTERVAL, the ledger's
+  daily reconciliation;
 - raise T-window alerts a lost job never raised, settle ones left open;
 - link committed audit rows into the chain (the sequencer; app.jobs.audit.link
   also runs it every AUDIT_LINK_INTERVAL), log the lag, and, when due
@@ -54,6 +57,9 @@ def sweep() -> dict:
     rechecks = sweep_eligibility_rechecks()     # day-before eligibility checks, one job each
     if rechecks:
         paid["eligibility_rechecks"] = rechecks
+    from app.jobs.money import sweep_money
+
+    paid.update(sweep_money())                  # payouts, weekly payouts, the dispute poll, the ledger's day
     with job_session() as session:
         _link_and_report(session)
         head = audit.head(session)

@@ -40,7 +40,7 @@ class Step:
     at: datetime
     stage: str                  # patient | intake | appointment | card | encounter | signature | codes | addendum
     #                             | payment | decline | capture | refund | charge | recovery | collections | paid
-    #                             | message | alert | care | outcome
+    #                             | message | alert | care | dispute | payout | outcome
     action: str
     actor: str                  # a name, or system / job / webhook
     actor_role: str | None
@@ -128,6 +128,10 @@ def _stage(action: str) -> str:
         return "message"
     if action.startswith("provider_alert."):
         return "alert"
+    if action.startswith("dispute."):
+        return "dispute"          # issue 16: opened, reviewed, submitted, won / lost (app/services/disputes.py)
+    if action.startswith("payout."):
+        return "payout"           # issue 16: the provider's share: split, transferred, reversed, paid out
     if action.startswith("visit.") or action.startswith("encounter."):
         return "care"
     return "appointment"

@@ -510,7 +510,8 @@ def process_event(session: Session, event_id: str) -> str:
 
 
 def _money_handler(event_type: str):
-    """The service that applies an event about a dispute or a connected account's payout (issue 16):
+    """The service that applies an event about a dispute, a connected account's payout or a refund that
+    settled or failed later (issue 16):
     ``handler(session, *, event_id, event_type, object_id, created, account, actor) -> str`` re-reads
     the object from Stripe and applies it once, in order (Stripe's ``created``); it does not commit
     (``process_event`` commits it with the event marked processed)."""
@@ -520,6 +521,9 @@ def _money_handler(event_type: str):
     if event_type.startswith("payout."):
         from app.services import payouts
         return payouts.apply_payout_event
+    if event_type in ("refund.updated", "refund.failed", "charge.refund.updated"):
+        from app.services import payouts       # a refund settling or failing later (its share, the ledger)
+        return payouts.apply_refund_event
     return None
 
 

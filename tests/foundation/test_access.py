@@ -96,6 +96,15 @@ SAMPLE_ARGS.update(HYBRID_SAMPLE_ARGS)
 from tests.helpers.access_tables.access_table_payouts import PAYOUTS_EXPECTED, PAYOUTS_SAMPLE_ARGS  # noqa: E402
 EXPECTED.update(PAYOUTS_EXPECTED)
 SAMPLE_ARGS.update(PAYOUTS_SAMPLE_ARGS)
+from tests.helpers.access_tables.access_table_earnings import EARNINGS_EXPECTED, EARNINGS_SAMPLE_ARGS  # noqa: E402
+EXPECTED.update(EARNINGS_EXPECTED)
+SAMPLE_ARGS.update(EARNINGS_SAMPLE_ARGS)
+from tests.helpers.access_tables.access_table_ledger import LEDGER_EXPECTED, LEDGER_SAMPLE_ARGS  # noqa: E402
+EXPECTED.update(LEDGER_EXPECTED)
+SAMPLE_ARGS.update(LEDGER_SAMPLE_ARGS)
+from tests.helpers.access_tables.access_table_disputes import DISPUTES_EXPECTED, DISPUTES_SAMPLE_ARGS  # noqa: E402
+EXPECTED.update(DISPUTES_EXPECTED)
+SAMPLE_ARGS.update(DISPUTES_SAMPLE_ARGS)
 
 
 def routes(app):

@@ -89,6 +89,11 @@ PHI_ROUTES = {
     "billing.claim": "billing",
     "billing.submit_claim": "billing",
     "billing.record_eob": "billing",
+    "billing.disputes_list": "billing",
+    "billing.check_disputes": "billing",
+    "billing.dispute": "billing",
+    "billing.dispute_review": "billing",
+    "billing.dispute_submit": "billing",
     "intake.step": "intake",
     "intake.save": "intake",
     "intake.submit": "intake",
@@ -261,6 +266,10 @@ PAGES = {
     "billing.claims_list": (["billing", "admin"], lambda c: "/billing/claims?show=all", "none"),
     "billing.claim": (["billing", "admin"], lambda c: f"/billing/claims/{_claim_of(c['appointment_id'])}",
                       "appointment"),
+    # disputes (issue 16): billing's worklist, and a dispute of the clinic's confirmed appointment
+    "billing.disputes_list": (["billing", "admin"], lambda c: "/billing/disputes", "none"),
+    "billing.dispute": (["billing", "admin"], lambda c: f"/billing/disputes/{_dispute_of(c['appointment_id'])}",
+                        "appointment"),
     # intake (issue 15): a step of the intake of the clinic's confirmed visit, its card photo, the staff view
     "intake.step": (["patient"], lambda c: f"/intake/{_intake_of(c)['intake_id']}/about", "appointment"),
     "intake.card_photo": (["patient", "provider", "billing", "admin"],
@@ -296,6 +305,13 @@ def _claim_of(appointment_id: int) -> int:
     from tests.helpers.access_tables.access_table_claims import sample_claim
 
     return sample_claim(sqla.session, appointment_id)
+
+
+def _dispute_of(appointment_id: int) -> int:
+    from app.extensions import db as sqla
+    from tests.helpers.access_tables.access_table_disputes import sample_dispute
+
+    return sample_dispute(sqla.session, appointment_id)
 
 
 def test_every_phi_page_has_a_case(app):

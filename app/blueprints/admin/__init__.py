@@ -4,7 +4,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms.fields.choices import SelectChoice
-from wtforms import EmailField, PasswordField, SelectField, StringField
+from wtforms import EmailField, PasswordField, SelectField, StringField, ValidationError
 from wtforms.validators import DataRequired, Email, Length, Optional
 
 from app.access import access
@@ -12,7 +12,7 @@ from app.blueprints.forms import npi_check, password_check, phone_check, timezon
 from app.extensions import db
 from app.models import User
 from app.models.user import STAFF_ROLES
-from app.services import accounts, clinic as clinic_service
+from app.services import accounts, clinic as clinic_service, type_settings
 from app.services.audit import Actor
 from app.web import redirect_htmx, render
 
@@ -35,6 +35,34 @@ class ClinicForm(FlaskForm):
     timezone = StringField("Timezone", validators=[DataRequired(), timezone_check])
     npi = StringField("Clinic NPI", validators=[npi_check])
     tax_id = StringField("Tax id (TIN)", validators=[tin_check])
+    # The platform's default fee on a paid visit (issue 16), when the visit's type has none of its own.
+    platform_fee_percent = StringField("Default platform fee (percent)", validators=[Length(max=40)])
+    platform_fee_fixed = StringField("Default platform fee (fixed, USD)", validators=[Length(max=40)])
+
+    platform_fee_percent_bp: int | None = None
+    platform_fee_fixed_cents: int | None = None
+
+    def validate_platform_fee_percent(self, field):
+        self.platform_fee_percent_bp = _clinic_fee(type_settings.parse_fee_percent, field,
+                                                   "Enter a percentage from 0 to 100 (0 for none).")
+
+    def validate_platform_fee_fixed(self, field):
+        self.platform_fee_fixed_cents = _clinic_fee(type_settings.parse_fee_fixed, field,
+                                                    "Enter an amount in dollars (0 for none).")
+
+
+def _clinic_fee(parse, field, blank: str) -> int | None:
+    """A default fee field: None when the form did not send it (left as it is), else its value;
+    empty is refused (the clinic always has a default)."""
+    if not field.raw_data:
+        return None
+    try:
+        value = parse(field.data)
+    except ValueError as error:
+        raise ValidationError(str(error)) from None
+    if value is None:
+        raise ValidationError(blank)
+    return value
 
 
 @bp.get("/")
@@ -78,10 +106,17 @@ def staff():
 def clinic():
     current = clinic_service.current_clinic(db.session)
     form = ClinicForm(obj=current)
+    if not form.is_submitted():
+        form.platform_fee_percent.data = type_settings.fee_percent_text(current.platform_fee_percent_bp)
+        form.platform_fee_fixed.data = type_settings.cents_text(current.platform_fee_fixed_cents)
     if form.validate_on_submit():
+        fee = {name: value for name, value in (("platform_fee_percent_bp", form.platform_fee_percent_bp),
+                                               ("platform_fee_fixed_cents", form.platform_fee_fixed_cents))
+               if value is not None}                     # a field the form did not send: left as it is
         clinic_service.update_clinic(db.session, actor=Actor.of(current_user), name=form.name.data,
                                      phone=form.phone.data, address=form.address.data or "",
-                                     timezone=form.timezone.data, npi=form.npi.data, tax_id=form.tax_id.data)
+                                     timezone=form.timezone.data, npi=form.npi.data, tax_id=form.tax_id.data,
+                                     **fee)
         db.session.commit()
         flash("Clinic settings saved.", "success")
         return redirect_htmx(url_for("admin.clinic"))
@@ -92,6 +127,7 @@ def clinic():
 from app.blueprints.admin import access as _access_review  # noqa: E402,F401  (routes on bp)
 from app.blueprints.admin import fees as _fees  # noqa: E402,F401  (routes on bp)
 from app.blueprints.admin import payouts as _payouts  # noqa: E402,F401  (routes on bp)
+from app.blueprints.admin import ledger as _ledger  # noqa: E402,F401  (routes on bp)
 
 
 # -- sessions and two-step sign-in of an account -----------------------------------------------------
