@@ -1,6 +1,8 @@
-"""What every part of the Stripe gateway shares: its two exceptions and how an SDK error is read."""
+"""What every part of the Stripe gateway shares: its two exceptions, how an SDK error is read, and a
+balance transaction (``BalanceTxn``: a charge's, a refund's, one listed or read for the ledger)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import stripe
@@ -39,3 +41,34 @@ def _code(error: stripe.StripeError) -> str | None:
 
 def _data(obj: Any) -> dict:
     return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+
+
+def _as(account: str | None, **options) -> dict:
+    """Request options, read or made as the connected ``account`` (the ``Stripe-Account`` header) when set."""
+    return {**options, **({"stripe_account": account} if account else {})}
+
+
+@dataclass(frozen=True)
+class BalanceTxn:
+    """One Stripe balance transaction. ``account``: None for the platform's, else the connected account
+    it belongs to. ``source``: the id of what made it (ch_, re_, tr_, py_, pyr_, po_, du_...)."""
+    id: str
+    type: str
+    amount: int
+    fee: int
+    net: int
+    source: str | None
+    available_on: int | None
+    status: str | None
+    created: int | None
+    currency: str = "usd"
+    account: str | None = None
+    reporting_category: str | None = None
+
+    @classmethod
+    def of(cls, obj: Any, account: str | None = None) -> "BalanceTxn":
+        d = _data(obj)
+        return cls(id=d["id"], type=d.get("type") or "", amount=int(d.get("amount") or 0), fee=int(d.get("fee") or 0),
+                   net=int(d.get("net") or 0), source=_id_of(d.get("source")), available_on=d.get("available_on"),
+                   status=d.get("status"), created=d.get("created"), currency=(d.get("currency") or "usd").lower(),
+                   account=account, reporting_category=d.get("reporting_category"))

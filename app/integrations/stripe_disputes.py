@@ -17,8 +17,8 @@ from typing import Any
 
 import stripe  # noqa: F401
 
-from app.integrations.stripe_common import (GatewayError, GatewayUnavailable, _code, _data,  # noqa: F401
-                                            _describe, _id_of, _transient)
+from app.integrations.stripe_common import (BalanceTxn, GatewayError, GatewayUnavailable, _code,  # noqa: F401
+                                            _data, _describe, _id_of, _transient)
 
 # The text evidence fields Stripe accepts (files are not sent by the clinic).
 EVIDENCE_FIELDS = (
@@ -29,27 +29,6 @@ EVIDENCE_FIELDS = (
     "refund_refusal_explanation", "service_date", "service_documentation", "shipping_address", "shipping_carrier",
     "shipping_date", "shipping_documentation", "shipping_tracking_number", "uncategorized_file",
     "uncategorized_text")
-
-
-@dataclass(frozen=True)
-class DisputeBalanceTransaction:
-    id: str
-    amount: int
-    fee: int
-    net: int
-    reporting_category: str | None
-    created: int | None = None
-    type: str | None = None
-
-    @classmethod
-    def of(cls, obj: Any) -> "DisputeBalanceTransaction | None":
-        if not isinstance(obj, dict):
-            return None                 # an id only (not expanded): nothing to post from
-        amount = int(obj.get("amount") or 0)
-        fee = int(obj.get("fee") or 0)
-        return cls(id=obj["id"], amount=amount, fee=fee, net=int(obj.get("net", amount - fee)),
-                   reporting_category=obj.get("reporting_category"), created=obj.get("created"),
-                   type=obj.get("type"))
 
 
 @dataclass(frozen=True)
@@ -64,7 +43,7 @@ class StripeDispute:
     status: str
     is_charge_refundable: bool
     due_by: int | None
-    balance_transactions: tuple[DisputeBalanceTransaction, ...]
+    balance_transactions: tuple[BalanceTxn, ...]
     created: int
     evidence: dict = field(default_factory=dict)
     submission_count: int = 0
@@ -76,8 +55,8 @@ class StripeDispute:
         details = data.get("evidence_details") or {}
         evidence = {k: v for k, v in (data.get("evidence") or {}).items()
                     if k in EVIDENCE_FIELDS and isinstance(v, str) and v}
-        bts = tuple(bt for bt in (DisputeBalanceTransaction.of(b) for b in data.get("balance_transactions") or [])
-                    if bt is not None)
+        # expanded whole (an id alone carries nothing to post from)
+        bts = tuple(BalanceTxn.of(b) for b in data.get("balance_transactions") or [] if isinstance(b, dict))
         return cls(id=data["id"], charge=_id_of(data.get("charge")), payment_intent=_id_of(data.get("payment_intent")),
                    amount=int(data.get("amount") or 0), currency=data.get("currency") or "usd",
                    reason=data.get("reason") or "general", status=data["status"],
@@ -86,17 +65,17 @@ class StripeDispute:
                    submission_count=int(details.get("submission_count") or 0),
                    metadata=dict(data.get("metadata") or {}))
 
-    def balance_transaction(self, reporting_category: str) -> DisputeBalanceTransaction | None:
+    def balance_transaction(self, reporting_category: str) -> BalanceTxn | None:
         """The first balance transaction of the category: ``dispute`` (the withdrawal) or
         ``dispute_reversal`` (the reinstatement of a won dispute)."""
         return next((bt for bt in self.balance_transactions if bt.reporting_category == reporting_category), None)
 
     @property
-    def withdrawal(self) -> DisputeBalanceTransaction | None:
+    def withdrawal(self) -> BalanceTxn | None:
         return self.balance_transaction("dispute")
 
     @property
-    def reinstatement(self) -> DisputeBalanceTransaction | None:
+    def reinstatement(self) -> BalanceTxn | None:
         return self.balance_transaction("dispute_reversal")
 
 

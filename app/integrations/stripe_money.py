@@ -18,32 +18,8 @@ from typing import Any, Callable
 
 import stripe  # noqa: F401
 
-from app.integrations.stripe_common import (GatewayError, GatewayUnavailable, _code, _data,  # noqa: F401
-                                            _describe, _id_of, _transient)
-
-
-@dataclass(frozen=True)
-class BalanceTxn:
-    """A balance transaction (the platform's, or a connected account's when ``account`` is set)."""
-    id: str
-    type: str
-    amount: int
-    fee: int
-    net: int
-    source: str | None
-    available_on: int | None
-    status: str | None
-    created: int | None
-    currency: str = "usd"
-    account: str | None = None
-
-    @classmethod
-    def of(cls, obj: Any, account: str | None = None) -> "BalanceTxn":
-        d = _data(obj)
-        return cls(id=d["id"], type=d.get("type") or "", amount=d.get("amount") or 0, fee=d.get("fee") or 0,
-                   net=d.get("net") or 0, source=_id_of(d.get("source")), available_on=d.get("available_on"),
-                   status=d.get("status"), created=d.get("created"), currency=d.get("currency") or "usd",
-                   account=account)
+from app.integrations.stripe_common import (BalanceTxn, GatewayError, GatewayUnavailable, _as, _code,  # noqa: F401
+                                            _data, _describe, _id_of, _transient)
 
 
 @dataclass(frozen=True)
@@ -183,10 +159,6 @@ class ConnectedBalance:
     pending: int
 
 
-def _as(account: str | None, **options) -> dict:
-    return {**options, **({"stripe_account": account} if account else {})}
-
-
 class MoneyMixin:
     """Transfers, reversals, connected balances and payouts; a charge's and a refund's money."""
 
@@ -235,17 +207,6 @@ class MoneyMixin:
     def retrieve_balance_transaction(self, txn_id: str, *, account: str | None = None) -> BalanceTxn:
         return BalanceTxn.of(self._read(f"retrieve {txn_id}", lambda: self.client.v1.balance_transactions.retrieve(
             txn_id, options=_as(account))), account)
-
-    def balance_transactions(self, *, account: str | None = None, source: str | None = None,
-                             payout: str | None = None, type: str | None = None) -> list[BalanceTxn]:
-        """An account's balance transactions (a connected one's with ``account``), by source, payout or type."""
-        params: dict[str, Any] = {"limit": 100}
-        for name, value in (("source", source), ("payout", payout), ("type", type)):
-            if value:
-                params[name] = value
-        rows = self._list("list balance transactions", lambda: self.client.v1.balance_transactions.list(
-            params=params, options=_as(account)))
-        return [BalanceTxn.of(row, account) for row in rows]
 
     def connected_balance(self, account: str, currency: str = "usd") -> ConnectedBalance:
         """A connected account's balance in ``currency``: available and pending."""

@@ -38,9 +38,8 @@ from datetime import datetime, timezone
 from sqlalchemy import and_, exists, func, literal, select
 from sqlalchemy.orm import Session
 
-from app.integrations.stripe_common import GatewayError, GatewayUnavailable
-from app.integrations.stripe_money import (BalanceTxn, ChargeMoney, PayoutResult, RefundMoney, ReversalResult,
-                                           TransferResult)
+from app.integrations.stripe_common import BalanceTxn, GatewayError, GatewayUnavailable
+from app.integrations.stripe_money import ChargeMoney, PayoutResult, RefundMoney, ReversalResult, TransferResult
 from app.models import (Appointment, AuditEvent, Charge, Claim, CollectionCase, PaymentAttempt, Refund, Remittance)
 from app.models.ledger import LedgerEntry, LedgerTransaction
 from app.models.payouts import PayoutSplit, ProviderAccount, ProviderPayout, ProviderTransfer, TransferReversal

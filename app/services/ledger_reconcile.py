@@ -201,11 +201,11 @@ def compare_window(session: Session, gw, *, start: int, end: int, connected_acco
     Returns ``(matched, mismatches)``. Raises the gateway's GatewayUnavailable when Stripe cannot be
     reached."""
     accounts = connected_accounts_of(session) if connected_accounts is None else list(connected_accounts)
-    stripe_side = list(gw.list_balance_transactions_created(start, end))
+    stripe_side = list(gw.balance_transactions(created=(start, end)))
     mismatches: list[dict] = []
     for account in dict.fromkeys(accounts):
         try:
-            stripe_side.extend(gw.list_balance_transactions_created(start, end, account=account))
+            stripe_side.extend(gw.balance_transactions(account=account, created=(start, end)))
         except GatewayError as error:
             if isinstance(error, GatewayUnavailable):      # unreachable: the run fails
                 raise

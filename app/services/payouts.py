@@ -558,6 +558,82 @@ def _source_for(session: Session, gw, split: PayoutSplit, amount: int) -> str:
 
 # -- sending: stored first, then Stripe, then recorded (entry points: they commit) --------------------------
 
+def _send(session: Session, model, row_id: int, what: str, *, now: datetime, actor: Actor, split_of, create,
+          record, refused: str) -> str:
+    """Send one stored row (a ProviderTransfer or a TransferReversal; ``what``: "transfer" or "reversal") to
+    Stripe and record it (commits). The row is locked and must still be ``creating``; ``create(session, gw,
+    row, split)`` makes it at Stripe with its key, ``record(session, gw, row, result, now=, actor=)`` records
+    it with its ledger posting, in one transaction. Stripe did it but reading its side failed, or Stripe
+    unreachable: the row stays ``creating`` (the next tick sends it again, same key). Stripe refused:
+    ``failed`` with the reason, audited ``payout.<what>_failed`` (``refused``: its words, with ``{amount}``
+    and ``{failure}``). Returns the row's status."""
+    session.rollback()
+    row = session.get(model, row_id, with_for_update=True, populate_existing=True)
+    if row is None or row.status != "creating":
+        session.rollback()
+        return row.status if row is not None else "missing"
+    split = split_of(session, row)
+    split_id = split.id
+    gw = gateway()
+    try:
+        result = create(session, gw, row, split)
+        try:
+            record(session, gw, row, result, now=now, actor=actor)
+        except GatewayError as error:      # Stripe did it; reading its side failed: the next run records it
+            raise GatewayUnavailable(str(error)) from error
+    except GatewayUnavailable as error:
+        session.rollback()
+        log.warning("%s %s not sent yet: %s", what, row_id, error)
+        return "creating"
+    except GatewayError as error:
+        session.rollback()
+        row = session.get(model, row_id, with_for_update=True, populate_existing=True)
+        if row.status != "creating":
+            session.rollback()
+            return row.status
+        row.status, row.failure = "failed", str(error)[:255]
+        _audit(session, session.get(PayoutSplit, split_id), f"payout.{what}_failed", actor=actor, outcome="failure",
+               reason=refused.format(amount=money(row.amount_cents), failure=row.failure),
+               details={"amount_cents": row.amount_cents, f"{what}_id": row.id, "error": row.failure})
+    session.commit()
+    return row.status
+
+
+def send_transfer(session: Session, transfer_id: int, *, now: datetime, actor: Actor = JOB) -> str:
+    """Send one stored transfer (commits): create it with its key (after a crash that followed Stripe's work,
+    the same key answers the same transfer; after a 500 the gateway finds it by its UUID among the group's
+    transfers: adopted, once) and record it with its ledger posting in one transaction. Stripe refused:
+    ``failed`` with the reason, audited. Stripe unreachable: stays ``creating`` (the next tick sends it
+    again, same key)."""
+    return _send(session, ProviderTransfer, transfer_id, "transfer", now=now, actor=actor,
+                 split_of=_split_of_transfer, create=_create_transfer, record=_record_transfer,
+                 refused="Stripe refused the transfer of {amount} to the provider: {failure}")
+
+
+def _split_of_transfer(session: Session, row: ProviderTransfer) -> PayoutSplit:
+    return session.get(PayoutSplit, row.split_id)
+
+
+def _create_transfer(session: Session, gw, row: ProviderTransfer, split: PayoutSplit) -> TransferResult:
+    account = session.get(ProviderAccount, row.provider_account_id)
+    group = transfer_group(split.appointment_id)
+    try:
+        source = _source_for(session, gw, split, row.amount_cents)
+        return gw.create_transfer(
+            key=row.key("transfer"), amount=row.amount_cents, currency="usd",
+            destination=account.stripe_account_id, source_transaction=source, transfer_group=group,
+            metadata={"transfer_uuid": str(row.uuid), "transfer_id": str(row.id), "split_id": str(split.id),
+                      "appointment_id": str(split.appointment_id), "provider_account_id": str(account.id)})
+    except GatewayError as error:
+        # The same key with other parameters (a payment plan's source chosen again): ours, if Stripe has it.
+        if _code(error.__cause__) != "idempotency_error":
+            raise
+        result = gw.find_transfer(transfer_group=group, metadata_key="transfer_uuid", metadata_value=str(row.uuid))
+        if result is None:
+            raise GatewayUnavailable(f"transfer {row.id}: its key was used with other parameters") from error
+        return result
+
+
 def _record_transfer(session: Session, gw, row: ProviderTransfer, result: TransferResult, *, now: datetime,
                      actor: Actor) -> None:
     split = session.get(PayoutSplit, row.split_id, with_for_update=True, populate_existing=True)
@@ -580,58 +656,23 @@ def _record_transfer(session: Session, gw, row: ProviderTransfer, result: Transf
                     "provider_account_id": row.provider_account_id, "source_transaction": result.source_transaction})
 
 
-def send_transfer(session: Session, transfer_id: int, *, now: datetime, actor: Actor = JOB) -> str:
-    """Send one stored transfer (commits): create it with its key (after a crash that followed Stripe's work,
-    the same key answers the same transfer; after a 500 the gateway finds it by its UUID among the group's
-    transfers: adopted, once) and record it with its ledger posting in one transaction. Stripe refused:
-    ``failed`` with the reason, audited. Stripe unreachable: stays ``creating`` (the next tick sends it
-    again, same key)."""
-    session.rollback()
-    row = session.get(ProviderTransfer, transfer_id, with_for_update=True, populate_existing=True)
-    if row is None or row.status != "creating":
-        session.rollback()
-        return row.status if row is not None else "missing"
-    split = session.get(PayoutSplit, row.split_id)
-    account = session.get(ProviderAccount, row.provider_account_id)
-    group = transfer_group(split.appointment_id)
-    gw = gateway()
-    try:
-        try:
-            source = _source_for(session, gw, split, row.amount_cents)
-            result = gw.create_transfer(
-                key=row.key("transfer"), amount=row.amount_cents, currency="usd",
-                destination=account.stripe_account_id, source_transaction=source, transfer_group=group,
-                metadata={"transfer_uuid": str(row.uuid), "transfer_id": str(row.id), "split_id": str(split.id),
-                          "appointment_id": str(split.appointment_id), "provider_account_id": str(account.id)})
-        except GatewayError as error:
-            # The same key with other parameters (a payment plan's source chosen again): ours, if Stripe has it.
-            if _code(error.__cause__) != "idempotency_error":
-                raise
-            result = gw.find_transfer(transfer_group=group, metadata_key="transfer_uuid",
-                                      metadata_value=str(row.uuid))
-            if result is None:
-                raise GatewayUnavailable(f"transfer {row.id}: its key was used with other parameters") from error
-        try:
-            _record_transfer(session, gw, row, result, now=now, actor=actor)
-        except GatewayError as error:      # Stripe did it; reading its side failed: the next run records it
-            raise GatewayUnavailable(str(error)) from error
-    except GatewayUnavailable as error:
-        session.rollback()
-        log.warning("transfer %s not sent yet: %s", transfer_id, error)
-        return "creating"
-    except GatewayError as error:
-        session.rollback()
-        row = session.get(ProviderTransfer, transfer_id, with_for_update=True, populate_existing=True)
-        if row.status != "creating":
-            session.rollback()
-            return row.status
-        row.status, row.failure = "failed", str(error)[:255]
-        split = session.get(PayoutSplit, row.split_id)
-        _audit(session, split, "payout.transfer_failed", actor=actor, outcome="failure",
-               reason=f"Stripe refused the transfer of {money(row.amount_cents)} to the provider: {row.failure}",
-               details={"amount_cents": row.amount_cents, "transfer_id": row.id, "error": row.failure})
-    session.commit()
-    return row.status
+def send_reversal(session: Session, reversal_id: int, *, now: datetime, actor: Actor = JOB) -> str:
+    """Send one stored reversal (commits), as ``send_transfer`` does a transfer."""
+    return _send(session, TransferReversal, reversal_id, "reversal", now=now, actor=actor,
+                 split_of=_split_of_reversal, create=_create_reversal, record=_record_reversal,
+                 refused="Stripe refused to pull back {amount} from the provider: {failure}")
+
+
+def _split_of_reversal(session: Session, row: TransferReversal) -> PayoutSplit:
+    return session.get(PayoutSplit, session.get(ProviderTransfer, row.transfer_id).split_id)
+
+
+def _create_reversal(session: Session, gw, row: TransferReversal, split: PayoutSplit) -> ReversalResult:
+    transfer = session.get(ProviderTransfer, row.transfer_id)
+    return gw.create_transfer_reversal(
+        transfer.stripe_transfer_id, key=row.key("reversal"), amount=row.amount_cents,
+        metadata={"reversal_uuid": str(row.uuid), "reversal_id": str(row.id), "split_id": str(split.id),
+                  "appointment_id": str(split.appointment_id), "reason": row.reason})
 
 
 def _record_reversal(session: Session, gw, row: TransferReversal, result: ReversalResult, *, now: datetime,
@@ -654,44 +695,6 @@ def _record_reversal(session: Session, gw, row: TransferReversal, result: Revers
            details={"amount_cents": row.amount_cents, "reversal_id": row.id, "transfer_id": transfer.id,
                     "reason": row.reason, "refund_id": row.refund_id, "dispute_id": row.dispute_id,
                     "stripe_transfer_id": transfer.stripe_transfer_id})
-
-
-def send_reversal(session: Session, reversal_id: int, *, now: datetime, actor: Actor = JOB) -> str:
-    """Send one stored reversal (commits), as ``send_transfer`` does a transfer."""
-    session.rollback()
-    row = session.get(TransferReversal, reversal_id, with_for_update=True, populate_existing=True)
-    if row is None or row.status != "creating":
-        session.rollback()
-        return row.status if row is not None else "missing"
-    transfer = session.get(ProviderTransfer, row.transfer_id)
-    split = session.get(PayoutSplit, transfer.split_id)
-    gw = gateway()
-    try:
-        result = gw.create_transfer_reversal(
-            transfer.stripe_transfer_id, key=row.key("reversal"), amount=row.amount_cents,
-            metadata={"reversal_uuid": str(row.uuid), "reversal_id": str(row.id), "split_id": str(split.id),
-                      "appointment_id": str(split.appointment_id), "reason": row.reason})
-        try:
-            _record_reversal(session, gw, row, result, now=now, actor=actor)
-        except GatewayError as error:      # Stripe did it; reading its side failed: the next run records it
-            raise GatewayUnavailable(str(error)) from error
-    except GatewayUnavailable as error:
-        session.rollback()
-        log.warning("reversal %s not sent yet: %s", reversal_id, error)
-        return "creating"
-    except GatewayError as error:
-        session.rollback()
-        row = session.get(TransferReversal, reversal_id, with_for_update=True, populate_existing=True)
-        if row.status != "creating":
-            session.rollback()
-            return row.status
-        row.status, row.failure = "failed", str(error)[:255]
-        split = session.get(PayoutSplit, split.id)
-        _audit(session, split, "payout.reversal_failed", actor=actor, outcome="failure",
-               reason=f"Stripe refused to pull back {money(row.amount_cents)} from the provider: {row.failure}",
-               details={"amount_cents": row.amount_cents, "reversal_id": row.id, "error": row.failure})
-    session.commit()
-    return row.status
 
 
 def due_transfers(session: Session, *, limit: int = BATCH) -> list[int]:

@@ -222,11 +222,6 @@ def fee_percent_text(basis_points: int | None) -> str:
     return f"{whole}" if not rest else f"{whole}.{rest:02d}".rstrip("0")
 
 
-def cents_text(cents: int | None) -> str:
-    """250 -> '2.50'; None -> ''."""
-    return "" if cents is None else f"{cents // 100}.{cents % 100:02d}"
-
-
 def fee_words(percent_bp: int | None, fixed_cents: int | None) -> str:
     """'10% + $0.30', '10%', '$2.00', or 'no fee'."""
     parts = []

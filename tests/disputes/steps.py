@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlalchemy import func, or_, select
 
 from app.models import Appointment, AuditEvent, Dispute, LedgerEntry, LedgerTransaction, PaymentAttempt
-from app.services import booking, codes, emr, fees, notifications
+from app.services import booking, codes, disputes, emr, fees, notifications
 from app.services.audit import Actor
 from tests.helpers.payments import MON_10_NY, settle, sign_in, start
 
@@ -24,6 +24,7 @@ DIAGNOSIS_WORDS = "Malignant neoplasm"
 CODE = "LOC-CONSULT"
 REMINDER_TEXT = "Your visit tomorrow at 10:00"
 SYSTEM = Actor.system("test")
+WEBHOOK = Actor.system("webhook")
 
 
 @dataclass
@@ -118,6 +119,16 @@ def dispute_at_stripe(stripe_admin, intent_id: str) -> dict:
 def ours(db, stripe_dispute_id: str) -> Dispute | None:
     db.expire_all()
     return db.scalar(select(Dispute).where(Dispute.stripe_dispute_id == stripe_dispute_id))
+
+
+def opened(db, stripe_admin, visit: Visit, event_id: str) -> tuple[dict, Dispute]:
+    """Stripe's dispute of the visit's payment applied as its ``charge.dispute.created`` webhook would apply
+    it (``event_id``), committed: (Stripe's copy, our row)."""
+    du = dispute_at_stripe(stripe_admin, visit.intent)
+    disputes.apply_event(db, event_id=event_id, event_type="charge.dispute.created", object_id=du["id"],
+                         created=du["created"], account=None, actor=WEBHOOK)
+    db.commit()
+    return du, ours(db, du["id"])
 
 
 def dispute_audits(db, appointment_id: int) -> list[str]:

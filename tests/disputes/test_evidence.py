@@ -9,20 +9,12 @@ from __future__ import annotations
 
 from urllib.parse import unquote_plus
 
+import pytest
+
 from app.services import disputes
 from app.services.audit import Actor
 from tests.disputes import steps
 from tests.helpers.payments import recording_stripe
-
-WEBHOOK = Actor.system("webhook")
-
-
-def opened_row(db, stripe_admin, paid):
-    du = steps.dispute_at_stripe(stripe_admin, paid.intent)
-    disputes.apply_event(db, event_id="evt_evidence", event_type="charge.dispute.created", object_id=du["id"],
-                         created=du["created"], account=None, actor=WEBHOOK)
-    db.commit()
-    return du, steps.ours(db, du["id"])
 
 
 def leaks(text: str, forbidden: list[str]) -> list[str]:
@@ -34,7 +26,7 @@ def test_what_stripe_receives_names_no_note_diagnosis_code_type_specialty_messag
         db, app, visit, later_by_hand, stripe_admin, billing_user):
     paid = visit(happened=True)
     later_by_hand()
-    du, row = opened_row(db, stripe_admin, paid)
+    du, row = steps.opened(db, stripe_admin, paid, "evt_evidence")
     forbidden = steps.forbidden_words(db, paid)
     proposed = row.evidence
     assert set(proposed) == {f.name for f in disputes.FIELDS}
@@ -76,7 +68,7 @@ def test_what_stripe_receives_names_no_note_diagnosis_code_type_specialty_messag
 def test_only_the_approved_fields_are_sent(db, visit, later_by_hand, stripe_admin, billing_user):
     paid = visit(happened=False)
     later_by_hand()
-    du, row = opened_row(db, stripe_admin, paid)
+    du, row = steps.opened(db, stripe_admin, paid, "evt_evidence")
     assert row.evidence["visit_note"] == "Signed by the clinician: no (not yet)."
     biller = Actor("user", billing_user.id, "billing")
     disputes.save_review(db, row, ["service_date", "receipt"], "", biller)
@@ -91,23 +83,15 @@ def test_only_the_approved_fields_are_sent(db, visit, later_by_hand, stripe_admi
 def test_nothing_to_send_and_a_second_submission_are_refused(db, visit, later_by_hand, stripe_admin, billing_user):
     paid = visit(happened=False)
     later_by_hand()
-    du, row = opened_row(db, stripe_admin, paid)
+    du, row = steps.opened(db, stripe_admin, paid, "evt_evidence")
     biller = Actor("user", billing_user.id, "billing")
-    try:
+    with pytest.raises(disputes.InvalidReview, match="Approve at least one field"):   # nothing to send
         disputes.submit(db, row.id, biller)
-    except disputes.InvalidReview as error:
-        assert "Approve at least one field" in str(error)
-    else:
-        raise AssertionError("an empty submission should be refused")
     disputes.save_review(db, row, ["service_date"], None, biller)
     db.commit()
     disputes.submit(db, row.id, biller)
-    try:
+    with pytest.raises(disputes.NotOpen, match="already submitted"):                  # a second submission
         disputes.submit(db, row.id, biller)
-    except disputes.NotOpen as error:
-        assert "already submitted" in str(error)
-    else:
-        raise AssertionError("a second submission should be refused")
     at_stripe = stripe_admin.client.v1.disputes.retrieve(du["id"]).to_dict()
     assert at_stripe["evidence_details"]["submission_count"] == 1
 
@@ -116,16 +100,16 @@ class Crash(Exception):
     pass
 
 
-def test_a_crash_after_stripe_took_the_evidence_is_finished_once(db, app, visit, later_by_hand, stripe_admin,
-                                                                 billing_user, monkeypatch, queue):
-    from app.jobs import disputes as dispute_jobs
+def crashed_after_stripe_took_it(db, visit, later_by_hand, stripe_admin, billing_user, monkeypatch, approve):
+    """A dispute of a visit not attended, billing's review (``approve``, "Our words.") saved, then submitted
+    through a gateway whose process dies right after Stripe took the evidence. Returns (paid, du, row, biller)."""
     from app.services import gateway as gateway_module
 
     paid = visit(happened=False)
     later_by_hand()
-    du, row = opened_row(db, stripe_admin, paid)
+    du, row = steps.opened(db, stripe_admin, paid, "evt_evidence")
     biller = Actor("user", billing_user.id, "billing")
-    disputes.save_review(db, row, ["service_date", "product_description"], "Our words.", biller)
+    disputes.save_review(db, row, approve, "Our words.", biller)
     db.commit()
     real = gateway_module.gateway()
 
@@ -143,6 +127,15 @@ def test_a_crash_after_stripe_took_the_evidence_is_finished_once(db, app, visit,
     except Crash:
         db.rollback()
     monkeypatch.setattr(disputes, "gateway", gateway_module.gateway)
+    return paid, du, row, biller
+
+
+def test_a_crash_after_stripe_took_the_evidence_is_finished_once(db, app, visit, later_by_hand, stripe_admin,
+                                                                 billing_user, monkeypatch, queue):
+    from app.jobs import disputes as dispute_jobs
+
+    paid, du, row, biller = crashed_after_stripe_took_it(db, visit, later_by_hand, stripe_admin, billing_user,
+                                                         monkeypatch, ["service_date", "product_description"])
     assert steps.ours(db, du["id"]).submitted_at is None          # ...and nothing of it was recorded here
     assert stripe_admin.client.v1.disputes.retrieve(du["id"]).to_dict()["evidence_details"]["submission_count"] == 1
 
@@ -159,30 +152,9 @@ def test_a_crash_after_stripe_took_the_evidence_is_finished_once(db, app, visit,
 def test_a_crash_after_stripe_took_the_evidence_is_finished_by_the_poll(db, app, visit, later_by_hand, stripe_admin,
                                                                        billing_user, monkeypatch, queue):
     from app.jobs import disputes as dispute_jobs
-    from app.services import gateway as gateway_module
 
-    paid = visit(happened=False)
-    later_by_hand()
-    du, row = opened_row(db, stripe_admin, paid)
-    biller = Actor("user", billing_user.id, "billing")
-    disputes.save_review(db, row, ["service_date"], "Our words.", biller)
-    db.commit()
-    real = gateway_module.gateway()
-
-    class CrashingAfterStripe:
-        def __getattr__(self, name):
-            return getattr(real, name)
-
-        def update_dispute_evidence(self, *args, **kwargs):
-            real.update_dispute_evidence(*args, **kwargs)
-            raise Crash("the process died before recording it")
-
-    monkeypatch.setattr(disputes, "gateway", lambda: CrashingAfterStripe())
-    try:
-        disputes.submit(db, row.id, biller)
-    except Crash:
-        db.rollback()
-    monkeypatch.setattr(disputes, "gateway", gateway_module.gateway)
+    paid, du, _, _ = crashed_after_stripe_took_it(db, visit, later_by_hand, stripe_admin, billing_user, monkeypatch,
+                                                  ["service_date"])
     dispute_jobs.poll()
     row = steps.ours(db, du["id"])
     assert row.status == "under_review" and row.submitted_at is not None

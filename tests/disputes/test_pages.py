@@ -12,12 +12,9 @@ from sqlalchemy import select
 
 from app.models import AuditEvent, ClinicSettings, Dispute
 from app.services import disputes
-from app.services.audit import Actor
 from tests.disputes import steps
 from tests.helpers.access_tables.access_table_disputes import DISPUTES_EXPECTED, sample_dispute
 from tests.helpers.web import IsolatedClient, csrf_from, login
-
-WEBHOOK = Actor.system("webhook")
 
 
 def signed_in(app, user):
@@ -92,11 +89,7 @@ def test_the_worklist_shows_open_disputes_overdue_first_in_the_clinics_time(app,
 def test_review_save_and_bad_input(app, db, factories, visit, later_by_hand, stripe_admin, billing_user):
     paid = visit(happened=False)
     later_by_hand()
-    du = steps.dispute_at_stripe(stripe_admin, paid.intent)
-    disputes.apply_event(db, event_id="evt_pages", event_type="charge.dispute.created", object_id=du["id"],
-                         created=du["created"], account=None, actor=WEBHOOK)
-    db.commit()
-    row = steps.ours(db, du["id"])
+    du, row = steps.opened(db, stripe_admin, paid, "evt_pages")
     client = signed_in(app, billing_user)
     page = f"/billing/disputes/{row.id}"
     shown = client.get(page)
@@ -145,11 +138,7 @@ def test_stripe_refusing_the_evidence_says_so_and_records_nothing(app, db, visit
                                                                    billing_user):
     paid = visit(happened=False)
     later_by_hand()
-    du = steps.dispute_at_stripe(stripe_admin, paid.intent)
-    disputes.apply_event(db, event_id="evt_refused", event_type="charge.dispute.created", object_id=du["id"],
-                         created=du["created"], account=None, actor=WEBHOOK)
-    db.commit()
-    row = steps.ours(db, du["id"])
+    du, row = steps.opened(db, stripe_admin, paid, "evt_refused")
     stripe_admin.client.v1.disputes.close(du["id"])        # lost at Stripe; our row does not know yet
     client = signed_in(app, billing_user)
     page = f"/billing/disputes/{row.id}"
@@ -168,11 +157,7 @@ def test_evidence_follows_the_visit_until_submitted_and_a_stale_review_is_refuse
         app, db, client, factories, clock, visit, later_by_hand, stripe_admin, billing_user):
     paid = visit(happened=False)
     later_by_hand()                                    # disputed before the visit took place
-    du = steps.dispute_at_stripe(stripe_admin, paid.intent)
-    disputes.apply_event(db, event_id="evt_early", event_type="charge.dispute.created", object_id=du["id"],
-                         created=du["created"], account=None, actor=WEBHOOK)
-    db.commit()
-    row = steps.ours(db, du["id"])
+    du, row = steps.opened(db, stripe_admin, paid, "evt_early")
     assert row.evidence["visit_note"] == "Signed by the clinician: no (not yet)."
     biller = signed_in(app, billing_user)
     page = f"/billing/disputes/{row.id}"

@@ -15,14 +15,6 @@ from tests.helpers.web import login
 WEBHOOK = Actor.system("webhook")
 
 
-def opened(db, stripe_admin, paid) -> dict:
-    du = steps.dispute_at_stripe(stripe_admin, paid.intent)
-    disputes.apply_event(db, event_id="evt_guard", event_type="charge.dispute.created", object_id=du["id"],
-                         created=du["created"], account=None, actor=WEBHOOK)
-    db.commit()
-    return du
-
-
 def refused_on_the_page(client, forms, charge_id: int, words: str) -> None:
     response = refund_page(forms, charge_id)
     html = response.get_data(as_text=True)
@@ -41,7 +33,7 @@ def test_a_refund_is_refused_while_the_dispute_is_open_and_after_it_is_lost(db, 
                                                                             stripe_admin, billing_user):
     paid = visit(happened=False)
     later_by_hand()
-    du = opened(db, stripe_admin, paid)
+    du, _ = steps.opened(db, stripe_admin, paid, "evt_guard")
     assert login(client, billing_user.email).status_code == 303
 
     refused_on_the_page(client, forms, paid.attempt.charge_id,
@@ -88,8 +80,7 @@ def test_our_guard_defers_to_stripe_when_the_dispute_says_the_charge_is_refundab
                                                                                    stripe_admin, billing_user):
     paid = visit(happened=False)
     later_by_hand()
-    du = opened(db, stripe_admin, paid)
-    row = steps.ours(db, du["id"])
+    du, row = steps.opened(db, stripe_admin, paid, "evt_guard")
     assert disputes.blocking_refund(db, paid.attempt.charge_id) == row
     row.is_charge_refundable = True                                 # as Stripe would say for some disputes
     db.commit()
@@ -115,7 +106,7 @@ def test_a_canceled_disputed_booking_is_not_refunded_by_the_policy(db, clock, vi
 
     paid = visit(happened=False, cancellation_window_hours=1)     # canceled early: the policy refunds in full
     later_by_hand()
-    opened(db, stripe_admin, paid)
+    steps.opened(db, stripe_admin, paid, "evt_guard")
     appointment = db.get(Appointment, paid.appointment.id)
     booking.cancel(db, appointment, actor=WEBHOOK, now=clock.now(), reason="patient asked", by_user_id=None)
     db.commit()

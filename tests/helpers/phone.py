@@ -1,6 +1,6 @@
 """Browser steps and measurements for the e2e tests: signing in, a test card typed into the Payment
-Element, the phone-sized (360 px) page's tap targets; on a laptop, the provider's step-up and the
-note's review and signature."""
+Element, the phone-sized (360 px) page's tap targets; on a laptop, the provider's step-up, the
+note's review and signature, and the provider's payout onboarding."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -65,6 +65,32 @@ def review_and_sign(page, clock, email: str, total: str) -> None:
     page.wait_for_url(lambda url: "/review" not in url)
     expect(page.get_by_role("heading", name="Visit note Signed")).to_be_visible()
 
+
+
+def onboard_payouts(page, base: str, db, provider):
+    """The provider signs in, opens Payouts, sets them up, continues to the sandbox's Stripe onboarding page
+    (it names the account the app made) and submits it; back on the portal: "Ready to be paid". Returns the
+    provider's payout account."""
+    from playwright.sync_api import expect
+
+    from app.services import payout_accounts
+
+    sign_in(page, base, provider.user.email)
+    page.get_by_role("link", name="Payouts").click()
+    page.wait_for_url(lambda url: url.endswith("/staff/payouts"))
+    expect(page.locator("#payout-words")).to_have_text("Not connected")
+    page.get_by_role("button", name="Set up payouts").click()
+    expect(page.locator("#payout-words")).to_have_text("Onboarding not finished")
+    page.get_by_role("link", name="Continue to Stripe").click()
+    page.wait_for_url(lambda url: "/_sandbox/onboarding/" in url)
+    db.expire_all()
+    account = payout_accounts.account_for(db, provider.id)
+    expect(page.locator("#account")).to_have_text(account.stripe_account_id)
+    page.get_by_role("button", name="Agree and submit").click()
+    page.wait_for_url(lambda url: url.startswith(base) and "/staff/payouts/return" in url)
+    expect(page.locator("#payout-words")).to_have_text("Ready to be paid")
+    expect(page.get_by_text("You are ready to be paid")).to_be_visible()
+    return account
 
 # Every visible link and button, with its box and a name a person would recognise.
 _TARGETS_JS = """

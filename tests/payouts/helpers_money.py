@@ -22,16 +22,23 @@ def client(sandbox) -> stripe.StripeClient:
     return stripe.StripeClient(sandbox.secret_key, base_addresses={"api": sandbox.api_base}, max_network_retries=0)
 
 
-def connect(db, provider, clock, sandbox, *, onboard: bool = True, **bank) -> ProviderAccount:
-    """The provider's Express account (made through the app), onboarded at the sandbox and read back
-    (``bank``: the onboarding form's fields, e.g. ``account_number="000111111116"``: payouts fail)."""
+def started(db, provider, clock) -> ProviderAccount:
+    """The provider's Express account made through the app, its onboarding started (not finished)."""
     actor = Actor("user", provider.user_id, "provider")
     account = payout_accounts.open_account(db, provider, actor=actor)
     db.commit()
     payout_accounts.start_onboarding(db, account, actor=actor, now=clock.now(), refresh_url=REFRESH,
                                      return_url=RETURN)
     db.commit()
+    return account
+
+
+def connect(db, provider, clock, sandbox, *, onboard: bool = True, **bank) -> ProviderAccount:
+    """The provider's Express account (made through the app), onboarded at the sandbox and read back
+    (``bank``: the onboarding form's fields, e.g. ``account_number="000111111116"``: payouts fail)."""
+    account = started(db, provider, clock)
     if onboard:
+        actor = Actor("user", provider.user_id, "provider")
         sandbox.onboard_account(account.stripe_account_id, **bank)
         payout_accounts.refresh_account(db, account, actor=actor, now=clock.now())
         db.commit()
@@ -141,12 +148,19 @@ def actions(db, appointment_id, prefix: str = "payout.") -> list[str]:
                                   .order_by(AuditEvent.seq)) if a.startswith(prefix)]
 
 
-def transferred_visit(db, factories, clock, policy, sandbox, **bank):
-    """A completed deposit-to-book visit whose provider's share was transferred after the hold."""
+def held_visit(db, factories, clock, policy, sandbox, **bank):
+    """A completed deposit-to-book visit of a provider with an enabled account (``bank``: see ``connect``),
+    its split made by the tick and held (the hold not over yet): (appointment, account, split)."""
     appointment = paid_visit(db, factories, clock, policy, sandbox)
     account = connect(db, appointment.provider, clock, sandbox, **bank)
     complete(db, db.get(Appointment, appointment.id), clock)
     tick(db, clock)
+    return appointment, account, split_of(db, appointment.id)
+
+
+def transferred_visit(db, factories, clock, policy, sandbox, **bank):
+    """A completed deposit-to-book visit whose provider's share was transferred after the hold."""
+    appointment, account, _ = held_visit(db, factories, clock, policy, sandbox, **bank)
     after_hold(clock)
     tick(db, clock)
     split = split_of(db, appointment.id)

@@ -47,7 +47,7 @@ from app.services import ledger, ledger_reconcile, payout_accounts, payouts
 from app.services.clinic import current_clinic
 from app.services.gateway import gateway
 from tests.helpers.payments import SUCCESS, recording_stripe
-from tests.helpers.phone import fill_card, sign_in
+from tests.helpers.phone import fill_card, onboard_payouts, sign_in
 from tests.ledger.sandbox_window import close_window, open_window
 from tests.payouts.helpers_money import assert_ledger_balanced, balance_of, client, group_at_stripe
 
@@ -103,25 +103,6 @@ def staff_page(page, base: str, email: str, path: str) -> None:
         sign_in(page, base, email)
         page.goto(base + path, wait_until="load")
     assert urlsplit(page.url).path == urlsplit(path).path, page.url
-
-
-def onboard_in_the_browser(page, base: str, db, provider):
-    sign_in(page, base, provider.user.email)
-    page.get_by_role("link", name="Payouts").click()
-    page.wait_for_url(lambda url: url.endswith("/staff/payouts"))
-    expect(page.locator("#payout-words")).to_have_text("Not connected")
-    page.get_by_role("button", name="Set up payouts").click()
-    expect(page.locator("#payout-words")).to_have_text("Onboarding not finished")
-    page.get_by_role("link", name="Continue to Stripe").click()
-    page.wait_for_url(lambda url: "/_sandbox/onboarding/" in url)
-    db.expire_all()
-    account = payout_accounts.account_for(db, provider.id)
-    expect(page.locator("#account")).to_have_text(account.stripe_account_id)
-    page.get_by_role("button", name="Agree and submit").click()
-    page.wait_for_url(lambda url: url.startswith(base) and "/staff/payouts/return" in url)
-    expect(page.locator("#payout-words")).to_have_text("Ready to be paid")
-    expect(page.get_by_text("You are ready to be paid")).to_be_visible()
-    return account
 
 
 def mark_on_the_day_view(page, base: str, email: str, appointment: Appointment, button: str, status: str) -> None:
@@ -222,7 +203,7 @@ def test_a_provider_is_paid_for_a_visit_from_onboarding_to_their_bank(
         sandbox.add_webhook_endpoint(f"{live_server}/webhooks/stripe")
 
         # 2. The provider onboards through the account link; account.updated reaches the portal.
-        account = onboard_in_the_browser(laptop, live_server, db, provider)
+        account = onboard_payouts(laptop, live_server, db, provider)
         webhooks_processed(app, db, sandbox, event_type="account.updated", object_id=account.stripe_account_id)
         db.expire_all()
         account = payout_accounts.account_for(db, provider.id)

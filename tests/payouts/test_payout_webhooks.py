@@ -13,20 +13,7 @@ from sqlalchemy import select
 
 from app.models import AuditEvent, StripeEvent
 from app.services import payout_accounts, settlement
-from app.services.audit import Actor
-
-REFRESH = "http://portal.test/staff/payouts/refresh"
-RETURN = "http://portal.test/staff/payouts/return"
-
-
-def started(db, provider, clock):
-    actor = Actor("user", provider.user_id, "provider")
-    account = payout_accounts.open_account(db, provider, actor=actor)
-    db.commit()
-    payout_accounts.start_onboarding(db, account, actor=actor, now=clock.now(), refresh_url=REFRESH,
-                                     return_url=RETURN)
-    db.commit()
-    return account
+from tests.payouts.helpers_money import started
 
 
 def changes(db, account) -> list[tuple[str, str, str]]:

@@ -5,11 +5,9 @@ and ``transfer_group``, the provider's share, in the provider's connected balanc
 appointment's audit chain and in a balanced ledger."""
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 from types import SimpleNamespace
 
-import pytest
 from app.models import Appointment, CollectionCase
 from app.services import audit_chain, payouts
 from app.services.ledger_posting import pro_rata, round_half_up
@@ -209,13 +207,3 @@ def test_a_post_visit_charge_moves_only_once_captured(db, factories, clock, brow
     assert (transfer.amount, transfer.source_transaction, transfer.destination) == (
         split.provider_share_cents, split.stripe_charge_id, account.stripe_account_id)
     assert_ledger_balanced(db)
-
-
-@pytest.fixture
-def visit_settings(app, monkeypatch):
-    from app.jobs import set_app
-    from tests.postvisit.test_charging import PLAN_INTERVAL, SCHEDULE
-
-    monkeypatch.setitem(app.config, "SETTINGS", replace(app.config["SETTINGS"], VISIT_RETRY_SCHEDULE=SCHEDULE,
-                                                        PLAN_INTERVAL=PLAN_INTERVAL))
-    set_app(app)

@@ -5,30 +5,14 @@ finished by the next tick, once; a transfer Stripe refuses is failed with its re
 payment plan's instalments are one transfer per Stripe charge."""
 from __future__ import annotations
 
-from dataclasses import replace
-
-import pytest
 from sqlalchemy import select
 
 from app.models import AuditEvent, Appointment, CollectionCase, ProviderTransfer, TransferReversal
 from app.services import payouts
 from app.services.ledger_posting import pro_rata
 from tests.payouts.helpers_money import (actions, after_hold, assert_ledger_balanced, balance_of, client, complete,
-                                         connect, deposit_of, entries, group_at_stripe, paid_visit, postings, refund,
-                                         split_of, tick, transfers_of)
-
-
-def transferred_visit(db, factories, clock, policy, sandbox, *, price_cents=12500):
-    """A completed deposit-to-book visit whose provider's share was transferred after the hold."""
-    appointment = paid_visit(db, factories, clock, policy, sandbox, price_cents=price_cents)
-    account = connect(db, appointment.provider, clock, sandbox)
-    complete(db, db.get(Appointment, appointment.id), clock)
-    tick(db, clock)
-    after_hold(clock)
-    tick(db, clock)
-    split = split_of(db, appointment.id)
-    assert split.status == "transferred"
-    return appointment, account, split
+                                         connect, deposit_of, entries, group_at_stripe, held_visit, paid_visit,
+                                         postings, refund, split_of, tick, transferred_visit, transfers_of)
 
 
 def test_a_partial_refund_after_the_transfer_reverses_the_providers_share_of_it(db, factories, clock, policy,
@@ -77,11 +61,7 @@ def test_a_refund_in_full_after_the_transfer_reverses_all_of_it(db, factories, c
 
 
 def test_a_refund_during_the_hold_makes_the_transfer_smaller(db, factories, clock, policy, sandbox, queue):
-    appointment = paid_visit(db, factories, clock, policy, sandbox)
-    account = connect(db, appointment.provider, clock, sandbox)
-    complete(db, db.get(Appointment, appointment.id), clock)
-    tick(db, clock)
-    split = split_of(db, appointment.id)
+    appointment, account, split = held_visit(db, factories, clock, policy, sandbox)
     refund(db, deposit_of(db, appointment.id), 5000)
     after_hold(clock)
     tick(db, clock)
@@ -118,10 +98,7 @@ def test_a_provider_without_an_account_accrues_then_is_paid_once_onboarded(db, f
 
 def test_a_crash_after_stripe_made_the_transfer_is_finished_by_the_next_tick_once(db, factories, clock, policy,
                                                                                  sandbox, queue):
-    appointment = paid_visit(db, factories, clock, policy, sandbox)
-    account = connect(db, appointment.provider, clock, sandbox)
-    complete(db, db.get(Appointment, appointment.id), clock)
-    tick(db, clock)
+    appointment, account, _ = held_visit(db, factories, clock, policy, sandbox)
     after_hold(clock)
     # Stripe makes the transfer but the answer never comes back (each try of the SDK); finding it by our
     # metadata fails too: the tick ends with the row still ``creating``, as after a crash.
@@ -167,7 +144,7 @@ def test_a_transfer_stripe_refuses_is_failed_with_its_reason_and_not_retried(db,
 
 
 def test_a_payment_plan_is_one_transfer_per_stripe_charge(db, factories, clock, browser_pay, stripe_admin, sandbox,
-                                                          queue, plan_settings):
+                                                          queue, visit_settings):
     from app.jobs import visit_charges as visit_jobs
     from app.services import visit_charges
     from app.services.audit import Actor
@@ -205,23 +182,9 @@ def test_a_payment_plan_is_one_transfer_per_stripe_charge(db, factories, clock, 
     assert_ledger_balanced(db)
 
 
-@pytest.fixture
-def plan_settings(app, monkeypatch):
-    from app.jobs import set_app
-    from tests.postvisit.test_charging import PLAN_INTERVAL, SCHEDULE
-
-    monkeypatch.setitem(app.config, "SETTINGS", replace(app.config["SETTINGS"], VISIT_RETRY_SCHEDULE=SCHEDULE,
-                                                        PLAN_INTERVAL=PLAN_INTERVAL))
-    set_app(app)
-
-
 def test_transfers_due_and_send_pending_finish_stored_rows(db, factories, clock, policy, sandbox, queue):
-    appointment = paid_visit(db, factories, clock, policy, sandbox)
-    account = connect(db, appointment.provider, clock, sandbox)
-    complete(db, db.get(Appointment, appointment.id), clock)
-    tick(db, clock)
+    appointment, account, split = held_visit(db, factories, clock, policy, sandbox)
     after_hold(clock)
-    split = split_of(db, appointment.id)
     payouts.plan(db, split, now=clock.now())                        # stored, not sent (a crash before Stripe)
     db.commit()
     [row] = db.scalars(select(ProviderTransfer)).all()

@@ -14,8 +14,8 @@ from app.services.audit import Actor
 from app.services.ledger import Entry
 from app.services.ledger_posting import pro_rata
 from tests.payouts.helpers_money import (actions, after_hold, assert_ledger_balanced, balance_of, complete, connect,
-                                         deposit_of, entries, group_at_stripe, paid_visit, postings, split_of, tick,
-                                         transfers_of)
+                                         deposit_of, entries, group_at_stripe, held_visit, paid_visit, postings,
+                                         split_of, tick, transferred_visit, transfers_of)
 
 WEBHOOK = Actor.system("webhook")
 DISPUTE_FEE = 1500
@@ -45,19 +45,9 @@ def decide(db, dispute, status, clock):
     db.commit()
 
 
-def transferred(db, factories, clock, policy, sandbox):
-    appointment = paid_visit(db, factories, clock, policy, sandbox)
-    account = connect(db, appointment.provider, clock, sandbox)
-    complete(db, db.get(Appointment, appointment.id), clock)
-    tick(db, clock)
-    after_hold(clock)
-    tick(db, clock)
-    return appointment, account, split_of(db, appointment.id)
-
-
 def test_opened_after_the_transfer_reverses_the_share_at_once_and_a_win_transfers_it_again(
         db, factories, clock, policy, sandbox, queue):
-    appointment, account, split = transferred(db, factories, clock, policy, sandbox)
+    appointment, account, split = transferred_visit(db, factories, clock, policy, sandbox)
     share = split.provider_share_cents
     dispute = disputed(db, split, 12500)
     payouts.dispute_opened(db, dispute, now=clock.now(), actor=WEBHOOK)
@@ -91,11 +81,7 @@ def test_opened_after_the_transfer_reverses_the_share_at_once_and_a_win_transfer
 
 
 def test_opened_while_held_holds_the_share_and_a_loss_forfeits_it(db, factories, clock, policy, sandbox, queue):
-    appointment = paid_visit(db, factories, clock, policy, sandbox)
-    account = connect(db, appointment.provider, clock, sandbox)
-    complete(db, db.get(Appointment, appointment.id), clock)
-    tick(db, clock)
-    split = split_of(db, appointment.id)
+    appointment, account, split = held_visit(db, factories, clock, policy, sandbox)
     dispute = disputed(db, split, 12500)
     payouts.dispute_opened(db, dispute, now=clock.now(), actor=WEBHOOK)
     db.commit()
@@ -119,7 +105,7 @@ def test_opened_while_held_holds_the_share_and_a_loss_forfeits_it(db, factories,
 
 def test_a_partial_dispute_lost_after_the_transfer_pulls_back_only_its_share(db, factories, clock, policy, sandbox,
                                                                              queue):
-    appointment, account, split = transferred(db, factories, clock, policy, sandbox)
+    appointment, account, split = transferred_visit(db, factories, clock, policy, sandbox)
     share = split.provider_share_cents
     s_d = pro_rata(share, 5000, split.gross_cents, left=share)
     dispute = disputed(db, split, 5000)

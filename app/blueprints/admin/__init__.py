@@ -12,7 +12,7 @@ from app.blueprints.forms import npi_check, password_check, phone_check, timezon
 from app.extensions import db
 from app.models import User
 from app.models.user import STAFF_ROLES
-from app.services import accounts, clinic as clinic_service, type_settings
+from app.services import accounts, clinic as clinic_service, staffing, type_settings
 from app.services.audit import Actor
 from app.web import redirect_htmx, render
 
@@ -108,7 +108,7 @@ def clinic():
     form = ClinicForm(obj=current)
     if not form.is_submitted():
         form.platform_fee_percent.data = type_settings.fee_percent_text(current.platform_fee_percent_bp)
-        form.platform_fee_fixed.data = type_settings.cents_text(current.platform_fee_fixed_cents)
+        form.platform_fee_fixed.data = staffing.cents_to_dollars(current.platform_fee_fixed_cents)
     if form.validate_on_submit():
         fee = {name: value for name, value in (("platform_fee_percent_bp", form.platform_fee_percent_bp),
                                                ("platform_fee_fixed_cents", form.platform_fee_fixed_cents))

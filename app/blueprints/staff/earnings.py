@@ -91,22 +91,15 @@ def earnings_csv():
 
 # -- any provider's, for billing and admins ------------------------------------------------------
 
-def _provider_or_404(provider_id: int) -> Provider:
-    provider = db.session.get(Provider, provider_id)
-    if provider is None:
-        abort(404)
-    return provider
-
-
 @admin_bp.get("/providers/<int:provider_id>/earnings")
 @access("billing", "admin", phi=False)
 def provider_earnings(provider_id: int):
-    provider = _provider_or_404(provider_id)
+    provider = db.get_or_404(Provider, provider_id)
     return _page(_earnings(provider), provider=provider, admin_view=True)
 
 
 @admin_bp.get("/providers/<int:provider_id>/earnings.csv")
 @access("billing", "admin", phi=False)
 def provider_earnings_csv(provider_id: int):
-    provider = _provider_or_404(provider_id)
+    provider = db.get_or_404(Provider, provider_id)
     return _csv(_earnings(provider), provider)
