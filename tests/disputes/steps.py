@@ -3,6 +3,7 @@ deposit-to-book flow, the visit held and documented (so the evidence has things 
 the dispute read at Stripe, and the checks (the ledger balanced, nothing forbidden in what Stripe has)."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -152,6 +153,13 @@ def ledger_of(db, stripe_dispute_id: str) -> dict[str, list[tuple[str, int, str 
         LedgerTransaction.dispute_id == (row.id if row is not None else -1),
         LedgerTransaction.dedupe_key.like(f"%:{stripe_dispute_id}"))).order_by(LedgerTransaction.id)).all()
     return {t.kind: sorted((e.account, e.amount_cents, e.balance_transaction_id) for e in t.entries) for t in txns}
+
+
+def leaks(text: str, forbidden: list[str]) -> list[str]:
+    """The forbidden words found in ``text`` as whole words (case-insensitive): "C50" in a diagnosis
+    is a leak, the same three characters inside a random hex digest (an idempotency key) are not."""
+    return [word for word in forbidden
+            if re.search(rf"(?<![0-9a-z]){re.escape(word.lower())}(?![0-9a-z])", text.lower())]
 
 
 def forbidden_words(db, visit: Visit) -> list[str]:

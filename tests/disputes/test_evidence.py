@@ -17,11 +17,6 @@ from tests.disputes import steps
 from tests.helpers.payments import recording_stripe
 
 
-def leaks(text: str, forbidden: list[str]) -> list[str]:
-    lowered = text.lower()
-    return [word for word in forbidden if word.lower() in lowered]
-
-
 def test_what_stripe_receives_names_no_note_diagnosis_code_type_specialty_message_or_ip(
         db, app, visit, later_by_hand, stripe_admin, billing_user):
     paid = visit(happened=True)
@@ -30,7 +25,7 @@ def test_what_stripe_receives_names_no_note_diagnosis_code_type_specialty_messag
     forbidden = steps.forbidden_words(db, paid)
     proposed = row.evidence
     assert set(proposed) == {f.name for f in disputes.FIELDS}
-    assert leaks("\n".join(proposed.values()), forbidden) == []
+    assert steps.leaks("\n".join(proposed.values()), forbidden) == []
 
     biller = Actor("user", billing_user.id, "billing")
     disputes.save_review(db, row, [f.name for f in disputes.FIELDS], "The cardholder attended the whole visit.", biller)
@@ -38,14 +33,14 @@ def test_what_stripe_receives_names_no_note_diagnosis_code_type_specialty_messag
     with recording_stripe(app) as recording:
         disputes.submit(db, row.id, biller)
     bodies = [unquote_plus(body) for method, _, body in recording.sent if method.lower() == "post"]
-    assert bodies and all(leaks(body, forbidden) == [] for body in bodies)
+    assert bodies and all(steps.leaks(body, forbidden) == [] for body in bodies)
 
     at_stripe = stripe_admin.client.v1.disputes.retrieve(du["id"]).to_dict()
     evidence = {k: v for k, v in at_stripe["evidence"].items() if isinstance(v, str) and v}
     row = steps.ours(db, du["id"])
     assert evidence == row.submitted_evidence                       # stored: exactly what was sent
     assert at_stripe["status"] == "under_review" and at_stripe["evidence_details"]["submission_count"] == 1
-    assert leaks(str(at_stripe), forbidden) == []                    # nor in its metadata or anywhere else
+    assert steps.leaks(str(at_stripe), forbidden) == []                    # nor in its metadata or anywhere else
 
     assert set(evidence) == {"service_date", "product_description", "access_activity_log",
                              "cancellation_policy_disclosure", "refund_policy_disclosure", "uncategorized_text"}
