@@ -122,10 +122,6 @@ class PayoutRow:
     def status_words(self) -> str:
         return PAYOUT_WORDS.get(self.status, self.status)
 
-    @property
-    def swept_cents(self) -> int:
-        return sum(v.amount_cents for v in self.visits)
-
 
 @dataclass(frozen=True)
 class Totals:
