@@ -148,6 +148,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.blueprints import register_blueprints
 
     register_blueprints(app)
+    from app import i18n
+
+    i18n.init_app(app)       # English / Spanish: the locale of each request, the compiled catalogues
     from app.blueprints import ops as ops_blueprint
 
     ops_blueprint.init_app(app)   # request latency; METRICS_TOKEN scrapes, answered before the access rules

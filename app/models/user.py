@@ -20,6 +20,7 @@ class User(UserMixin, db.Model):
     __table_args__ = (
         CheckConstraint("role IN ('patient', 'provider', 'billing', 'admin')", name="role"),
         CheckConstraint("email = lower(email)", name="email_lowercase"),
+        CheckConstraint("locale IN ('en', 'es')", name="locale"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -34,6 +35,9 @@ class User(UserMixin, db.Model):
     phone: Mapped[str | None] = mapped_column(EncryptedText("users.phone"))
     phone_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # The patient's language for pages, messages and PDFs ('en' or 'es'; app/i18n.py); None: the
+    # browser's Accept-Language decides pages, English the messages.
+    locale: Mapped[str | None] = mapped_column(String(8))
     # No reminder or link goes by SMS until the number is verified by a code.
     phone_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     is_active_account: Mapped[bool] = mapped_column(Boolean, default=True)
