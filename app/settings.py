@@ -117,8 +117,16 @@ class Settings:
     PUBLIC_BASE_URL: str = "http://127.0.0.1:5000"   # links in messages
     REMINDER_OFFSETS: tuple = (timedelta(hours=24), timedelta(hours=1))
     RETRY_LINK_TTL: timedelta = timedelta(minutes=30)
+    # The waitlist (issue 17): how long each offer of a freed slot waits for its patient's tap before
+    # the next waitlisted patient is offered it, and how many are offered a slot at once.
+    WAITLIST_OFFER_TTL: timedelta = timedelta(minutes=15)
+    WAITLIST_OFFER_FANOUT: int = 1
     DECLINE_MESSAGE_GRACE: timedelta = timedelta(seconds=120)   # a decline message waits this long
     PASSWORD_RESET_TTL: timedelta = timedelta(minutes=30)
+    # The FHIR R4 API (issue 17): bearer tokens' lifetime, and a search page's default and largest _count.
+    FHIR_TOKEN_TTL: timedelta = timedelta(minutes=5)
+    FHIR_PAGE_SIZE: int = 20
+    FHIR_PAGE_MAX: int = 100
     PHONE_CODE_TTL: timedelta = timedelta(minutes=10)
     SEND_RETRY_DELAYS: tuple = (10, 60, 300)          # seconds between send retries
     # A claimed (sending) row is leased: the sweep takes back one still sending after this long
@@ -252,6 +260,11 @@ class Settings:
             REMINDER_OFFSETS=tuple(timedelta(seconds=float(x)) for x in
                                    (env.get("REMINDER_OFFSETS_SECONDS") or "86400,3600").split(",")),
             RETRY_LINK_TTL=_seconds(env.get("RETRY_LINK_TTL_SECONDS"), 1800),
+            FHIR_TOKEN_TTL=_seconds(env.get("FHIR_TOKEN_TTL_SECONDS"), 300),
+            FHIR_PAGE_SIZE=int(env.get("FHIR_PAGE_SIZE") or 20),
+            FHIR_PAGE_MAX=int(env.get("FHIR_PAGE_MAX") or 100),
+            WAITLIST_OFFER_TTL=_seconds(env.get("WAITLIST_OFFER_SECONDS"), 900),
+            WAITLIST_OFFER_FANOUT=int(env.get("WAITLIST_OFFER_FANOUT") or 1),
             DECLINE_MESSAGE_GRACE=_seconds(env.get("DECLINE_MESSAGE_GRACE_SECONDS"), 120),
             T_WINDOW=_seconds(env.get("T_WINDOW_SECONDS"), 1800),
             VISIT_RETRY_SCHEDULE=tuple(timedelta(seconds=float(x)) for x in

@@ -34,6 +34,12 @@ def register_blueprints(app: Flask) -> None:
     from app.blueprints import intake
 
     app.register_blueprint(intake.bp)     # /intake/...: patient intake (issue 15), card photos, staff view
+    from app.blueprints import waitlist
+
+    app.register_blueprint(waitlist.bp)   # /waitlist, /w/<token>: the waitlist (issue 17)
+    from app.blueprints import fhir
+
+    app.register_blueprint(fhir.bp)       # /fhir/...: the read-only FHIR R4 API for authorized systems (issue 17)
     if app.config["SETTINGS"].APP_ENV == "development":     # the outbox: never in test or production
         from app.blueprints import dev
 

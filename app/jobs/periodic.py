@@ -16,6 +16,8 @@ own step; every step is safe to run twice:
   reversals), the weekly payouts when due, the dispute poll every DISPUTE_POLL_INTERVAL, the ledger's
   daily reconciliation;
 - raise T-window alerts a lost job never raised, settle ones left open;
+- the waitlist (issue 17, app/jobs/waitlist.py): expire offers not taken in time and offer their
+  slot to the next patients, end entries whose last day passed;
 - link committed audit rows into the chain (the sequencer; app.jobs.audit.link
   also runs it every AUDIT_LINK_INTERVAL), log the lag, and, when due
   (AUDIT_ANCHOR_INTERVAL / AUDIT_ANCHOR_ROWS), anchor the chain's head (the last
@@ -49,6 +51,9 @@ def sweep() -> dict:
     messages = sweep_notifications()
     alerts = sweep_alerts()
     refunds = resume_unsent()
+    from app.jobs.waitlist import sweep_waitlist
+
+    paid.update(sweep_waitlist())              # the waitlist: expired offers go to the next patient
     from app.jobs.claims import sweep_claims
 
     paid.update(sweep_claims())                # hybrid claims: drafts to send, the poll, reconciliations
@@ -60,6 +65,9 @@ def sweep() -> dict:
     from app.jobs.money import sweep_money
 
     paid.update(sweep_money())                  # payouts, weekly payouts, the dispute poll, the ledger's day
+    from app.jobs.fhir import sweep_exports
+
+    paid.update(sweep_exports())                # FHIR bulk exports whose job was lost (issue 17)
     with job_session() as session:
         _link_and_report(session)
         head = audit.head(session)

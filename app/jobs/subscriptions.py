@@ -65,7 +65,22 @@ def subscriptions() -> dict:
         "charge_visit": [visit_charges.schedule_charge],
         "visit_case_due": [visit_charges.schedule_due],
         **_claims_subscriptions(),
+        **_waitlist_subscriptions(),
+        "fhir_export": [_enqueue(_fhir_job())],      # the FHIR bulk export (issue 17)
     }
+
+
+def _fhir_job():
+    from app.jobs.fhir import run_export
+
+    return run_export
+
+
+def _waitlist_subscriptions() -> dict:
+    """The waitlist (issue 17): app/jobs/waitlist.py."""
+    from app.jobs import waitlist
+
+    return {"expire_waitlist_offer": [waitlist.schedule_offer_expiry]}
 
 
 def _claims_subscriptions() -> dict:

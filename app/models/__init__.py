@@ -17,10 +17,12 @@ from app.models.scheduling import (AppointmentType, AvailabilityException, Avail
                                    Specialty)
 from app.models.user import Patient, User, ROLES, STAFF_ROLES
 from app.models.security import RecoveryCode, UserSession
+from app.models.waitlist import WaitlistEntry, WaitlistOffer
+from app.models.fhir import FhirClient, FhirExport, FhirExportFile, FhirToken
 
 __all__ = ["Claim", "ClearinghouseCursor", "Reconciliation", "Remittance", "Coverage", "EligibilityCheck",
            "Estimate", "Intake", "IntakeConsent", "Payer", "PayerAllowedAmount", "Addendum", "CardSetup", "CollectionCase", "Encounter", "EncounterDiagnosis", "EncounterLine",
            "PaymentConsent", "ProviderAccount", "PayoutSplit", "ProviderPayout", "ProviderTransfer", "TransferReversal",
            "Dispute", "LedgerEntry", "LedgerReconciliation", "LedgerTransaction", "Appointment", "AppointmentType", "AuditEvent", "BillingCode", "FeeScheduleEntry", "Charge", "PaymentAttempt", "PaymentFailure",
            "StripeEvent", "ProviderAlert", "Refund", "LinkToken", "Notification", "PhoneVerification", "SmsOptOut", "AvailabilityException", "AvailabilityRule",
-           "ClinicSettings", "Patient", "RecoveryCode", "UserSession", "Provider", "Specialty", "User", "ROLES", "STAFF_ROLES"]
+           "ClinicSettings", "FhirClient", "FhirExport", "FhirExportFile", "FhirToken", "Patient", "RecoveryCode", "UserSession", "Provider", "Specialty", "User", "WaitlistEntry", "WaitlistOffer", "ROLES", "STAFF_ROLES"]

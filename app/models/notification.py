@@ -92,9 +92,10 @@ class Notification(db.Model):
 
 
 class LinkToken(db.Model):
-    """A signed, expiring, single-use link: a retry of checkout, or a password reset."""
+    """A signed, expiring, single-use link: a retry of checkout, a password reset, or a waitlist offer."""
     __tablename__ = "link_tokens"
-    __table_args__ = (CheckConstraint("purpose IN ('retry_checkout', 'password_reset')", name="purpose"),)
+    __table_args__ = (CheckConstraint("purpose IN ('retry_checkout', 'password_reset', 'waitlist_offer')",
+                                      name="purpose"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     purpose: Mapped[str] = mapped_column(String(20))

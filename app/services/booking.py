@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 
+from flask_babel import lazy_gettext as _l
 from psycopg import errors as pg_errors
 from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -29,7 +30,7 @@ class SlotTaken(DomainError):
     """The slot went (someone else holds or booked it); ``nearest`` are free ones close to it."""
 
     def __init__(self, nearest: list[availability.Slot]):
-        super().__init__("That time was just taken.")
+        super().__init__(_l("That time was just taken."))
         self.nearest = nearest
 
 
@@ -74,11 +75,16 @@ AUDIT_ACTIONS = {"confirm": "booking.confirmed", "release": "booking.released", 
 
 
 def _transition(session: Session, appointment: Appointment, action: str, *, actor: Actor, now: datetime,
-                reason: str | None = None, details: dict | None = None) -> None:
+                reason: str | None = None, details: dict | None = None, refill: bool = True) -> None:
     appointment.status = appointment.next_status(action)   # raises InvalidTransition / Ignored
     session.flush()
     _audit(session, appointment, actor=actor, action=AUDIT_ACTIONS[action], at=now, reason=reason,
            details=details)
+    # The waitlist (issue 17), in this transaction: a freed slot is offered to waiting patients
+    # (``refill=False``: a hold released only because a new one takes its time), a confirmed hold
+    # that came from an offer counts as refilled.
+    from app.services import waitlist
+    waitlist.after_transition(session, appointment, action, now=now, refill=refill)
 
 
 def _is_unique_or_exclusion(error: IntegrityError) -> bool:
@@ -103,11 +109,11 @@ def _check_slot(session: Session, *, provider: Provider, appointment_type: Appoi
                 starts_at: datetime, now: datetime, exclude_appointment_id: int | None = None) -> None:
     """Raise InvalidSlot for a time never offered, SlotTaken for one that is taken."""
     if not appointment_type.is_active or not provider.is_active or not provider.offers(appointment_type):
-        raise InvalidSlot("This clinician does not offer that kind of visit.")
+        raise InvalidSlot(_l("This clinician does not offer that kind of visit."))
     if starts_at.tzinfo is None:
-        raise InvalidSlot("That time is not valid.")
+        raise InvalidSlot(_l("That time is not valid."))
     if starts_at <= now:
-        raise InvalidSlot("That time has already passed.")
+        raise InvalidSlot(_l("That time has already passed."))
     spec = slot_type(appointment_type)
     day = timedelta(days=1)
     [loaded] = load_schedules(session, [provider], now=now, window_start=starts_at - day,
@@ -121,7 +127,7 @@ def _check_slot(session: Session, *, provider: Provider, appointment_type: Appoi
         raise SlotTaken(nearest_free(session, provider=provider, appointment_type=appointment_type,
                                      around=starts_at, now=now,
                                      exclude_appointment_id=exclude_appointment_id))
-    raise InvalidSlot("That time is not available for booking. Pick one of the times shown.")
+    raise InvalidSlot(_l("That time is not available for booking. Pick one of the times shown."))
 
 
 def _release_expired_overlapping(session: Session, *, provider_id: int, blocked_start: datetime,
@@ -135,7 +141,7 @@ def _release_expired_overlapping(session: Session, *, provider_id: int, blocked_
         ).with_for_update(skip_locked=True)
     ).all()
     for hold in expired:
-        release(session, hold, actor=Actor.system("system"), now=now, reason="hold expired")
+        release(session, hold, actor=Actor.system("system"), now=now, reason="hold expired", refill=False)
 
 
 @dataclass
@@ -202,16 +208,16 @@ def take_hold(session: Session, *, now: datetime, patient: Patient, starts_at: d
     if appointment_type is None and provider is not None and type_id is not None:
         appointment_type = session.get(AppointmentType, type_id)    # exists, but not this provider's
     if provider is None or appointment_type is None:
-        raise InvalidSlot("That clinician or visit type does not exist.")
+        raise InvalidSlot(_l("That clinician or visit type does not exist."))
     if target.recent_holds >= policy.holds_per_hour:
-        raise TooManyHolds("You have picked many times in the last hour. Please wait a while and try again.")
+        raise TooManyHolds(_l("You have picked many times in the last hour. Please wait a while and try again."))
     _check_slot(session, provider=provider, appointment_type=appointment_type, starts_at=starts_at, now=now)
 
     ends_at = starts_at + timedelta(minutes=appointment_type.duration_minutes)
     blocked_start, blocked_end = _blocked(starts_at, ends_at, appointment_type)
     expires = min(now + policy.ttl, starts_at - policy.release_before_start)
     if expires <= now:
-        raise InvalidSlot("That time is too close to book now.")
+        raise InvalidSlot(_l("That time is too close to book now."))
     # One statement finds what this hold releases: the patient's holds beyond
     # MAX_HOLDS_PER_PATIENT - 1 (the newest are kept; the new one makes the count) and expired holds
     # in the new one's way (expired holds never block). Rows locked by someone else (a checkout
@@ -223,7 +229,7 @@ def take_hold(session: Session, *, now: datetime, patient: Patient, starts_at: d
         if is_replaced:
             release(session, old, actor=actor, now=now, reason="replaced by a new hold")
         else:
-            release(session, old, actor=Actor.system("system"), now=now, reason="hold expired")
+            release(session, old, actor=Actor.system("system"), now=now, reason="hold expired", refill=False)
     appointment = Appointment(
         patient_id=patient.id, provider_id=provider.id, type_id=appointment_type.id, status="held",
         starts_at=starts_at, ends_at=ends_at, blocked_start=blocked_start, blocked_end=blocked_end,
@@ -250,10 +256,11 @@ def take_hold(session: Session, *, now: datetime, patient: Patient, starts_at: d
 
 
 def release(session: Session, appointment: Appointment, *, actor: Actor, now: datetime,
-            reason: str) -> bool:
-    """held -> released (expired, replaced, or payment gave up). False if already released."""
+            reason: str, refill: bool = True) -> bool:
+    """held -> released (expired, replaced, or payment gave up). False if already released.
+    ``refill=False``: the time is being taken by a new hold in this transaction (no waitlist offer)."""
     try:
-        _transition(session, appointment, "release", actor=actor, now=now, reason=reason)
+        _transition(session, appointment, "release", actor=actor, now=now, reason=reason, refill=refill)
     except Ignored:
         return False
     appointment.hold_expires_at = appointment.hold_expires_at or now
@@ -304,7 +311,7 @@ def confirm(session: Session, appointment: Appointment, *, actor: Actor, now: da
 
 def _cancel_deadline_ok(appointment: Appointment, now: datetime) -> None:
     if appointment.starts_at <= now:
-        raise BookingRuleError("This visit has already started; call the clinic to change it.")
+        raise BookingRuleError(_l("This visit has already started; call the clinic to change it."))
 
 
 def cancel(session: Session, appointment: Appointment, *, actor: Actor, now: datetime, reason: str,
@@ -312,7 +319,7 @@ def cancel(session: Session, appointment: Appointment, *, actor: Actor, now: dat
     """held|confirmed -> canceled, with the reason and who did it (any time before the start)."""
     reason = (reason or "").strip()
     if not reason:
-        raise BookingRuleError("Please give a reason for canceling.")
+        raise BookingRuleError(_l("Please give a reason for canceling."))
     _cancel_deadline_ok(appointment, now)
     _transition(session, appointment, "cancel", actor=actor, now=now, reason=reason,
                 details={"within_cancellation_window": within_cancellation_window(appointment, now)})
@@ -331,9 +338,9 @@ def reschedule(session: Session, appointment: Appointment, *, actor: Actor, now:
                new_starts_at: datetime) -> None:
     """Move a confirmed booking in place (same row, same payment); the constraint checks it."""
     if appointment.status != "confirmed":
-        raise BookingRuleError("Only a confirmed booking can be rescheduled.")
+        raise BookingRuleError(_l("Only a confirmed booking can be rescheduled."))
     if within_cancellation_window(appointment, now):
-        raise BookingRuleError("It is too late to reschedule online; please call the clinic.")
+        raise BookingRuleError(_l("It is too late to reschedule online; please call the clinic."))
     appointment_type = appointment.type
     _check_slot(session, provider=appointment.provider, appointment_type=appointment_type,
                 starts_at=new_starts_at, now=now, exclude_appointment_id=appointment.id)
@@ -357,6 +364,8 @@ def reschedule(session: Session, appointment: Appointment, *, actor: Actor, now:
     _audit(session, appointment, actor=actor, action="booking.rescheduled", at=now,
            details={"old_starts_at": old_start.isoformat(), "old_ends_at": old_end.isoformat(),
                     "new_starts_at": new_starts_at.isoformat(), "new_ends_at": ends_at.isoformat()})
+    from app.services import waitlist            # the time it left is free: offered to waiting patients
+    waitlist.slot_freed(session, appointment, now=now, starts_at=old_start)
     signals.emit(session, signals.BOOKING_RESCHEDULED, appointment)
 
 

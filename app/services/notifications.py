@@ -24,12 +24,13 @@ from app.models import Appointment, Charge, Notification, PaymentAttempt, SmsOpt
 from app.models.appointment import BOOKED
 from app.services import audit
 from app.services.audit import Actor
+from app.services.locale_format import format_local
 from app.services.unit_of_work import request
 
 REMINDER = "reminder"
 SMS_TEMPLATES = {"reminder", "payment_declined", "hold_released", "provider_payment_alert", "phone_code",
                  "booking_canceled", "slot_released_provider", "refund_issued",
-                 "visit_payment_failed", "visit_payment_received", "visit_final_notice"}
+                 "visit_payment_failed", "visit_payment_received", "visit_final_notice", "waitlist_offer"}
 
 
 @dataclass(frozen=True)
@@ -334,20 +335,26 @@ class Rendered:
     html: str | None
 
 
-def local_time(dt: datetime, tz: str) -> str:
-    return dt.astimezone(ZoneInfo(tz)).strftime("%A, %B %-d at %-I:%M %p %Z")
+def local_time(dt: datetime, tz: str, language: str | None = None) -> str:
+    """The time in the recipient's zone, in their language ("Sunday, November 29 at 2:10 PM EST";
+    "domingo, 29 de noviembre, 2:10 p.m. EST")."""
+    return format_local(dt.astimezone(ZoneInfo(tz)), "%A, %B %-d at %-I:%M %p %Z", language)
 
 
-def message_context(notification: Notification, *, clinic, base_url: str) -> dict:
-    """Everything a template may use: deliberately small (no names, no clinical words)."""
+def message_context(notification: Notification, *, clinic, base_url: str, language: str | None = None) -> dict:
+    """Everything a template may use: deliberately small (no names, no clinical words). ``language``:
+    the recipient's (app.i18n.message_locale), for the date and time."""
     user = notification.user
     appointment = notification.appointment
     context = {
         "clinic_name": clinic.name, "clinic_phone": clinic.phone or "", "base_url": base_url.rstrip("/"),
-        "when": local_time(appointment.starts_at, user.timezone) if appointment else None,
+        "when": local_time(appointment.starts_at, user.timezone, language) if appointment else None,
         "appointment_url": f"{base_url.rstrip('/')}/appointments/{appointment.id}" if appointment else None,
         "modality": appointment.modality if appointment else None,
     }
     context.update({k: v for k, v in (notification.context or {}).items() if k in (
         "link", "code", "offset_seconds", "hours", "amount", "by")})
+    slot_at = (notification.context or {}).get("slot_at")     # a waitlist offer: the freed time, no appointment
+    if slot_at and context["when"] is None:
+        context["when"] = local_time(datetime.fromisoformat(slot_at), user.timezone, language)
     return context

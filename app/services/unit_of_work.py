@@ -38,6 +38,8 @@ INTENTS = {
     "submit_claim": "send this draft claim to the clearinghouse (claim_id)",
     "reconcile_visit": "reconcile this hybrid visit after a payer's answer (appointment_id)",
     "send_refund": "send this stored refund to Stripe (refund_id)",
+    "expire_waitlist_offer": "at its expiry, offer a waitlist offer's slot to the next patient (offer_id, when)",
+    "fhir_export": "run this FHIR bulk export (export_id)",
 }
 
 _subscribers: dict[str, tuple[Callable, ...]] = {}

@@ -68,7 +68,9 @@ def _clinic_fee(parse, field, blank: str) -> int | None:
 @bp.get("/")
 @access("admin", phi=False)
 def home():
-    return render("admin/home.html")
+    from app.services import waitlist
+
+    return render("admin/home.html", waitlist_refilled=waitlist.refilled_count(db.session))
 
 
 @bp.route("/staff", methods=["GET", "POST"])
@@ -128,6 +130,7 @@ from app.blueprints.admin import access as _access_review  # noqa: E402,F401  (r
 from app.blueprints.admin import fees as _fees  # noqa: E402,F401  (routes on bp)
 from app.blueprints.admin import payouts as _payouts  # noqa: E402,F401  (routes on bp)
 from app.blueprints.admin import ledger as _ledger  # noqa: E402,F401  (routes on bp)
+from app.blueprints.admin import fhir_clients as _fhir_clients  # noqa: E402,F401  (routes on bp; issue 17)
 
 
 # -- sessions and two-step sign-in of an account -----------------------------------------------------
