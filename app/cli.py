@@ -117,6 +117,9 @@ def register_cli(app: Flask) -> None:
                    f"{result.updated} updated, {result.unchanged} unchanged.")
 
     app.cli.add_command(codes_cli)
+    from app.cli_fhir import fhir_cli
+
+    app.cli.add_command(fhir_cli)        # flask fhir create-client|revoke-client|list-clients (issue 17)
 
     @app.cli.command("seed")
     def seed():

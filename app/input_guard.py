@@ -100,6 +100,10 @@ def bad_request(message: str, status: int = 400, title: str = "Please check what
     from app.web import render
 
     phi.withheld()
+    if request.blueprint == "fhir":        # the FHIR API answers with OperationOutcomes (issue 17)
+        from app.blueprints.fhir import outcome
+
+        return outcome(status, "invalid", message)
     if wants_json():
         response = jsonify({"state": "error", "error": message, "message": message})
         response.status_code = status
