@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 pytest.register_assert_rewrite("tests.helpers")     # before the first import of a helper
 
 from tests.helpers.web import RUN_ID, IsolatedClient, csrf_from, login  # noqa: E402
+from tests.helpers import a11y  # noqa: E402
 
 # Fixtures used by more than one folder; a folder's conftest.py keeps only its own.
 pytest_plugins = ["tests.helpers.fixtures_payments", "tests.helpers.fixtures_messages",
@@ -486,7 +487,7 @@ def browser():
         new_context = launched.new_context
 
         def watched_context(*args, **kwargs):     # every context a test opens reports CSP violations
-            return _watch_csp(new_context(*args, **kwargs))
+            return a11y.watch(_watch_csp(new_context(*args, **kwargs)))    # ... and axe-core's findings
 
         launched.new_context = watched_context
         yield launched
@@ -503,6 +504,19 @@ def no_csp_violations(request):
     yield
     found, CSP_VIOLATIONS[:] = list(CSP_VIOLATIONS), []
     assert not found, "Content-Security-Policy violations reported by Chromium:\n  " + "\n  ".join(found)
+
+
+@pytest.fixture(autouse=True)
+def no_a11y_violations(request):
+    """A test that drove Chromium fails if axe-core found a serious or critical WCAG 2.1 A/AA violation
+    on any page it showed (tests/helpers/a11y.py: after each load, htmx swap, dialog, and at the end)."""
+    if "browser" not in request.fixturenames:
+        yield
+        return
+    a11y.take()
+    yield
+    found = a11y.take()
+    assert not found, "axe-core found accessibility violations:\n  " + a11y.report(found)
 
 
 @pytest.fixture

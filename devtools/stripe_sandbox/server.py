@@ -393,7 +393,7 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(200, js, "application/javascript; charset=utf-8", {"Cache-Control": "no-store"})
                 return
             if path == "/v3/authorize":
-                html = (b"<!doctype html><title>3D Secure test page</title><p>This sandbox completes 3-D Secure "
+                html = (b"<!doctype html><html lang=\"en\"><title>3D Secure test page</title><p>This sandbox completes 3-D Secure "
                         b"challenges inside Stripe.js (stripe.handleNextAction).</p>")
                 self._send(200, html, "text/html; charset=utf-8")
                 return

@@ -16,7 +16,7 @@ def test_patient_signs_up_signs_out_and_signs_in_on_a_phone(live_server, phone):
     page.get_by_label("Repeat password").fill("short")
     page.get_by_role("button", name="Create account").click()
     # htmx swaps the form with its errors; nothing typed is lost.
-    page.get_by_text("Use at least 12 characters.").wait_for()
+    page.get_by_text("Use at least 12 characters.", exact=True).wait_for()     # under the field (and in the summary)
     assert page.get_by_label("Full name").input_value() == "Morgan Phone"
     page.get_by_label("Password", exact=True).fill("a-long-password")
     page.get_by_label("Repeat password").fill("a-long-password")

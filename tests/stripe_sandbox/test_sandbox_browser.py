@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 pytestmark = pytest.mark.e2e
 
 PAGE = """<!doctype html>
-<html><head><meta name="viewport" content="width=device-width, initial-scale=1">
+<html lang="en"><head><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Checkout</title><script src="%(js_url)s"></script></head>
 <body>
 <form id="pay-form">
@@ -42,6 +42,9 @@ PAGE = """<!doctype html>
 </script></body></html>"""
 
 
+DONE = b'<!doctype html><html lang="en"><title>Done</title>done'
+
+
 @pytest.fixture(scope="module")
 def page_server(sandbox):
     html = (PAGE % {"js_url": sandbox.js_url}).encode()
@@ -51,7 +54,7 @@ def page_server(sandbox):
             pass
 
         def do_GET(self):
-            body = html if urlsplit(self.path).path == "/checkout" else b"<!doctype html><title>Done</title>done"
+            body = html if urlsplit(self.path).path == "/checkout" else DONE
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))

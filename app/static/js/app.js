@@ -1,4 +1,11 @@
 // Progressive enhancement only: every page works without it.
+// Screen readers hear progress (a button's busy label) through base.html's polite status region.
+function announce(text) {
+  var region = document.getElementById("a11y-status");
+  if (!region || !text) return;
+  region.textContent = "";
+  setTimeout(function () { region.textContent = text; }, 50);     // a change, even for the same words
+}
 // A plain (non-htmx) form cannot be submitted twice: its submit button is
 // disabled and shows its busy label while the request is in flight.
 document.addEventListener("submit", function (event) {
@@ -10,12 +17,16 @@ document.addEventListener("submit", function (event) {
     button.disabled = true;
     var busy = button.dataset.busyLabel, label = button.querySelector(".label");
     if (busy && label) label.textContent = busy;
+    announce(busy);
   });
 });
 // An htmx form of several submit buttons (a day of slots): the tapped one shows it is working.
 // Capture phase: htmx sends (and disables the buttons) from the form's own submit listener.
 document.addEventListener("submit", function (event) {
-  if (event.target.hasAttribute("hx-post") && event.submitter) event.submitter.setAttribute("aria-busy", "true");
+  if (event.target.hasAttribute("hx-post") && event.submitter) {
+    event.submitter.setAttribute("aria-busy", "true");
+    announce(event.submitter.dataset.busyLabel);
+  }
 }, true);
 // The request failed or answered in place: the tapped button stops saying it is busy. (On
 // HX-Redirect htmx keeps the buttons disabled while the next page loads, so the spinner stays.)
@@ -60,4 +71,27 @@ document.addEventListener("change", function (event) {
   if (el.matches && el.matches("select[data-submit-on-change]") && el.form) {
     el.form.submit();
   }
+});
+// Focus for keyboards and screen readers (issue 17). `focusFirst(root)` moves focus to what a person
+// must read first in `root`: an error summary, else the first field in error, else an alert, else the
+// first heading, else `root` itself (made focusable with tabindex=-1 where it is not).
+function focusFirst(root) {
+  var target = root.querySelector(".error-summary") || root.querySelector("[aria-invalid=true]") ||
+    root.querySelector("[role=alert]:not([hidden])") || root.querySelector("h1, h2, h3") || root;
+  if (!target.matches("a[href], button, input, select, textarea, [tabindex]")) target.setAttribute("tabindex", "-1");
+  target.focus();
+}
+// A page that comes back with errors (a form that did not go through) starts at its error summary / first error.
+document.addEventListener("DOMContentLoaded", function () {
+  var main = document.getElementById("main");
+  if (main && main.querySelector(".error-summary, [aria-invalid=true]")) focusFirst(main);
+});
+// After an htmx swap the person asked for (a tap or a form sent), focus moves to the content that
+// arrived; swaps nobody asked for (polling) leave focus where it is.
+document.addEventListener("htmx:afterSettle", function (event) {
+  var trigger = (event.detail.requestConfig || {}).triggeringEvent;
+  if (!trigger || (trigger.type !== "submit" && trigger.type !== "click")) return;
+  var root = event.target && event.target.isConnected ? event.target : event.detail.target;
+  if (!root || !root.isConnected || root === document.body) return;
+  focusFirst(root);
 });

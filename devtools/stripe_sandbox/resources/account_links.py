@@ -42,7 +42,7 @@ def create(ctx: Ctx):
 
 
 def _redirect(url: str):
-    body = f'<!doctype html><a href="{html.escape(url)}">Continue</a>'.encode()
+    body = f'<!doctype html><html lang="en"><title>Continue</title><a href="{html.escape(url)}">Continue</a>'.encode()
     return 303, "text/html; charset=utf-8", body, {"Location": url}
 
 
@@ -50,7 +50,8 @@ def _usable(ctx: Ctx, link_id: str):
     link = ctx.store.get(link_id, "sandbox_account_link")
     if link is None:
         return None, (404, "text/html; charset=utf-8",
-                      b"<!doctype html><title>Link not found</title><p>This onboarding link does not exist.</p>", {})
+                      b'<!doctype html><html lang="en"><title>Link not found</title>'
+                      b"<p>This onboarding link does not exist.</p>", {})
     if link["used"] or ctx.now() >= link["expires_at"]:
         return None, _redirect(link["refresh_url"])
     return link, None
@@ -84,7 +85,8 @@ def page(ctx: Ctx, form: dict, link):
         f'<label>{html.escape(label)} <input name="{name}" value="{html.escape(value)}"></label>'
         for name, label, value in FIELDS)
     body = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>Sandbox Connect onboarding</title>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sandbox Connect onboarding</title>
 <style>body{{font-family:sans-serif;max-width:34em;margin:2em auto}}label{{display:block;margin:.4em 0}}
 input{{margin-left:.5em}}button{{margin-top:1em;padding:.5em 1.5em}}</style></head>
 <body><h1>Set up payouts</h1>

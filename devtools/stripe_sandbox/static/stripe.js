@@ -444,6 +444,34 @@
   StripeSandbox.prototype.retrievePaymentIntent = function (clientSecret) { return this._retrieve("paymentIntent", clientSecret); };
   StripeSandbox.prototype.retrieveSetupIntent = function (clientSecret) { return this._retrieve("setupIntent", clientSecret); };
 
+  // A modal dialog keeps the keyboard inside it (Tab / Shift+Tab cycle through its controls, focus
+  // that lands outside comes back) until it closes; then focus returns where it was.  Returns release().
+  function trapFocus(backdrop) {
+    var before = document.activeElement;
+    function items() {
+      return Array.prototype.filter.call(backdrop.querySelectorAll("button,select,input,a[href],[tabindex]"),
+        function (el) { return !el.disabled && el.tabIndex >= 0 && el.getClientRects().length; });
+    }
+    function onKey(ev) {
+      if (ev.key !== "Tab") return;
+      var list = items(), active = document.activeElement;
+      if (!list.length) { ev.preventDefault(); return; }
+      var first = list[0], last = list[list.length - 1];
+      if (ev.shiftKey && (active === first || !backdrop.contains(active))) { ev.preventDefault(); last.focus(); }
+      else if (!ev.shiftKey && (active === last || !backdrop.contains(active))) { ev.preventDefault(); first.focus(); }
+    }
+    function onFocus(ev) {
+      if (!backdrop.contains(ev.target)) { var list = items(); if (list.length) list[0].focus(); }
+    }
+    document.addEventListener("keydown", onKey, true);
+    document.addEventListener("focusin", onFocus, true);
+    return function release() {
+      document.removeEventListener("keydown", onKey, true);
+      document.removeEventListener("focusin", onFocus, true);
+      if (before && before !== document.body && document.contains(before) && before.focus) before.focus();
+    };
+  }
+
   StripeSandbox.prototype._challenge = function (intent, clientSecret) {
     var self = this;
     return new Promise(function (resolve) {
@@ -461,6 +489,7 @@
         '<button type="button" class="sbx-fail">Fail authentication</button>' +
         "</div>";
       document.body.appendChild(backdrop);
+      var release = trapFocus(backdrop);
       var done = false;
       function finish(outcome) {
         if (done) return;
@@ -469,6 +498,7 @@
         self._api("POST", "/v1/3ds2/challenge_complete", { intent: intent.id, client_secret: clientSecret, outcome: outcome })
           .then(function (r) {
             if (backdrop.parentNode) backdrop.parentNode.removeChild(backdrop);
+            release();
             resolve(r);
           });
       }
@@ -508,8 +538,10 @@
         select.appendChild(o);
       });
       document.body.appendChild(backdrop);
+      var release = trapFocus(backdrop);
       function finish(card) {
         if (backdrop.parentNode) backdrop.parentNode.removeChild(backdrop);
+        release();
         resolve(card);
       }
       backdrop.querySelector(".sbx-complete").addEventListener("click", function () {
