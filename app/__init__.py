@@ -47,7 +47,7 @@ def require_services(settings: Settings) -> Settings:
 
 # Blueprints called server to server (no browser: no session cookie, no page): the hooks skip what
 # only a browser needs for them (idle logoff, framing and asset headers, compression).
-SESSIONLESS = frozenset({"webhooks"})
+SESSIONLESS = frozenset({"webhooks", "fhir"})
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -169,7 +169,9 @@ def create_app(settings: Settings | None = None) -> Flask:
             if g.get("session_ended"):
                 # Signed out elsewhere, revoked, or past its absolute lifetime: drop the stale cookie.
                 session.clear()
-                flash("Your session has ended. Please sign in again.", "info")
+                from flask_babel import gettext
+
+                flash(gettext("Your session has ended. Please sign in again."), "info")
             return None
         row = g.get("user_session")
         if row is not None and row.remember and not current_user.is_staff:
@@ -178,10 +180,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         now = time.time()
         last = session.get("last_seen")
         if last is not None and now - last > limit.total_seconds():
+            from flask_babel import gettext
+
             from app.blueprints.auth.views import sign_out
 
             sign_out(action="auth.idle_logoff", reason="idle",
-                     message="You were signed out after a period of inactivity.")
+                     message=gettext("You were signed out after a period of inactivity."))
             return None   # continue as anonymous: access rules send them to sign in
         if last is None or now - last >= LAST_SEEN_STEP:
             # Written at most every LAST_SEEN_STEP seconds, not on every request (a new signed cookie

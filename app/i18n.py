@@ -44,8 +44,11 @@ def compile_catalogues(target: Path) -> Path:
 
 
 def choose_locale() -> str:
+    from flask import has_request_context
     from flask_login import current_user
 
+    if not has_request_context():        # a job or a test's app context: English unless force_locale says
+        return DEFAULT_LOCALE
     user_locale = getattr(current_user, "locale", None) if getattr(current_user, "is_authenticated", False) else None
     if user_locale in LOCALES:
         return user_locale
@@ -53,6 +56,20 @@ def choose_locale() -> str:
     if cookie in LOCALES:
         return cookie
     return request.accept_languages.best_match(LOCALES) or DEFAULT_LOCALE
+
+
+def page_locale() -> str:
+    """The language of the page being rendered ("en" or "es")."""
+    from flask_babel import get_locale
+
+    locale = get_locale()
+    return locale.language if locale is not None and locale.language in LOCALES else DEFAULT_LOCALE
+
+
+def N_(message: str) -> str:
+    """Mark a string for the catalogue without translating it here: it is kept as written (e.g. a
+    payment consent's wording, stored as evidence in English); the page shows ``gettext(message)``."""
+    return message
 
 
 def message_locale(user) -> str:

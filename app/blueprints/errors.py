@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 from flask import Flask, current_app, flash, g, jsonify, request
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import exc as sa_exc
@@ -19,18 +20,19 @@ from app.extensions import db
 from app.services.retry import is_transient, sqlstate
 from app.web import is_htmx, render
 
+# Lazy (issue 17): made in the viewer's language when shown; str() them before flash() or JSON.
 MESSAGES = {
-    400: ("Something was wrong with that request", "Go back, check the form and try again."),
-    403: ("You can't open this page", "Your account does not have access to it."),
-    404: ("Page not found", "The page you asked for does not exist or is not yours."),
-    405: ("Not allowed", "That action is not available here."),
-    429: ("Too many attempts", "Please wait a minute and try again."),
-    500: ("Something went wrong on our side", "Nothing was lost. Please try again in a moment; "
-          "if it keeps happening, call the clinic."),
-    503: ("The portal is temporarily unavailable", "We can't reach our records just now. Please try again "
-          "in a minute; if it is urgent, call the clinic."),
+    400: (_l("Something was wrong with that request"), _l("Go back, check the form and try again.")),
+    403: (_l("You can't open this page"), _l("Your account does not have access to it.")),
+    404: (_l("Page not found"), _l("The page you asked for does not exist or is not yours.")),
+    405: (_l("Not allowed"), _l("That action is not available here.")),
+    429: (_l("Too many attempts"), _l("Please wait a minute and try again.")),
+    500: (_l("Something went wrong on our side"), _l("Nothing was lost. Please try again in a moment; "
+          "if it keeps happening, call the clinic.")),
+    503: (_l("The portal is temporarily unavailable"), _l("We can't reach our records just now. Please try again "
+          "in a minute; if it is urgent, call the clinic.")),
 }
-BUSY = "The portal is very busy and could not finish that just now. Please try again in a moment."
+BUSY = _l("The portal is very busy and could not finish that just now. Please try again in a moment.")
 
 # What a 503 means to each kind of caller, and when to ask again (seconds).
 UNAVAILABLE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError,
@@ -39,13 +41,13 @@ RETRY_AFTER_OUTAGE = 30
 RETRY_AFTER_BUSY = 5
 # Endpoints called by fetch() that read JSON (app/static/js/checkout.js), and the webhooks.
 JSON_ENDPOINTS = frozenset({"checkout.complete", "checkout.pay_saved", "checkout.save_card"})
-JSON_BLUEPRINTS = frozenset({"webhooks"})
+JSON_BLUEPRINTS = frozenset({"webhooks", "fhir"})
 
 
 def _page(code: int, detail: str | None = None):
     title, message = MESSAGES[code]
-    return render("errors/error.html", status=code, code=code, title=title,
-                  message=detail or message)
+    return render("errors/error.html", status=code, code=code, title=str(title),
+                  message=str(detail or message))
 
 
 def register(app: Flask) -> None:
@@ -54,7 +56,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_error(error):
-        return _page(400, "Your form expired or was sent from elsewhere. Reload the page and try again.")
+        return _page(400, _l("Your form expired or was sent from elsewhere. Reload the page and try again."))
 
     @app.errorhandler(500)
     def server_error(error):
@@ -82,7 +84,7 @@ def unavailable(error):
         pass
     _anonymous_if_unloadable()
     retry_after = RETRY_AFTER_BUSY if busy else RETRY_AFTER_OUTAGE
-    message = BUSY if busy else MESSAGES[503][1]
+    message = str(BUSY if busy else MESSAGES[503][1])
     if wants_json():
         if request.blueprint in JSON_BLUEPRINTS:
             body = {"error": "temporarily unavailable", "retry_after": retry_after}
@@ -90,7 +92,7 @@ def unavailable(error):
             body = {"state": "error", "error": "temporarily unavailable", "message": message}
             if request.endpoint == "checkout.complete":
                 # The page keeps asking while it says so: Stripe may well have taken the card.
-                body.update(state="pending", message="We are confirming your payment…")
+                body.update(state="pending", message=str(_l("We are confirming your payment…")))
         response = jsonify(body)
         response.status_code = 503
     elif is_htmx():

@@ -1,11 +1,15 @@
-"""Template filters: times in the viewer's zone, money from cents."""
+"""Template filters: times in the viewer's zone, money from cents — both in the page's language
+(English as ever; Spanish through Babel: app/services/locale_format.py)."""
 from __future__ import annotations
 
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from flask import Flask
+from flask_babel import get_locale
 from flask_login import current_user
+
+from app.services.locale_format import format_local, format_money
 
 
 def viewer_tz() -> str:
@@ -18,17 +22,26 @@ def local(dt: datetime | None, fmt: str = "%a %b %-d, %-I:%M %p", tz: str | None
     """A UTC instant shown in the viewer's (or the given) timezone."""
     if dt is None:
         return ""
-    return dt.astimezone(ZoneInfo(tz or viewer_tz())).strftime(fmt)
+    return format_local(dt.astimezone(ZoneInfo(tz or viewer_tz())), fmt, language())
 
 
 def money(cents: int | None) -> str:
     if cents is None:
         return ""
-    sign = "-" if cents < 0 else ""
-    return f"{sign}${abs(cents) // 100:,}.{abs(cents) % 100:02d}"
+    return format_money(cents, language())
+
+
+def language() -> str | None:
+    """The language being rendered: the request's, or the one a message/PDF forces (None: English)."""
+    try:
+        locale = get_locale()
+    except RuntimeError:                 # no app context
+        return None
+    return locale.language if locale is not None else None
 
 
 def register(app: Flask) -> None:
     app.add_template_filter(local, "local")
     app.add_template_filter(money, "money")
     app.add_template_global(viewer_tz, "viewer_tz")
+    app.add_template_global(language, "page_language")

@@ -18,12 +18,14 @@ import time
 from datetime import datetime, timedelta
 
 from flask import current_app
+from flask_babel import force_locale
 from jinja2 import TemplateNotFound
 from rq.exceptions import DuplicateJobError
 from rq.job import JobStatus
 from rq.timeouts import BaseTimeoutException
 from sqlalchemy import select
 
+from app.i18n import message_locale
 from app.integrations.messaging import (Connections, OutboxSender, OutgoingMessage, SendError,
                                         SendOutcomeUnknown)
 from app.jobs import enqueue, enqueue_at, get_queue, job_session
@@ -94,7 +96,15 @@ class Renderer:
         return template.render(context) if template is not None else None
 
     def __call__(self, notification: Notification) -> OutgoingMessage:
-        context = notifications.message_context(notification, clinic=self.clinic, base_url=self.base_url)
+        # In the recipient's language (their profile's; English without one): the templates' _()
+        # and the date in ``when``. Jobs run outside requests, so the locale is forced here.
+        language = message_locale(notification.user)
+        with force_locale(language):
+            return self._message(notification, language)
+
+    def _message(self, notification: Notification, language: str) -> OutgoingMessage:
+        context = notifications.message_context(notification, clinic=self.clinic, base_url=self.base_url,
+                                                language=language)
         name = notification.template
         text = self._render(f"messages/{name}.txt", context).strip()
         subject = html = None

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from argon2 import PasswordHasher, Type
+from flask_babel import lazy_gettext as _l
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -42,7 +43,7 @@ def normalize_phone(phone: str) -> str:
     if re.fullmatch(r"\d{10}", digits):
         digits = "+1" + digits
     if not re.fullmatch(r"\+[1-9]\d{7,14}", digits):
-        raise ValueError("Enter a phone number with its country code, like +1 555 123 4567.")
+        raise ValueError(_l("Enter a phone number with its country code, like +1 555 123 4567."))
     return digits
 
 
@@ -50,7 +51,7 @@ def check_timezone(name: str) -> str:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError("Choose a timezone from the list, like America/New_York.") from None
+        raise ValueError(_l("Choose a timezone from the list, like America/New_York.")) from None
     return name
 
 
@@ -71,13 +72,13 @@ def find_by_email(session: Session, email: str) -> User | None:
 
 
 def register_patient(session: Session, *, full_name: str, email: str, phone: str,
-                     timezone_name: str, password: str, actor: Actor) -> User:
+                     timezone_name: str, password: str, actor: Actor, locale: str | None = None) -> User:
     check_password(password, email=email)
     if find_by_email(session, email) is not None:
         raise EmailTaken()
     user = User(email=normalize_email(email), password_hash=hash_password(password),
                 role="patient", full_name=full_name.strip(), phone=phone,
-                timezone=timezone_name)
+                timezone=timezone_name, locale=locale if locale in LOCALES else None)
     user.patient = Patient()
     session.add(user)
     session.flush()
@@ -87,7 +88,7 @@ def register_patient(session: Session, *, full_name: str, email: str, phone: str
 
 
 def sign_up_patient(session: Session, *, full_name: str, email: str, phone: str, timezone_name: str,
-                    password: str, actor: Actor, now: datetime) -> User | None:
+                    password: str, actor: Actor, now: datetime, locale: str | None = None) -> User | None:
     """Sign-up that does not tell whether the email already has an account.
 
     A new email: the account is made and its owner gets a "your account is ready" email. A taken
@@ -97,7 +98,7 @@ def sign_up_patient(session: Session, *, full_name: str, email: str, phone: str,
     """
     try:
         user = register_patient(session, full_name=full_name, email=email, phone=phone,
-                                timezone_name=timezone_name, password=password, actor=actor)
+                                timezone_name=timezone_name, password=password, actor=actor, locale=locale)
     except EmailTaken:
         existing = find_by_email(session, email)
     else:
@@ -111,6 +112,21 @@ def sign_up_patient(session: Session, *, full_name: str, email: str, phone: str,
     audit.record(session, actor=actor, action="account.signup_email_taken", outcome="failure",
                  subject_user_id=existing.id)
     return None
+
+
+LOCALES = ("en", "es")     # the languages the portal speaks (app/i18n.py), users.locale's values
+
+
+def set_locale(session: Session, user: User, locale: str, *, actor: Actor) -> bool:
+    """The language of the patient's pages, messages and PDFs; True when it changed (audited)."""
+    if locale not in LOCALES:
+        raise ValueError(f"unknown language {locale!r}")
+    if user.locale == locale:
+        return False
+    previous, user.locale = user.locale, locale
+    audit.record(session, actor=actor, action="account.locale_changed", subject_user_id=user.id,
+                 details={"from": previous, "to": locale})
+    return True
 
 
 def create_staff(session: Session, *, actor: Actor, full_name: str, email: str, role: str,

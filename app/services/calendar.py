@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from flask_babel import gettext as _
 from icalendar import Calendar, Event
 
 
@@ -20,14 +21,15 @@ def appointment_ics(appointment, *, clinic, url: str) -> bytes:
     event.add("dtstamp", datetime.now(timezone.utc))
     event.add("dtstart", appointment.starts_at.astimezone(timezone.utc))
     event.add("dtend", appointment.ends_at.astimezone(timezone.utc))
-    event.add("summary", f"Appointment with {clinic.name}")
+    # In the current language: the page's, or the message's (force_locale in the renderer).
+    event.add("summary", _("Appointment with %(clinic)s", clinic=clinic.name))
     if appointment.modality == "telehealth":
-        event.add("location", "Video visit: join from the portal")
+        event.add("location", _("Video visit: join from the portal"))
     elif clinic.address:
         event.add("location", clinic.address)
-    details = f"Details and changes: {url}"
+    details = _("Details and changes: %(url)s", url=url)
     if clinic.phone:
-        details += f"\nQuestions: {clinic.phone}"
+        details += "\n" + _("Questions: %(phone)s", phone=clinic.phone)
     event.add("description", details)
     event.add("url", url)
     event.add("status", "CONFIRMED")

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, contains_eager
 
@@ -38,6 +39,7 @@ from app.models import Appointment, AuditEvent, CardSetup, Patient, PaymentConse
 from app.models.appointment import BOOKED
 from app.models.postvisit import SETUP_FINAL
 from app.services import DomainError, audit, booking, cards, hybrid_deposit, payments, insert_or_existing
+from app.i18n import N_
 from app.services.audit import Actor
 from app.services.gateway import domain_errors, gateway
 from app.services.retry import retry_transient
@@ -45,7 +47,7 @@ from app.services.retry import retry_transient
 log = logging.getLogger(__name__)
 
 CONSENT_VERSION = "post-visit-v1"
-CONSENT_WORDING = (
+CONSENT_WORDING = N_(     # stored as written (English evidence); pages show gettext(wording)
     "Nothing is charged now. I authorize the clinic to keep this card on file and to charge it after "
     "my visit, without me being present. The price of the visit is set from the services my provider "
     "documents in my signed visit note, at the clinic's fee schedule, and is charged to this card after "
@@ -58,10 +60,10 @@ CONSENTS[hybrid_deposit.SETUP_CONSENT_VERSION] = hybrid_deposit.SETUP_CONSENT_WO
 CONSENT_KINDS = {CONSENT_VERSION: "post_visit_charge", hybrid_deposit.SETUP_CONSENT_VERSION: "hybrid_balance"}
 
 REBOOK_STATUSES = ("confirmed", "checked_in", "completed")   # a card added again ("card needed")
-SLOT_LOST = ("Someone else booked this time while you were adding your card. Nothing was charged; "
-             "your card is saved for your next booking.")
-CANCELED = "This appointment was canceled. Nothing was charged."
-NO_CONSENT = "Please tick the box to agree to the charge after your visit, then try again."
+SLOT_LOST = _l("Someone else booked this time while you were adding your card. Nothing was charged; "
+               "your card is saved for your next booking.")
+CANCELED = _l("This appointment was canceled. Nothing was charged.")
+NO_CONSENT = _l("Please tick the box to agree to the charge after your visit, then try again.")
 AUTH_FAILED = payments.DECLINE_MESSAGES["payment_intent_authentication_failure"]
 SAVED_CONFIRM_ACTION = "card_setup.saved_card_confirmed"
 
@@ -103,20 +105,20 @@ def open_setup(session: Session, *, appointment: Appointment, patient: Patient, 
     A new booking: the appointment is held and its hold has not expired. A card added again:
     the appointment is booked (confirmed, checked in or completed)."""
     if appointment.patient_id != patient.id:
-        raise CardSetupError("This is not your appointment.")
+        raise CardSetupError(_l("This is not your appointment."))
     if appointment.payment_timing not in ("post_visit", "hybrid"):
-        raise CardSetupError("This visit is paid at booking.")
+        raise CardSetupError(_l("This visit is paid at booking."))
     if appointment.payment_timing == "hybrid" and appointment.status not in REBOOK_STATUSES:
         # A new hybrid booking saves its card here only when no deposit is due; a booked one (its deposit,
         # if any, paid) may always have its card replaced or added again for the balance ("card needed").
         try:
             if hybrid_deposit.deposit_due(session, appointment) > 0:
-                raise CardSetupError("This visit has a deposit to pay at booking.")
+                raise CardSetupError(_l("This visit has a deposit to pay at booking."))
         except hybrid_deposit.NoEstimate as error:
             raise CardSetupError(str(error)) from None
     if appointment.status not in REBOOK_STATUSES and (
             appointment.status != "held" or appointment.hold_expires_at is None or appointment.hold_expires_at <= now):
-        raise CardSetupError("Your hold on this time has ended. Please pick a time again.")
+        raise CardSetupError(_l("Your hold on this time has ended. Please pick a time again."))
     query = (select(CardSetup).where(CardSetup.appointment_id == appointment.id,
                                      CardSetup.status.not_in(SETUP_FINAL)).with_for_update())
     found = session.scalar(query)
@@ -144,7 +146,7 @@ def create_setup_intent(session: Session, gw: StripeGateway, setup: CardSetup, *
     if setup.stripe_setup_intent_id:
         return setup
     if setup.is_final:
-        raise CardSetupError("This card setup was set aside. Please reload the page.")
+        raise CardSetupError(_l("This card setup was set aside. Please reload the page."))
     customer = payments.ensure_customer(session, gw, patient, key=setup.key("customer"))
     si = gw.create_setup_intent(key=setup.key("create"), customer=customer, metadata={
         "card_setup_uuid": str(setup.uuid), "appointment_id": str(appointment.id), "patient_id": str(patient.id)})
@@ -175,7 +177,7 @@ def accept_consent(session: Session, setup: CardSetup, *, user, now: datetime,
     The PaymentConsent row itself is written, with the card, once the setup succeeds."""
     appointment = setup.appointment or session.get(Appointment, setup.appointment_id)
     if version not in CONSENTS or version != consent_for(appointment)[0]:
-        raise CardSetupError("Please reload the page: the wording you agreed to has changed.")
+        raise CardSetupError(_l("Please reload the page: the wording you agreed to has changed."))
     if setup.consent_accepted_at is not None and setup.consent_version == version:
         return
     setup.consent_version = version
@@ -198,9 +200,9 @@ def confirm_saved_card(session: Session, gw: StripeGateway, setup: CardSetup, *,
     """Confirm the open SetupIntent on-session with one of the patient's saved cards; the caller
     holds the setup's row lock, has recorded the consent, commits, then runs ``settle_setup``."""
     if setup.patient_id != patient.id:
-        raise CardSetupError("This is not your appointment.")
+        raise CardSetupError(_l("This is not your appointment."))
     if setup.is_final or not setup.stripe_setup_intent_id or setup.status == "processing":
-        raise CardSetupError("This card is already being set up. Please reload the page.")
+        raise CardSetupError(_l("This card is already being set up. Please reload the page."))
     card = next((c for c in cards.list_cards(gw, patient) if c.id == payment_method), None)
     if card is None:
         raise cards.NotYourCard()
@@ -262,7 +264,7 @@ def _apply(session: Session, gw: StripeGateway, setup: CardSetup, *, now: dateti
     if si.status == "succeeded":
         return _succeeded(session, setup, appointment, si, now=now, actor=actor, source=source)
     if si.status == "canceled":
-        return SetupResult("canceled", message="This card setup was canceled. Nothing was charged.")
+        return SetupResult("canceled", message=_l("This card setup was canceled. Nothing was charged."))
     if si.status == "requires_action":
         if previous != "requires_action":
             from app.services import settlement        # the hold is extended once, as for a deposit's 3-D Secure

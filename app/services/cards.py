@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -34,7 +35,7 @@ CONFIRMABLE = ("requires_payment_method", "requires_confirmation", "requires_act
 class NotYourCard(DomainError):
     """The payment method is not one of this patient's saved cards."""
 
-    def __init__(self, message: str = "That card is not saved on your account."):
+    def __init__(self, message: str = _l("That card is not saved on your account.")):
         super().__init__(message)
 
 
@@ -198,11 +199,11 @@ def pay_with_saved_card(session: Session, gateway: StripeGateway, attempt: Payme
     (so a recorded decline counts), commits, and then runs ``settlement.settle``."""
     appointment = session.get(Appointment, attempt.charge.appointment_id)
     if appointment.patient_id != patient.id:
-        raise CardRuleError("This is not your appointment.")
+        raise CardRuleError(_l("This is not your appointment."))
     if attempt.is_final or attempt.status not in CONFIRMABLE or not attempt.stripe_payment_intent_id:
-        raise CardRuleError("This payment is already under way. Please reload the page.")
+        raise CardRuleError(_l("This payment is already under way. Please reload the page."))
     if appointment.status != "held" or appointment.hold_expires_at <= now:
-        raise CardRuleError("Your hold on this time has ended. Please pick a time again.")
+        raise CardRuleError(_l("Your hold on this time has ended. Please pick a time again."))
     card = _own_card(gateway, patient, payment_method)
     key = confirm_key(session, attempt, card.id)
     intent = gateway.confirm_intent(attempt.stripe_payment_intent_id, key=key, payment_method=card.id,

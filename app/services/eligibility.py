@@ -24,6 +24,7 @@ import json
 from collections.abc import Mapping
 from datetime import date, datetime
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -35,10 +36,10 @@ TRIGGERS = ("entry", "day_before", "manual")
 
 # Plain words for the AAA codes the 271 may carry (the patient sees these).
 AAA_WORDS = {
-    "71": "The birth date does not match the insurer's records.",
-    "72": "The member ID is not in the form this insurer uses.",
-    "73": "The name does not match the insurer's records.",
-    "75": "The insurer did not find this member.",
+    "71": _l("The birth date does not match the insurer's records."),
+    "72": _l("The member ID is not in the form this insurer uses."),
+    "73": _l("The name does not match the insurer's records."),
+    "75": _l("The insurer did not find this member."),
 }
 
 
@@ -170,20 +171,20 @@ def raw_response(row: EligibilityCheck) -> dict | None:
 
 
 def plain_words(row: EligibilityCheck | None) -> str:
-    """One sentence for the patient about a check's result."""
+    """One sentence for the patient about a check's result (in the page's language)."""
     if row is None:
-        return "We have not checked this insurance yet."
+        return str(_l("We have not checked this insurance yet."))
     if row.status == "active":
-        return "Your insurance is active."
+        return str(_l("Your insurance is active."))
     if row.status == "inactive":
-        return ("Your insurer says this coverage is not active. Check the details, or choose to pay "
-                "yourself; we will not bill this insurance.")
+        return str(_l("Your insurer says this coverage is not active. Check the details, or choose to pay "
+                      "yourself; we will not bill this insurance."))
     if row.status == "error":
-        words = [AAA_WORDS.get(str(e.get("code")), "") for e in row.errors or []]
+        words = [str(AAA_WORDS.get(str(e.get("code")), "")) for e in row.errors or []]
         words = [w for w in words if w]
-        return (" ".join(words) or "Your insurer could not find this coverage.") + \
-            " Check the member ID, the name and the birth date exactly as on the card."
-    return "We couldn't reach your insurer: we'll check again before your visit."
+        return (" ".join(words) or str(_l("Your insurer could not find this coverage."))) + " " + \
+            str(_l("Check the member ID, the name and the birth date exactly as on the card."))
+    return str(_l("We couldn't reach your insurer: we'll check again before your visit."))
 
 
 # -- the day-before recheck --------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -206,14 +207,19 @@ def deposit(appointment_type: AppointmentType, breakdown: Breakdown) -> tuple[st
 def deposit_rule_words(appointment_type: AppointmentType, rule: str | None = None) -> str:
     """The rule in plain words, for the estimate page."""
     rule = rule or appointment_type.deposit_rule or "estimate"
-    words = {"estimate": "your estimated share of the cost",
-             "copay": "your copay",
-             "percent": f"{appointment_type.deposit_percent or 0}% of your estimated share",
-             "fixed": f"a fixed deposit of ${(appointment_type.deposit_fixed_cents or 0) / 100:,.2f}"}[rule]
-    text = f"The deposit is {words}"
-    if appointment_type.deposit_cap_cents is not None:
-        text += f", at most ${appointment_type.deposit_cap_cents / 100:,.2f}"
-    return text + "."
+    # Whole sentences, lazy (issue 17): made in the viewer's language when shown.
+    percent = appointment_type.deposit_percent or 0
+    fixed = f"${(appointment_type.deposit_fixed_cents or 0) / 100:,.2f}"
+    if appointment_type.deposit_cap_cents is None:
+        return {"estimate": _l("The deposit is your estimated share of the cost."),
+                "copay": _l("The deposit is your copay."),
+                "percent": _l("The deposit is %(percent)s%% of your estimated share.", percent=percent),
+                "fixed": _l("The deposit is a fixed deposit of %(amount)s.", amount=fixed)}[rule]
+    cap = f"${appointment_type.deposit_cap_cents / 100:,.2f}"
+    return {"estimate": _l("The deposit is your estimated share of the cost, at most %(cap)s.", cap=cap),
+            "copay": _l("The deposit is your copay, at most %(cap)s.", cap=cap),
+            "percent": _l("The deposit is %(percent)s%% of your estimated share, at most %(cap)s.", percent=percent, cap=cap),
+            "fixed": _l("The deposit is a fixed deposit of %(amount)s, at most %(cap)s.", amount=fixed, cap=cap)}[rule]
 
 
 # -- business days (GFE due dates) ---------------------------------------------------------------------

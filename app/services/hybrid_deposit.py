@@ -27,11 +27,13 @@ import logging
 from datetime import datetime
 from urllib.parse import urlencode
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.integrations.stripe_gateway import Intent
 from app.models import Appointment, AuditEvent, Estimate, Patient, PaymentAttempt, PaymentConsent
+from app.i18n import N_
 from app.services import DomainError, audit
 from app.services.audit import Actor
 
@@ -39,7 +41,8 @@ log = logging.getLogger(__name__)
 
 CONSENT_KIND = "hybrid_balance"
 CONSENT_VERSION = "hybrid-balance-v1"
-CONSENT_WORDING = (
+# The wordings are stored as written (English evidence, with their version); pages show gettext(wording).
+CONSENT_WORDING = N_(
     "I authorize the clinic to charge the deposit shown above to this card now and to keep this card on "
     "file. The deposit is based on an estimate of my share of the cost of this visit. After my insurer "
     "answers the clinic's claim for this visit, the clinic will charge the rest of what my insurer says "
@@ -48,7 +51,7 @@ CONSENT_WORDING = (
     "replace this card in my account before the charge.")
 # The zero-deposit path (a SetupIntent: nothing charged now), recorded by card_setup.
 SETUP_CONSENT_VERSION = "hybrid-balance-setup-v1"
-SETUP_CONSENT_WORDING = (
+SETUP_CONSENT_WORDING = N_(
     "Nothing is charged now. I authorize the clinic to keep this card on file. After my insurer answers "
     "the clinic's claim for this visit, the clinic will charge what my insurer says I owe to this card, "
     "without me being present. Amounts my insurer's contract says the clinic may not bill me are never "
@@ -57,10 +60,10 @@ CONSENTS = {CONSENT_VERSION: CONSENT_WORDING, SETUP_CONSENT_VERSION: SETUP_CONSE
 
 ACCEPTED = "consent.accepted"
 MISSING = "consent.missing"
-NO_CONSENT = ("Please tick the box to agree to the balance charge or refund after your insurer answers, "
-              "then try again.")
-NO_ESTIMATE = ("Before you pay, tell us about you and your insurance so we can estimate your share "
-               "(about 5 minutes).")
+NO_CONSENT = _l("Please tick the box to agree to the balance charge or refund after your insurer answers, "
+                "then try again.")
+NO_ESTIMATE = _l("Before you pay, tell us about you and your insurance so we can estimate your share "
+                 "(about 5 minutes).")
 
 
 class HybridError(DomainError):
@@ -115,7 +118,7 @@ def accept_consent(session: Session, appointment: Appointment, *, attempt: Payme
     """The patient ticked the box and pressed pay (before Stripe.js confirms): which wording, when,
     who, as one audit row per appointment and version. True if recorded now."""
     if version != CONSENT_VERSION:
-        raise HybridError("Please reload the page: the wording you agreed to has changed.")
+        raise HybridError(_l("Please reload the page: the wording you agreed to has changed."))
     # Two tabs (or a double press) at once: the appointment's row lock makes the second see the first's row.
     session.execute(select(Appointment.id).where(Appointment.id == appointment.id).with_for_update())
     if _accepted_row(session, appointment.id, version) is not None:

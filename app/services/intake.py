@@ -37,6 +37,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -54,8 +55,9 @@ STEPS = ("about", "reason", "insurance", "consents", "review")
 STEP_SECTIONS = {"about": ("demographics",), "reason": ("reason", "questions"), "insurance": ("insurance",),
                  "consents": ("consents",), "review": ()}
 SECTION_STEPS = {"demographics": "about", "questions": "reason"}     # a section's name -> its step
-STEP_TITLES = {"about": "About you", "reason": "Reason for your visit", "insurance": "Insurance",
-               "consents": "Consents", "review": "Review and submit"}
+# The patient's words are lazy (_l): shown in the page's language (English outside a request).
+STEP_TITLES = {"about": _l("About you"), "reason": _l("Reason for your visit"), "insurance": _l("Insurance"),
+               "consents": _l("Consents"), "review": _l("Review and submit")}
 DEFAULT_REQUIRED = {"hybrid": SECTIONS}
 DEFAULT_REQUIRED_OTHER = ("demographics", "reason", "consents")
 # A submitted hybrid intake opens the booking page's times for this long (a new one is asked after).
@@ -66,30 +68,33 @@ DEMOGRAPHIC_FIELDS = ("legal_name", "date_of_birth", "sex", "address_line1", "ad
 DEMOGRAPHIC_REQUIRED = ("legal_name", "date_of_birth", "sex", "address_line1", "city", "state", "postal_code")
 COVERAGE_FIELDS = ("payer_id", "member_id", "group_number", "plan_name", "subscriber_relationship",
                    "subscriber_name", "subscriber_birth_date")
-LABELS = {"legal_name": "Legal name", "date_of_birth": "Date of birth", "sex": "Sex",
-          "address_line1": "Address", "address_line2": "Address line 2", "city": "City", "state": "State",
-          "postal_code": "ZIP code", "reason": "Reason for the visit", "payer_id": "Insurer",
-          "payer": "Insurer", "member_id": "Member ID", "group_number": "Group number",
-          "plan_name": "Plan name", "subscriber_relationship": "You are the subscriber's",
-          "subscriber_name": "Subscriber's name", "subscriber_birth_date": "Subscriber's date of birth",
-          "self_pay": "Paying", "card": "Card photos"}
-SEX_LABELS = {"female": "Female", "male": "Male", "other": "Other", "unknown": "Prefer not to say"}
-RELATIONSHIP_LABELS = {"self": "I am the subscriber", "spouse": "Spouse", "child": "Child", "other": "Other"}
+LABELS = {"legal_name": _l("Legal name"), "date_of_birth": _l("Date of birth"), "sex": _l("Sex"),
+          "address_line1": _l("Address"), "address_line2": _l("Address line 2"), "city": _l("City"),
+          "state": _l("State"), "postal_code": _l("ZIP code"), "reason": _l("Reason for the visit"),
+          "payer_id": _l("Insurer"), "payer": _l("Insurer"), "member_id": _l("Member ID"),
+          "group_number": _l("Group number"), "plan_name": _l("Plan name"),
+          "subscriber_relationship": _l("You are the subscriber's"), "subscriber_name": _l("Subscriber's name"),
+          "subscriber_birth_date": _l("Subscriber's date of birth"), "self_pay": _l("Paying"),
+          "card": _l("Card photos")}
+SEX_LABELS = {"female": _l("Female"), "male": _l("Male"), "other": _l("Other"), "unknown": _l("Prefer not to say")}
+RELATIONSHIP_LABELS = {"self": _l("I am the subscriber"), "spouse": _l("Spouse"), "child": _l("Child"),
+                       "other": _l("Other")}
 
 CONSENTS = {
-    "treatment": ("treatment-v1", "Consent to treatment",
-                  "I consent to examination and treatment by the clinic's clinicians for this visit. I can "
-                  "ask questions and refuse any treatment at any time."),
-    "privacy": ("privacy-v1", "Notice of privacy practices",
-                "I have been offered the clinic's Notice of Privacy Practices, which explains how my health "
-                "information is used and shared and my rights about it."),
-    "financial": ("financial-v1", "Financial policy",
-                  "I understand that I am responsible for what my insurance does not pay, including copays, "
-                  "deductibles and coinsurance, and for the whole charge if I pay myself. I authorize the "
-                  "clinic to bill my insurance and to receive its payments."),
-    "telehealth": ("telehealth-v1", "Telehealth",
-                   "I consent to receive care by secure video. I understand its limits (no physical exam), "
-                   "that I can ask for an in-person visit instead, and that I must be where I said I am."),
+    # Shown in the page's language; the signature records the kind and version (the same in both).
+    "treatment": ("treatment-v1", _l("Consent to treatment"),
+                  _l("I consent to examination and treatment by the clinic's clinicians for this visit. I can "
+                     "ask questions and refuse any treatment at any time.")),
+    "privacy": ("privacy-v1", _l("Notice of privacy practices"),
+                _l("I have been offered the clinic's Notice of Privacy Practices, which explains how my health "
+                   "information is used and shared and my rights about it.")),
+    "financial": ("financial-v1", _l("Financial policy"),
+                  _l("I understand that I am responsible for what my insurance does not pay, including copays, "
+                     "deductibles and coinsurance, and for the whole charge if I pay myself. I authorize the "
+                     "clinic to bill my insurance and to receive its payments.")),
+    "telehealth": ("telehealth-v1", _l("Telehealth"),
+                   _l("I consent to receive care by secure video. I understand its limits (no physical exam), "
+                      "that I can ask for an in-person visit instead, and that I must be where I said I am.")),
 }
 
 US_STATES = frozenset(
@@ -255,24 +260,24 @@ def missing(session: Session, intake: Intake, appointment_type: AppointmentType 
     need = {}
     required = required_sections(appointment_type)
     if "demographics" in required:
-        absent = [LABELS[f].lower() for f in DEMOGRAPHIC_REQUIRED if not values["demographics"].get(f)]
+        absent = [str(LABELS[f]).lower() for f in DEMOGRAPHIC_REQUIRED if not values["demographics"].get(f)]
         if absent:
-            need["demographics"] = "About you is missing: " + ", ".join(absent) + "."
+            need["demographics"] = _l("About you is missing: %(fields)s.", fields=", ".join(absent))
     if "reason" in required and not values["reason"].strip():
-        need["reason"] = "Tell us the reason for your visit."
+        need["reason"] = _l("Tell us the reason for your visit.")
     if "questions" in required or "reason" in required:
         unanswered = [q["label"] for q in questions(appointment_type)
                       if q["required"] and not str(values["answers"].get(q["key"]) or "").strip()]
         if unanswered:
-            need["questions"] = "Please answer: " + "; ".join(unanswered) + "."
+            need["questions"] = _l("Please answer: %(questions)s.", questions="; ".join(unanswered))
     if "insurance" in required:
         if values["self_pay"] is None or (not values["self_pay"] and not values["coverage_ids"].get("primary")):
-            need["insurance"] = "Add your insurance, or choose to pay yourself."
+            need["insurance"] = _l("Add your insurance, or choose to pay yourself.")
     if "consents" in required:
         signed = consents_of(session, intake.id)
-        unsigned = [CONSENTS[k][1] for k in consent_kinds(appointment_type) if k not in signed]
+        unsigned = [str(CONSENTS[k][1]) for k in consent_kinds(appointment_type) if k not in signed]
         if unsigned:
-            need["consents"] = "Please sign: " + ", ".join(unsigned) + "."
+            need["consents"] = _l("Please sign: %(consents)s.", consents=", ".join(unsigned))
     return need
 
 
@@ -297,7 +302,7 @@ def start(session: Session, *, patient: Patient, appointment_type: AppointmentTy
     one prefilled from the patient's last submitted intake."""
     if appointment is not None:
         if appointment.patient_id != patient.id:
-            raise IntakeInvalid({"appointment": "This is not your appointment."})
+            raise IntakeInvalid({"appointment": _l("This is not your appointment.")})
         found = session.scalar(select(Intake).where(Intake.appointment_id == appointment.id,
                                                     Intake.status == "draft").order_by(Intake.id.desc()).limit(1))
         if found is not None:
@@ -334,16 +339,18 @@ def _text(form, name: str, *, limit: int) -> str:
     return " ".join(value.split())[:limit + 1]
 
 
-def _birth_date(raw: str, *, now: datetime, what: str) -> tuple[str | None, str | None]:
-    """(ISO date, error)"""
+def _birth_date(raw: str, *, now: datetime, subscriber: bool = False) -> tuple[str | None, str | None]:
+    """(ISO date, error): the patient's date of birth, or the subscriber's."""
     if not raw:
         return None, None
     try:
         day = date.fromisoformat(raw)
     except ValueError:
-        return None, f"{what} looks like 1980-04-30."
+        return None, (_l("The subscriber's date of birth looks like 1980-04-30.") if subscriber
+                      else _l("Date of birth looks like 1980-04-30."))
     if day < date(1900, 1, 1) or day > now.date():
-        return None, f"{what} must be a real date in the past."
+        return None, (_l("The subscriber's date of birth must be a real date in the past.") if subscriber
+                      else _l("Date of birth must be a real date in the past."))
     return day.isoformat(), None
 
 
@@ -359,25 +366,26 @@ def _demographics(form, *, required: bool, now: datetime) -> tuple[dict, dict]:
         values[name] = _text(form, name, limit=limits[name] + 20)
     for name in DEMOGRAPHIC_FIELDS:
         if len(values[name]) > limits[name] and name not in ("state", "date_of_birth", "postal_code", "sex"):
-            errors[name] = f"{LABELS[name]} is too long (at most {limits[name]} characters)."
+            errors[name] = _l("%(field)s is too long (at most %(limit)s characters).", field=LABELS[name],
+                              limit=limits[name])
     if values["legal_name"] and not re.search(r"[^\W\d_]", values["legal_name"]):
-        errors["legal_name"] = "Type your legal name in letters."
-    dob, problem = _birth_date(values["date_of_birth"], now=now, what="Date of birth")
+        errors["legal_name"] = _l("Type your legal name in letters.")
+    dob, problem = _birth_date(values["date_of_birth"], now=now)
     if problem:
         errors["date_of_birth"] = problem
     elif dob:
         values["date_of_birth"] = dob
     if values["sex"] and values["sex"] not in SEXES:
-        errors["sex"] = "Choose one of the options."
+        errors["sex"] = _l("Choose one of the options.")
     values["state"] = values["state"].upper()
     if values["state"] and values["state"] not in US_STATES:
-        errors["state"] = "Use the two-letter state code, like NY."
+        errors["state"] = _l("Use the two-letter state code, like NY.")
     if values["postal_code"] and not ZIP.fullmatch(values["postal_code"]):
-        errors["postal_code"] = "A ZIP code looks like 10001 or 10001-1234."
+        errors["postal_code"] = _l("A ZIP code looks like 10001 or 10001-1234.")
     if required:
         for name in DEMOGRAPHIC_REQUIRED:
             if not values[name] and name not in errors:
-                errors[name] = f"{LABELS[name]} is required."
+                errors[name] = _l("%(field)s is required.", field=LABELS[name])
     return values, errors
 
 
@@ -386,22 +394,22 @@ def _reason(form, appointment_type: AppointmentType, *, required: bool) -> tuple
     raw = form.get("reason") if isinstance(form.get("reason"), str) else ""
     reason = raw.strip()
     if len(reason) > 1000:
-        errors["reason"] = "Please keep the reason under 1,000 characters."
+        errors["reason"] = _l("Please keep the reason under 1,000 characters.")
     elif required and not reason:
-        errors["reason"] = "Tell us briefly why you are coming in."
+        errors["reason"] = _l("Tell us briefly why you are coming in.")
     answers = {}
     for q in questions(appointment_type):
         name = f"q_{q['key']}"
         value = form.get(name) if isinstance(form.get(name), str) else ""
         value = value.strip()
         if q["kind"] == "yesno" and value and value not in ("yes", "no"):
-            errors[name] = "Choose yes or no."
+            errors[name] = _l("Choose yes or no.")
         elif q["kind"] == "choice" and value and value not in q["choices"]:
-            errors[name] = "Choose one of the options."
+            errors[name] = _l("Choose one of the options.")
         elif len(value) > 500:
-            errors[name] = "Please keep this under 500 characters."
+            errors[name] = _l("Please keep this under 500 characters.")
         elif q["required"] and not value:
-            errors[name] = "Please answer this question."
+            errors[name] = _l("Please answer this question.")
         answers[q["key"]] = value
     return reason, answers, errors
 
@@ -416,27 +424,28 @@ def coverage_fields(form, prefix: str, *, demographics: dict, session: Session, 
     if not values["subscriber_relationship"]:
         values["subscriber_relationship"] = "self"
     if values["subscriber_relationship"] not in RELATIONSHIPS:
-        errors[f"{prefix}_subscriber_relationship"] = "Choose one of the options."
+        errors[f"{prefix}_subscriber_relationship"] = _l("Choose one of the options.")
     elif values["subscriber_relationship"] == "self":
         values["subscriber_name"] = values["subscriber_name"] or demographics.get("legal_name") or ""
         values["subscriber_birth_date"] = values["subscriber_birth_date"] or demographics.get("date_of_birth") or ""
     payer = session.get(Payer, values["payer_id"][:40]) if values["payer_id"] else None
     if payer is None or not payer.is_active:
-        errors[f"{prefix}_payer_id"] = "Choose your insurer from the list."
+        errors[f"{prefix}_payer_id"] = _l("Choose your insurer from the list.")
     if not values["member_id"]:
-        errors[f"{prefix}_member_id"] = "The member ID is on the front of your card."
+        errors[f"{prefix}_member_id"] = _l("The member ID is on the front of your card.")
     elif not MEMBER_ID.fullmatch(values["member_id"]):
-        errors[f"{prefix}_member_id"] = "Type the member ID exactly as on the card (letters and digits)."
+        errors[f"{prefix}_member_id"] = _l("Type the member ID exactly as on the card (letters and digits).")
     for name, limit in (("group_number", 40), ("plan_name", 80), ("subscriber_name", 120)):
         if len(values[name]) > limit:
-            errors[f"{prefix}_{name}"] = f"{LABELS[name]} is too long (at most {limit} characters)."
+            errors[f"{prefix}_{name}"] = _l("%(field)s is too long (at most %(limit)s characters).",
+                                            field=LABELS[name], limit=limit)
     if not values["subscriber_name"]:
-        errors.setdefault(f"{prefix}_subscriber_name", "Type the subscriber's name as on the card.")
-    dob, problem = _birth_date(values["subscriber_birth_date"], now=now, what="The subscriber's date of birth")
+        errors.setdefault(f"{prefix}_subscriber_name", _l("Type the subscriber's name as on the card."))
+    dob, problem = _birth_date(values["subscriber_birth_date"], now=now, subscriber=True)
     if problem:
         errors[f"{prefix}_subscriber_birth_date"] = problem
     elif not dob:
-        errors[f"{prefix}_subscriber_birth_date"] = "The subscriber's date of birth is required."
+        errors[f"{prefix}_subscriber_birth_date"] = _l("The subscriber's date of birth is required.")
     else:
         values["subscriber_birth_date"] = dob
     return values, errors
@@ -448,9 +457,9 @@ def check_photo(photo: Photo | None, field: str) -> dict:
     magic = PHOTO_TYPES.get(photo.content_type)
     if magic is None or not photo.content.startswith(magic) or (
             photo.content_type == "image/webp" and photo.content[8:12] != b"WEBP"):
-        return {field: "The card photo must be a JPEG, PNG or WebP picture."}
+        return {field: _l("The card photo must be a JPEG, PNG or WebP picture.")}
     if len(photo.content) > PHOTO_MAX_BYTES:
-        return {field: "That photo is too large. Please take it again a little further away."}
+        return {field: _l("That photo is too large. Please take it again a little further away.")}
     return {}
 
 
@@ -459,9 +468,9 @@ def check_photo(photo: Photo | None, field: str) -> dict:
 def _lock(session: Session, intake: Intake, expected_version: int | None) -> None:
     session.refresh(intake, with_for_update=True)
     if intake.status != "draft":
-        raise IntakeConflict("This intake was already submitted.", current_version=intake.version)
+        raise IntakeConflict(_l("This intake was already submitted."), current_version=intake.version)
     if expected_version is not None and expected_version != intake.version:
-        raise IntakeConflict("This intake was changed in another tab or window since you opened this page.",
+        raise IntakeConflict(_l("This intake was changed in another tab or window since you opened this page."),
                              current_version=intake.version)
 
 
@@ -492,7 +501,7 @@ def save_section(session: Session, intake: Intake, section: str, form, *, expect
     IntakeInvalid (nothing saved) or IntakeConflict (the intake moved on meanwhile)."""
     section = SECTION_STEPS.get(section, section)
     if section not in STEP_SECTIONS or section == "review":
-        raise IntakeInvalid({"section": "Unknown part of the intake."})
+        raise IntakeInvalid({"section": _l("Unknown part of the intake.")})
     _lock(session, intake, expected_version)
     appointment_type = session.get(AppointmentType, intake.appointment_type_id)
     required = required_sections(appointment_type)
@@ -501,8 +510,8 @@ def save_section(session: Session, intake: Intake, section: str, form, *, expect
         demographics, errors = _demographics(form, required="demographics" in required, now=now)
         signed = consents_of(session, intake.id)
         if signed and _name_key(demographics["legal_name"]) != _name_key(values["demographics"]["legal_name"]):
-            errors["legal_name"] = ("You have signed the consents with your legal name as it was: it can no "
-                                    "longer change on this intake. Please ask the clinic to correct it.")
+            errors["legal_name"] = _l("You have signed the consents with your legal name as it was: it can no "
+                                      "longer change on this intake. Please ask the clinic to correct it.")
         if errors:
             raise IntakeInvalid(errors)
         values["demographics"] = demographics
@@ -525,7 +534,7 @@ def _save_insurance(session: Session, intake: Intake, values: dict, form, photos
                     required: bool, now: datetime, actor: Actor) -> None:
     choice = form.get("coverage_choice")
     if choice not in ("insurance", "self_pay"):
-        raise IntakeInvalid({"coverage_choice": "Choose: use my insurance, or pay myself."})
+        raise IntakeInvalid({"coverage_choice": _l("Choose: use my insurance, or pay myself.")})
     if choice == "self_pay":
         values["self_pay"] = True
         values["coverage_ids"] = {}
@@ -542,7 +551,7 @@ def _save_insurance(session: Session, intake: Intake, values: dict, form, photos
             errors.update(check_photo(photos.get(f"{rank}_card_{side}"), f"{rank}_card_{side}"))
     if len(ranks) == 2 and not errors and (parsed["primary"]["payer_id"], parsed["primary"]["member_id"]) == (
             parsed["secondary"]["payer_id"], parsed["secondary"]["member_id"]):
-        errors["secondary_member_id"] = "The second insurance is the same as the first one."
+        errors["secondary_member_id"] = _l("The second insurance is the same as the first one.")
     if errors:
         raise IntakeInvalid(errors)
     saved = {}
@@ -654,9 +663,10 @@ def _save_consents(session: Session, intake: Intake, values: dict, form, appoint
         if not typed:
             continue
         if not legal:
-            errors[f"consent_{kind}"] = "Fill in your legal name under About you first."
+            errors[f"consent_{kind}"] = _l("Fill in your legal name under About you first.")
         elif _name_key(typed) != _name_key(legal):
-            errors[f"consent_{kind}"] = f"Type your full legal name exactly as under About you ({legal})."
+            errors[f"consent_{kind}"] = _l("Type your full legal name exactly as under About you (%(name)s).",
+                                           name=legal)
         else:
             to_sign.append((kind, typed))
     if errors:
@@ -672,13 +682,13 @@ def sign_consent(session: Session, intake: Intake, *, kind: str, typed_name: str
     """Sign one consent by typing the legal name (case-insensitive). Append-only: a consent already
     signed on this intake is returned as it is."""
     if kind not in CONSENT_KINDS:
-        raise IntakeInvalid({f"consent_{kind}": "Unknown consent."})
+        raise IntakeInvalid({f"consent_{kind}": _l("Unknown consent.")})
     found = consents_of(session, intake.id).get(kind)
     if found is not None:
         return found
     legal = data(intake)["demographics"].get("legal_name") or ""
     if not legal or _name_key(typed_name) != _name_key(legal):
-        raise IntakeInvalid({f"consent_{kind}": "Type your full legal name exactly as under About you."})
+        raise IntakeInvalid({f"consent_{kind}": _l("Type your full legal name exactly as under About you.")})
     if user_id is None:
         user_id = actor.id if actor.type == "user" else session.get(Patient, intake.patient_id).user_id
     version = CONSENTS[kind][0]
@@ -701,7 +711,7 @@ def submit(session: Session, intake: Intake, *, now: datetime, actor: Actor,
     if intake.status == "submitted":
         raise Ignored("intake: already submitted")
     if expected_version is not None and expected_version != intake.version:
-        raise IntakeConflict("This intake was changed in another tab or window since you opened this page.",
+        raise IntakeConflict(_l("This intake was changed in another tab or window since you opened this page."),
                              current_version=intake.version)
     need = missing(session, intake)
     if need:
@@ -725,13 +735,13 @@ def attach(session: Session, intake: Intake, appointment: Appointment, *, actor:
     """Tie the intake to the appointment (the hybrid hold; a non-hybrid booking's link). An intake
     already used by another booked appointment is not moved (IntakeConflict)."""
     if intake.patient_id != appointment.patient_id or intake.appointment_type_id != appointment.type_id:
-        raise IntakeInvalid({"intake": "This intake is for another visit."})
+        raise IntakeInvalid({"intake": _l("This intake is for another visit.")})
     if intake.appointment_id == appointment.id:
         return intake
     if intake.appointment_id is not None:
         current = session.get(Appointment, intake.appointment_id)
         if current is not None and current.status in BOOKED:
-            raise IntakeConflict("This intake belongs to another booking.", current_version=intake.version)
+            raise IntakeConflict(_l("This intake belongs to another booking."), current_version=intake.version)
     intake.appointment_id = appointment.id
     session.flush()
     audit.record(session, actor=actor, action="intake.attached", patient_id=intake.patient_id,

@@ -8,6 +8,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from itsdangerous import BadSignature, URLSafeSerializer
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -22,9 +23,9 @@ RETRY_CHECKOUT = "retry_checkout"
 class LinkInvalid(DomainError):
     def __init__(self, kind: str, link: LinkToken | None = None):
         messages = {
-            "tampered": "This link is not valid.",
-            "expired": "This link has expired.",
-            "used": "This link has already been used.",
+            "tampered": _l("This link is not valid."),
+            "expired": _l("This link has expired."),
+            "used": _l("This link has already been used."),
         }
         super().__init__(messages[kind])
         self.kind, self.link = kind, link

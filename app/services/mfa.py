@@ -18,6 +18,7 @@ from datetime import datetime
 
 import pyotp
 import segno
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
@@ -33,7 +34,7 @@ _RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"   # no 0/o, 1/l/i
 
 class WrongCode(DomainError):
     def __init__(self):
-        super().__init__("That code is not right. Enter the 6 digits your authenticator app shows now.")
+        super().__init__(_l("That code is not right. Enter the 6 digits your authenticator app shows now."))
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
+from flask_babel import lazy_gettext as _l
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -71,14 +72,14 @@ def check_policy(password: str | None, *, email: str | None = None) -> str:
     """The password, if the policy allows it; PasswordRefused with a message for the form otherwise."""
     password = password or ""
     if len(password) < MIN_LENGTH:
-        raise PasswordRefused(f"Use at least {MIN_LENGTH} characters.")
+        raise PasswordRefused(_l("Use at least %(count)s characters.", count=MIN_LENGTH))
     if len(password) > MAX_LENGTH:
-        raise PasswordRefused(f"Use at most {MAX_LENGTH} characters.")
+        raise PasswordRefused(_l("Use at most %(count)s characters.", count=MAX_LENGTH))
     if _contains_email(password, email):
-        raise PasswordRefused("Do not use your email address (or the part before the @) in your password.")
+        raise PasswordRefused(_l("Do not use your email address (or the part before the @) in your password."))
     if _known(password):
-        raise PasswordRefused("This password is on a list of common or leaked passwords that attackers try "
-                              "first. Choose another, for example three or four unrelated words.")
+        raise PasswordRefused(_l("This password is on a list of common or leaked passwords that attackers try "
+                                 "first. Choose another, for example three or four unrelated words."))
     return password
 
 
@@ -86,9 +87,9 @@ class LinkProblem(DomainError):
     """The link cannot be used; ``reason`` is tampered | expired | used."""
 
     MESSAGES = {
-        "tampered": "This reset link is not valid. It may have been cut off or changed. Ask for a new one below.",
-        "expired": "This reset link has expired. Links work for a short time only; ask for a new one below.",
-        "used": "This reset link has already been used. If you need to reset your password again, ask for a new link.",
+        "tampered": _l("This reset link is not valid. It may have been cut off or changed. Ask for a new one below."),
+        "expired": _l("This reset link has expired. Links work for a short time only; ask for a new one below."),
+        "used": _l("This reset link has already been used. If you need to reset your password again, ask for a new link."),
     }
 
     def __init__(self, reason: str):

@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
@@ -30,19 +31,19 @@ from app.services.unit_of_work import request
 
 log = logging.getLogger(__name__)
 
-# Plain words for the patient. Lost, stolen and fraud-like declines read as a
-# generic decline (Stripe's guidance: never tell a fraudster why).
-GENERIC = "Your card was declined. Please try another card or payment method."
+# Plain words for the patient (lazy: in the page's language). Lost, stolen and fraud-like declines
+# read as a generic decline (Stripe's guidance: never tell a fraudster why).
+GENERIC = _l("Your card was declined. Please try another card or payment method.")
 DECLINE_MESSAGES = {
-    "insufficient_funds": "Your card has insufficient funds. Please try another card.",
-    "card_velocity_exceeded": "Your card has been used too many times recently. Please try another card.",
-    "expired_card": "Your card has expired. Please use another card.",
-    "incorrect_cvc": "The security code (CVC) is incorrect. Check it and try again.",
-    "processing_error": "We could not process your card just now. Please try again.",
-    "incorrect_number": "The card number is incorrect. Check it and try again.",
-    "payment_intent_authentication_failure": "Your bank could not confirm it was you. Try again or use "
-                                             "another card.",
-    "authentication_required": "Your bank needs you to confirm this payment. Please try again.",
+    "insufficient_funds": _l("Your card has insufficient funds. Please try another card."),
+    "card_velocity_exceeded": _l("Your card has been used too many times recently. Please try another card."),
+    "expired_card": _l("Your card has expired. Please use another card."),
+    "incorrect_cvc": _l("The security code (CVC) is incorrect. Check it and try again."),
+    "processing_error": _l("We could not process your card just now. Please try again."),
+    "incorrect_number": _l("The card number is incorrect. Check it and try again."),
+    "payment_intent_authentication_failure": _l("Your bank could not confirm it was you. Try again or use "
+                                                "another card."),
+    "authentication_required": _l("Your bank needs you to confirm this payment. Please try again."),
 }
 
 
@@ -128,15 +129,15 @@ def open_attempt(session: Session, *, appointment: Appointment, patient: Patient
                  ) -> PaymentAttempt:
     """The charge's open attempt, or a new one (its UUID stored before any Stripe call)."""
     if appointment.patient_id != patient.id:
-        raise PaymentRuleError("This is not your appointment.")
+        raise PaymentRuleError(_l("This is not your appointment."))
     if appointment.payment_timing not in BOOKING_TIMINGS:
-        raise PaymentRuleError("This visit is not paid at booking.")
+        raise PaymentRuleError(_l("This visit is not paid at booking."))
     if appointment.status != "held" or appointment.hold_expires_at <= now:
-        raise PaymentRuleError("Your hold on this time has ended. Please pick a time again.")
+        raise PaymentRuleError(_l("Your hold on this time has ended. Please pick a time again."))
     hybrid = appointment.payment_timing == "hybrid"
     amount = deposit_due(session, appointment)
     if amount <= 0:
-        raise PaymentRuleError("This visit has nothing to pay now.")
+        raise PaymentRuleError(_l("This visit has nothing to pay now."))
     charge = deposit_charge(session, appointment, amount)
     open_ = session.scalar(select(PaymentAttempt).where(
         PaymentAttempt.charge_id == charge.id, PaymentAttempt.status.not_in(FINAL_STATUSES))
@@ -144,7 +145,7 @@ def open_attempt(session: Session, *, appointment: Appointment, patient: Patient
     if open_ is not None:
         if open_.amount_cents == charge.amount_cents:
             return open_
-        raise PaymentRuleError("The price changed; please reload the page.")
+        raise PaymentRuleError(_l("The price changed; please reload the page."))
     if charge.can("reopen"):          # the last attempt was canceled; the hold is still the patient's
         charge.transition("reopen")
     number = (session.scalar(select(func.max(PaymentAttempt.number)).where(
@@ -195,7 +196,7 @@ def create_intent(session: Session, gateway: StripeGateway, attempt: PaymentAtte
     if attempt.stripe_payment_intent_id:
         return attempt
     if attempt.is_final:               # the sweep gave it up as abandoned meanwhile
-        raise PaymentRuleError("This payment was set aside. Please reload the page.")
+        raise PaymentRuleError(_l("This payment was set aside. Please reload the page."))
     customer = ensure_customer(session, gateway, patient, key=attempt.key("customer"))
     intent = gateway.create_intent(
         key=attempt.key("create"), amount=attempt.amount_cents, currency=attempt.currency, customer=customer,
@@ -217,7 +218,7 @@ def create_intent(session: Session, gateway: StripeGateway, attempt: PaymentAtte
 def set_save_card(session: Session, gateway: StripeGateway, attempt: PaymentAttempt, save: bool) -> None:
     """"Save this card" updates the open intent (never a new one). A hybrid deposit's card is always kept."""
     if not save and attempt.charge.appointment.payment_timing == "hybrid":
-        raise PaymentRuleError("This card is kept for the balance after your insurer answers.")
+        raise PaymentRuleError(_l("This card is kept for the balance after your insurer answers."))
     if attempt.save_card == save or attempt.is_final or not attempt.stripe_payment_intent_id:
         attempt.save_card = save
         return

@@ -15,6 +15,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from flask_babel import lazy_gettext as _l, lazy_ngettext
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -28,12 +29,12 @@ CODE_DIGITS = 6
 
 class NoPhone(DomainError):
     def __init__(self):
-        super().__init__("Add your mobile number first.")
+        super().__init__(_l("Add your mobile number first."))
 
 
 class AlreadyVerified(DomainError):
     def __init__(self):
-        super().__init__("Your number is already verified.")
+        super().__init__(_l("Your number is already verified."))
 
 
 def code_hash(secret_key: str, *, user_id: int, phone: str, code: str) -> str:
@@ -95,14 +96,16 @@ class CheckResult:
 
     @property
     def message(self) -> str:
+        # Lazy: the words are made in the viewer's language when shown (str()).
         return {
-            "verified": "Your number is verified.",
-            "already": "Your number is already verified.",
-            "wrong": (f"That code is not right. Check the text message and try again "
-                      f"({self.tries_left} {'try' if self.tries_left == 1 else 'tries'} left)."),
-            "expired": "That code has expired. Send yourself a new code.",
-            "locked": "Too many wrong tries for this code. Send yourself a new code.",
-            "no_code": "There is no code waiting for this number. Send yourself a code first.",
+            "verified": _l("Your number is verified."),
+            "already": _l("Your number is already verified."),
+            "wrong": lazy_ngettext("That code is not right. Check the text message and try again (%(num)d try left).",
+                                   "That code is not right. Check the text message and try again (%(num)d tries left).",
+                                   self.tries_left),
+            "expired": _l("That code has expired. Send yourself a new code."),
+            "locked": _l("Too many wrong tries for this code. Send yourself a new code."),
+            "no_code": _l("There is no code waiting for this number. Send yourself a code first."),
         }[self.status]
 
 

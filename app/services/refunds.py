@@ -34,6 +34,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -327,7 +328,7 @@ def _policy_applied(session: Session, appointment_id: int, charge_id: int) -> bo
 
 @dataclass(frozen=True)
 class PaymentState:
-    label: str                # "Paid $125.00", "Refunded $25.00 of $125.00", "Payment pending", ...
+    label: str                # "Paid $125.00", "Refunded $25.00 of $125.00", "Payment pending", ... (lazy: the viewer's language)
     kind: str                 # paid | partly_refunded | refunded | pending | authorized | canceled | none
     captured_cents: int = 0
     refunded_cents: int = 0
@@ -371,18 +372,19 @@ def _state(appointment: Appointment, charges: list[Charge], done: dict[int, int]
     refunded = sum(done.get(c.id, 0) for c in charges)
     if captured > 0:
         if refunded >= captured:
-            return PaymentState(f"Refunded {money(refunded)}", "refunded", captured, refunded, True)
+            return PaymentState(_l("Refunded %(amount)s", amount=money(refunded)), "refunded", captured, refunded, True)
         if refunded > 0:
-            return PaymentState(f"Paid {money(captured)} · Refunded {money(refunded)}", "partly_refunded",
+            return PaymentState(_l("Paid %(paid)s · Refunded %(refunded)s", paid=money(captured), refunded=money(refunded)),
+                                "partly_refunded",
                                 captured, refunded, True)
-        return PaymentState(f"Paid {money(captured)}", "paid", captured, 0, True)
+        return PaymentState(_l("Paid %(amount)s", amount=money(captured)), "paid", captured, 0, True)
     statuses = {c.status for c in charges}
     if "authorized" in statuses:
-        return PaymentState(f"Authorized {money(sum(c.amount_cents for c in charges))}", "authorized")
+        return PaymentState(_l("Authorized %(amount)s", amount=money(sum(c.amount_cents for c in charges))), "authorized")
     if appointment.payment_timing == "hybrid" and appointment.status == "held":
-        return PaymentState("Deposit pending", "pending")          # the estimate's deposit, not the price
+        return PaymentState(_l("Deposit pending"), "pending")          # the estimate's deposit, not the price
     if appointment.payment_timing != "deposit_to_book" or appointment.price_cents <= 0:
-        return PaymentState("Nothing due at booking" if appointment.price_cents > 0 else "No charge", "none")
+        return PaymentState(_l("Nothing due at booking") if appointment.price_cents > 0 else _l("No charge"), "none")
     if appointment.status in ("canceled", "released", "no_show"):
-        return PaymentState("Not charged", "canceled")
-    return PaymentState("Payment pending", "pending")
+        return PaymentState(_l("Not charged"), "canceled")
+    return PaymentState(_l("Payment pending"), "pending")

@@ -37,6 +37,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, contains_eager, scoped_session
@@ -55,8 +56,9 @@ from app.services.retry import retry_transient, sqlstate
 from app.services.unit_of_work import request
 
 log = logging.getLogger(__name__)
-SLOT_LOST = ("Someone else booked this time while you were paying. You have not been charged; "
-             "your card's hold will be released.")
+SLOT_LOST = _l("Someone else booked this time while you were paying. You have not been charged; "
+               "your card's hold will be released.")
+CANCELED = _l("This payment was canceled.")
 
 
 @dataclass
@@ -121,7 +123,7 @@ def settle(session: Session, attempt_id: int, *, source: str, actor: Actor,
         _cancel(session, gw, attempt, now=_now(), actor=actor, reason=reason)
     session.commit()
     if step == "cancel" and attempt.status == "canceled" and result.state not in ("slot_lost", "canceled"):
-        result = SyncResult("canceled", message="This payment was canceled.", intent=result.intent)
+        result = SyncResult("canceled", message=CANCELED, intent=result.intent)
     result.attempt = attempt
     return _after_settle(session, result, actor)
 
@@ -189,7 +191,7 @@ def _apply_intent(session: Session, attempt: PaymentAttempt, appointment: Appoin
         # Before the mirror below: _mark_canceled records the time, the reason, the charge and the audit
         # row only when it is the one that moves the attempt to canceled (a cancel our crash never recorded).
         _mark_canceled(session, attempt, appointment, now=now, actor=actor, reason="canceled at Stripe")
-        return SyncResult("canceled", message="This payment was canceled.")
+        return SyncResult("canceled", message=CANCELED)
 
     previous = attempt.status
     message = None
@@ -260,7 +262,7 @@ def _final_result(attempt: PaymentAttempt) -> SyncResult:
         return SyncResult("confirmed")
     if attempt.outcome == "slot_lost":
         return SyncResult("slot_lost", message=SLOT_LOST)
-    return SyncResult("canceled", message="This payment was canceled.")
+    return SyncResult("canceled", message=CANCELED)
 
 
 def _extend_hold(session: Session, appointment: Appointment, *, now: datetime, timings: PaymentTimings,
@@ -298,7 +300,7 @@ def _lock_in(session: Session, attempt: PaymentAttempt, appointment: Appointment
         return SyncResult("confirmed", capture_ready=True)
     # canceled / no_show: never capture for a slot the patient does not have.
     attempt.outcome = "appointment_" + appointment.status
-    return SyncResult("canceled", message="This appointment was canceled; you have not been charged.")
+    return SyncResult("canceled", message=_l("This appointment was canceled; you have not been charged."))
 
 
 # -- money moves, from a committed state ----------------------------------------------------------

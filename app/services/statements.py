@@ -17,21 +17,25 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from app.models import Appointment, Charge, CollectionCase, Encounter, EncounterLine, PaymentAttempt, Refund
+from app.services.locale_format import current_language, format_local, format_money
 
 # The case's status as the patient reads it.
+# Lazy (issue 17): each is translated where it is shown, into the page's (or the PDF's) language.
 PATIENT_LABELS = {
-    "pending": "Payment in progress",
-    "charging": "Payment in progress",
-    "paid": "Paid in full",
-    "recovering": "Payment needed: your card could not be charged",
-    "collections": "Overdue",
-    "with_agency": "Overdue: referred to a collections agency",
-    "payment_plan": "Payment plan",
-    "written_off": "No balance due",
+    "pending": _l("Payment in progress"),
+    "charging": _l("Payment in progress"),
+    "paid": _l("Paid in full"),
+    "recovering": _l("Payment needed: your card could not be charged"),
+    "collections": _l("Overdue"),
+    "with_agency": _l("Overdue: referred to a collections agency"),
+    "payment_plan": _l("Payment plan"),
+    "written_off": _l("No balance due"),
 }
 
 
@@ -41,6 +45,11 @@ def money(cents: int | None) -> str:
         return ""
     sign = "-" if cents < 0 else ""
     return f"{sign}${abs(cents) // 100:,}.{abs(cents) % 100:02d}"
+
+
+def _money(cents: int | None) -> str:
+    """``money`` in the current language (the PDF's)."""
+    return "" if cents is None else format_money(cents, current_language())
 
 
 @dataclass(frozen=True)
@@ -65,8 +74,8 @@ class StatementPayment:
     @property
     def card(self) -> str:
         if not self.card_last4:
-            return "Card"
-        return f"{(self.card_brand or 'card').title()} ending in {self.card_last4}"
+            return _("Card")
+        return _("%(brand)s ending in %(last4)s", brand=(self.card_brand or "card").title(), last4=self.card_last4)
 
 
 @dataclass(frozen=True)
@@ -113,7 +122,7 @@ class Statement:
                                               money(line.amount_cents)])))
         out += [f"Total {money(self.total_cents)}", f"Paid {money(self.paid_cents)}",
                 f"Refunded {money(self.refunded_cents)}", f"Balance due {money(self.balance_cents)}",
-                self.status_label]
+                str(self.status_label)]
         out += [f"{p.card} {money(p.amount_cents)}" for p in self.payments]
         if self.hybrid is not None:
             out += [f"{label} {value}" for label, value in hybrid_rows(self.hybrid)]
@@ -124,19 +133,19 @@ class Statement:
 
 def hybrid_rows(summary) -> list[tuple[str, str]]:
     """The insurer's part of a hybrid statement, as (label, amount) rows (the page and the PDF)."""
-    rows = [("Billed to your insurance" if not summary.self_pay else "Visit price", money(summary.billed_cents))]
+    rows = [(_("Billed to your insurance") if not summary.self_pay else _("Visit price"), money(summary.billed_cents))]
     if not summary.self_pay:
-        rows.append(("Paid by your insurance", money(summary.insurance_paid_cents) if not summary.waiting
-                     else "waiting for your insurer"))
+        rows.append((_("Paid by your insurance"), money(summary.insurance_paid_cents) if not summary.waiting
+                     else _("waiting for your insurer")))
         rows += [(f"{a.words[:1].upper()}{a.words[1:]} ({a.label.split(' ')[0]})", money(a.amount_cents))
                  for a in summary.adjustments]
-    rows.append(("Your share", money(summary.your_share_cents) if summary.your_share_cents is not None
-                 else "waiting for your insurer"))
-    rows.append(("Deposit paid", money(summary.deposit_captured_cents)))
+    rows.append((_("Your share"), money(summary.your_share_cents) if summary.your_share_cents is not None
+                 else _("waiting for your insurer")))
+    rows.append((_("Deposit paid"), money(summary.deposit_captured_cents)))
     if summary.balance_charged_cents:
-        rows.append(("Balance charged", money(summary.balance_charged_cents)))
+        rows.append((_("Balance charged"), money(summary.balance_charged_cents)))
     if summary.refunded_cents:
-        rows.append(("Refunded to your card", money(summary.refunded_cents)))
+        rows.append((_("Refunded to your card"), money(summary.refunded_cents)))
     return rows
 
 
@@ -196,9 +205,10 @@ def statement(session: Session, appointment: Appointment) -> Statement | None:
         written_off, balance = balance, 0
     label = PATIENT_LABELS.get(status, "")
     if status == "payment_plan" and case is not None and case.plan_instalments:
-        label = f"Payment plan: {case.plan_paid} of {case.plan_instalments} payments made"
+        label = _l("Payment plan: %(paid)s of %(total)s payments made", paid=case.plan_paid,
+                   total=case.plan_instalments)
     if status == "none":
-        label = "Paid in full" if paid and paid >= total else "Nothing more is due for this visit"
+        label = _l("Paid in full") if paid and paid >= total else _l("Nothing more is due for this visit")
         if summary is not None:
             label = summary.status_words
     provider = appointment.provider
@@ -229,21 +239,23 @@ def _local(at: datetime | None, tz: str, fmt: str = "%B %-d, %Y") -> str:
         zone = ZoneInfo(tz or "UTC")
     except Exception:       # a bad stored zone must not break the statement
         zone = ZoneInfo("UTC")
-    return at.astimezone(zone).strftime(fmt)
+    return format_local(at.astimezone(zone), fmt, current_language())
 
 
 def statement_pdf(statement: Statement, *, clinic, patient_display: str | None = None,
                   compress: bool = True) -> bytes:
     """The statement as a PDF (A4-agnostic Letter page, Helvetica). ``clinic``: name, address,
     phone, timezone (dates are shown in it). ``compress=False`` leaves the content streams
-    readable (tests)."""
+    readable (tests). In the current language (the page's, or ``force_locale``'s): Spanish fits
+    Latin-1, the core fonts' encoding (á é í ó ú ñ ü ¿ ¡)."""
+    money = _money
     from fpdf import FPDF
     from fpdf.enums import XPos, YPos
 
     tz = getattr(clinic, "timezone", None) or "UTC"
     pdf = FPDF(format="Letter", unit="mm")
     pdf.set_compression(compress)
-    pdf.set_title(_latin1(f"Statement - appointment {statement.appointment_id}"))
+    pdf.set_title(_latin1(_("Statement - appointment %(number)s", number=statement.appointment_id)))
     pdf.set_creator(_latin1(getattr(clinic, "name", "") or "Clinic"))
     pdf.set_auto_page_break(auto=True, margin=15)
     pdf.add_page()
@@ -258,22 +270,27 @@ def statement_pdf(statement: Statement, *, clinic, patient_display: str | None =
             pdf.cell(width, 5, _latin1(part), **nl)
     pdf.ln(4)
     pdf.set_font("Helvetica", "B", 13)
-    pdf.cell(width, 7, "Itemized statement", **nl)
+    pdf.cell(width, 7, _latin1(_("Itemized statement")), **nl)
     pdf.set_font("Helvetica", "", 10)
     if patient_display:
-        pdf.cell(width, 5, _latin1(f"Patient: {patient_display}"), **nl)
-    pdf.cell(width, 5, _latin1(f"Appointment #{statement.appointment_id}: {statement.visit_name}"
-                               f"{' with ' + statement.provider_name if statement.provider_name else ''}"), **nl)
-    pdf.cell(width, 5, _latin1(f"Date of service: {_local(statement.service_at, tz)}"), **nl)
-    pdf.cell(width, 5, _latin1(f"Statement date: {_local(statement.signed_at, tz)}"), **nl)
+        pdf.cell(width, 5, _latin1(_("Patient: %(name)s", name=patient_display)), **nl)
+    if statement.provider_name:
+        visit = _("Appointment #%(number)s: %(visit)s with %(provider)s", number=statement.appointment_id,
+                  visit=statement.visit_name, provider=statement.provider_name)
+    else:
+        visit = _("Appointment #%(number)s: %(visit)s", number=statement.appointment_id, visit=statement.visit_name)
+    pdf.cell(width, 5, _latin1(visit), **nl)
+    pdf.cell(width, 5, _latin1(_("Date of service: %(date)s", date=_local(statement.service_at, tz))), **nl)
+    pdf.cell(width, 5, _latin1(_("Statement date: %(date)s", date=_local(statement.signed_at, tz))), **nl)
     pdf.ln(4)
 
-    columns = (("Code", 0.16), ("Description", 0.42), ("Units", 0.10), ("Unit price", 0.16), ("Amount", 0.16))
-    widths = [width * share for _, share in columns]
+    columns = ((_("Code"), 0.16, "L"), (_("Description"), 0.42, "L"), (_("Units"), 0.10, "R"),
+               (_("Unit price"), 0.16, "R"), (_("Amount"), 0.16, "R"))
+    widths = [width * share for _title, share, _align in columns]
     pdf.set_font("Helvetica", "B", 10)
     pdf.set_fill_color(235, 235, 235)
-    for (title, _), w in zip(columns, widths):
-        pdf.cell(w, 7, title, border="B", fill=True, align="R" if title in ("Units", "Unit price", "Amount") else "L")
+    for (title, _share, align), w in zip(columns, widths):
+        pdf.cell(w, 7, _latin1(title), border="B", fill=True, align=align)
     pdf.ln()
     pdf.set_font("Helvetica", "", 10)
     for line in statement.lines:
@@ -302,29 +319,29 @@ def statement_pdf(statement: Statement, *, clinic, patient_display: str | None =
 
     def total_row(label: str, cents: int, bold: bool = False) -> None:
         pdf.set_font("Helvetica", "B" if bold else "", 11 if bold else 10)
-        pdf.cell(width - widths[4], 6, label, align="R")
+        pdf.cell(width - widths[4], 6, _latin1(label), align="R")
         pdf.cell(widths[4], 6, money(cents), align="R", **nl)
 
     pdf.ln(2)
-    total_row("Total", statement.total_cents, bold=True)
-    total_row("Paid", statement.paid_cents)
+    total_row(_("Total"), statement.total_cents, bold=True)
+    total_row(_("Paid"), statement.paid_cents)
     if statement.refunded_cents:
-        total_row("Refunded", statement.refunded_cents)
+        total_row(_("Refunded"), statement.refunded_cents)
     if statement.written_off_cents:
-        total_row("Waived by the clinic", statement.written_off_cents)
+        total_row(_("Waived by the clinic"), statement.written_off_cents)
     if statement.hybrid is not None:
         pdf.set_font("Helvetica", "", 10)
         for label, value in hybrid_rows(statement.hybrid):
             pdf.cell(width - widths[4], 6, _latin1(label), align="R")
             pdf.cell(widths[4], 6, _latin1(value), align="R", **nl)
-    total_row("Balance due", statement.balance_cents, bold=True)
+    total_row(_("Balance due"), statement.balance_cents, bold=True)
     pdf.ln(3)
     pdf.set_font("Helvetica", "", 10)
-    pdf.cell(width, 5, _latin1(f"Status: {statement.status_label}"), **nl)
+    pdf.cell(width, 5, _latin1(_("Status: %(status)s", status=statement.status_label)), **nl)
     if statement.payments:
         pdf.ln(3)
         pdf.set_font("Helvetica", "B", 11)
-        pdf.cell(width, 6, "Payments", **nl)
+        pdf.cell(width, 6, _latin1(_("Payments")), **nl)
         pdf.set_font("Helvetica", "", 10)
         for p in statement.payments:
             pdf.cell(width - widths[4], 5, _latin1(f"{_local(p.at, tz)}  {p.card}"))
@@ -335,7 +352,11 @@ def statement_pdf(statement: Statement, *, clinic, patient_display: str | None =
         pdf.multi_cell(width, 4, _latin1(statement.hybrid.explanation), **nl)
     pdf.ln(6)
     pdf.set_font("Helvetica", "I", 8)
-    pdf.multi_cell(width, 4, _latin1("Prices are those in force on the date of service, as signed by your "
-                                     "provider. Questions about this statement: contact the clinic"
-                                     f"{' at ' + clinic.phone if getattr(clinic, 'phone', '') else ''}."), **nl)
+    if getattr(clinic, "phone", ""):
+        note = _("Prices are those in force on the date of service, as signed by your provider. Questions about "
+                 "this statement: contact the clinic at %(phone)s.", phone=clinic.phone)
+    else:
+        note = _("Prices are those in force on the date of service, as signed by your provider. Questions about "
+                 "this statement: contact the clinic.")
+    pdf.multi_cell(width, 4, _latin1(note), **nl)
     return bytes(pdf.output())

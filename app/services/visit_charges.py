@@ -43,6 +43,7 @@ from datetime import datetime, timedelta, timezone
 
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
@@ -809,14 +810,14 @@ def payable_attempt(session: Session, case: CollectionCase, *, patient, actor: A
         case = _lock_case(session, case_id)
         if case is None or case.appointment.patient_id != patient.id:
             session.rollback()
-            raise CollectionsError("This is not your visit.")
+            raise CollectionsError(_l("This is not your visit."))
         if case.status in ("pending", "charging"):
             session.rollback()
-            raise PaymentUnderWay("We are charging the card on file for this visit. Please check again in a minute.")
+            raise PaymentUnderWay(_l("We are charging the card on file for this visit. Please check again in a minute."))
         balance = balance_due_cents(case)
         if not case.is_open or balance <= 0:
             session.rollback()
-            raise NothingDue("Nothing is due for this visit.")
+            raise NothingDue(_l("Nothing is due for this visit."))
         attempt = _open_attempt(session, case.charge_id)
         if attempt is None:
             break
@@ -829,7 +830,7 @@ def payable_attempt(session: Session, case: CollectionCase, *, patient, actor: A
             return attempt
         if attempt.status == "processing":
             session.rollback()
-            raise PaymentUnderWay("Your payment is being processed. Please check again in a minute.")
+            raise PaymentUnderWay(_l("Your payment is being processed. Please check again in a minute."))
         session.commit()
         if attempt.status == "creating" and not attempt.stripe_payment_intent_id:
             settlement.reconcile_creating(session, attempt.id, actor=actor)
@@ -837,7 +838,7 @@ def payable_attempt(session: Session, case: CollectionCase, *, patient, actor: A
             _settle(session, attempt.id, actor=actor, source="browser", cancel_reason="replaced by a new payment")
     else:
         session.rollback()
-        raise PaymentUnderWay("Your payment is being processed. Please check again in a minute.")
+        raise PaymentUnderWay(_l("Your payment is being processed. Please check again in a minute."))
     attempt = _new_attempt(session, case, amount=balance, save_card=True)
     _audit(session, case, "visit_charge.attempted", actor=actor, attempt=attempt,
            details={"attempt": attempt.number, "amount_cents": balance, "on_session": True})
@@ -874,9 +875,9 @@ def pay_saved(session: Session, attempt: PaymentAttempt, *, patient, payment_met
     attempt = session.get(PaymentAttempt, attempt.id, with_for_update=True, populate_existing=True)
     appointment = attempt.charge.appointment
     if attempt.charge.purpose not in CASE_PURPOSES or appointment.patient_id != patient.id:
-        raise CollectionsError("This is not your visit.")
+        raise CollectionsError(_l("This is not your visit."))
     if attempt.is_final or attempt.status not in CONFIRMABLE or not attempt.stripe_payment_intent_id:
-        raise PaymentUnderWay("This payment is already under way. Please reload the page.")
+        raise PaymentUnderWay(_l("This payment is already under way. Please reload the page."))
     gw = gateway()
     card = next((c for c in cards.list_cards(gw, patient) if c.id == payment_method), None)
     if card is None:

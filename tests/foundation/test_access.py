@@ -87,6 +87,9 @@ SAMPLE_ARGS.update(ESTIMATES_SAMPLE_ARGS)
 from tests.helpers.access_tables.access_table_claims import CLAIMS_EXPECTED, CLAIMS_SAMPLE_ARGS  # noqa: E402
 EXPECTED.update(CLAIMS_EXPECTED)
 SAMPLE_ARGS.update(CLAIMS_SAMPLE_ARGS)
+from tests.helpers.access_tables.access_table_i18n import I18N_EXPECTED, I18N_SAMPLE_ARGS  # noqa: E402
+EXPECTED.update(I18N_EXPECTED)
+SAMPLE_ARGS.update(I18N_SAMPLE_ARGS)
 from tests.helpers.access_tables.access_table_intake import INTAKE_EXPECTED, INTAKE_SAMPLE_ARGS  # noqa: E402
 EXPECTED.update(INTAKE_EXPECTED)
 SAMPLE_ARGS.update(INTAKE_SAMPLE_ARGS)
@@ -105,6 +108,12 @@ SAMPLE_ARGS.update(LEDGER_SAMPLE_ARGS)
 from tests.helpers.access_tables.access_table_disputes import DISPUTES_EXPECTED, DISPUTES_SAMPLE_ARGS  # noqa: E402
 EXPECTED.update(DISPUTES_EXPECTED)
 SAMPLE_ARGS.update(DISPUTES_SAMPLE_ARGS)
+from tests.helpers.access_tables.access_table_waitlist import WAITLIST_EXPECTED, WAITLIST_SAMPLE_ARGS  # noqa: E402
+EXPECTED.update(WAITLIST_EXPECTED)
+SAMPLE_ARGS.update(WAITLIST_SAMPLE_ARGS)
+from tests.helpers.access_tables.access_table_fhir import FHIR_EXPECTED, FHIR_SAMPLE_ARGS  # noqa: E402
+EXPECTED.update(FHIR_EXPECTED)
+SAMPLE_ARGS.update(FHIR_SAMPLE_ARGS)
 
 
 def routes(app):
@@ -135,7 +144,12 @@ def test_not_everything_is_public(app):
                       "checkout.done", "checkout.pay_saved", "checkout.setup_consent", "checkout.setup_complete",
                       "checkout.setup_saved", "checkout.setup_return", "checkout.hybrid_consent",
                       "pay.link", "pay.link_use", "pay.show", "pay.complete", "pay.pay_saved",
-                      "pay.browser_return"}
+                      "pay.browser_return",
+                      "account.switch_language",    # the footer's language switch (issue 17)
+                      "waitlist.offer", "waitlist.offer_take",    # a waitlist offer's one-click link (issue 17)
+                      # the FHIR API (issue 17): its own guard, a bearer token (app/blueprints/fhir)
+                      "fhir.metadata", "fhir.token", "fhir.search", "fhir.read", "fhir.everything",
+                      "fhir.export", "fhir.export_status", "fhir.export_file", "fhir.unknown"}
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -107,7 +107,21 @@ PHI_ROUTES = {
     "pay.complete": "appointment",
     "pay.pay_saved": "appointment",
     "pay.browser_return": "appointment",
+    # the waitlist (issue 17): the patient's list, the offer link's page and its tap, staff's list per provider
+    "waitlist.mine": "waitlist",
+    "waitlist.offer": "waitlist",
+    "waitlist.offer_take": "waitlist",
+    "staff.waitlist": "waitlist",
+    # the FHIR API (issue 17): every read, audited with the client as actor
+    "fhir.search": "fhir",
+    "fhir.read": "fhir",
+    "fhir.everything": "fhir",
+    "fhir.export_file": "fhir",
 }
+
+# The FHIR API's reads (issue 17): a bearer token, not a session, opens them, so they have no case in
+# PAGES; tests/fhir/ checks one audit event per read, its actor the client, naming the patients.
+TOKEN_ONLY = {"fhir.search", "fhir.read", "fhir.everything", "fhir.export_file"}
 
 # GET routes that show PHI but answer with a redirect to a page that is audited itself.
 REDIRECT_ONLY = {
@@ -282,7 +296,18 @@ PAGES = {
     "intake.estimate": (["patient"], lambda c: f"/intake/{_estimate_of(c)['intake_id']}/estimate", "patient"),
     "booking.good_faith_estimate": (["patient"], lambda c: f"/appointments/{c['appointment_id']}/good-faith-estimate",
                                     "appointment"),
+    # the waitlist (issue 17): the clinic's patient waiting for its provider, offered a free Thursday time
+    "waitlist.mine": (["patient"], lambda c: (_waitlist_of(c), "/waitlist")[1], "patient"),
+    "waitlist.offer": (["anonymous"], lambda c: f"/w/{_waitlist_of(c)['token']}", "patient"),
+    "staff.waitlist": (["provider", "admin"],
+                       lambda c: (_waitlist_of(c), f"/staff/waitlist?provider_id={c['provider_id']}")[1], "listed"),
 }
+
+
+def _waitlist_of(clinic: dict) -> dict:
+    from tests.waitlist.phi_cases import waitlist_case
+
+    return waitlist_case(clinic)
 
 
 def _estimate_of(clinic: dict) -> dict:
@@ -317,7 +342,7 @@ def _dispute_of(appointment_id: int) -> int:
 def test_every_phi_page_has_a_case(app):
     get_routes = {rule.endpoint for rule in app.url_map.iter_rules() if "GET" in rule.methods}
     phi_pages = {e for e in get_routes if phi_for(app, e) not in (False, UNDECLARED)}
-    assert phi_pages - set(REDIRECT_ONLY) == set(PAGES)
+    assert phi_pages - set(REDIRECT_ONLY) - TOKEN_ONLY == set(PAGES)
     assert not DEVELOPMENT_ONLY & set(app.view_functions), "the tests' app registered a development page"
     # each case opens the page as every role the route admits (public pages: the link's browser)
     for endpoint, (roles, _, _) in PAGES.items():

@@ -20,11 +20,14 @@ def test_the_template_list_is_not_empty():
             "phone_code", "password_reset"} <= set(TEMPLATES)
 
 
+@pytest.mark.parametrize("locale", [None, "es"])      # English, and Spanish (issue 17)
 @pytest.mark.parametrize("channel", ["sms", "email"])
-def test_no_template_carries_phi(app, db, channel):
+def test_no_template_carries_phi(app, db, channel, locale):
     seed_demo(db)
     db.commit()
     patients = db.scalars(select(User).where(User.role == "patient")).all()
+    for patient in patients:
+        patient.locale = locale
     providers = db.scalars(select(Provider)).all()
     forbidden = set()
     for user in db.scalars(select(User)):
@@ -32,7 +35,8 @@ def test_no_template_carries_phi(app, db, channel):
     forbidden |= {s.name for s in db.scalars(select(Specialty))}
     forbidden |= {t.name for t in db.scalars(select(AppointmentType))}
     forbidden -= {"Dr.", "Demo", "\0"}
-    stems = ("diagnos", "reason", "behavioral", "therap", "anxiety")   # clinical words, as word starts
+    stems = ("diagnos", "reason", "behavioral", "therap", "anxiety",   # clinical words, as word starts
+             "diagnó", "motivo", "terap", "ansiedad", "conductual")       # ... and in Spanish
     start = datetime(2027, 1, 11, 15, 0, tzinfo=timezone.utc)
     checked = 0
     for patient in patients:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from flask import abort, flash, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 from flask_wtf import FlaskForm
 
@@ -48,7 +49,7 @@ def cards_page():
 def remove_card(payment_method: str):
     form = RemoveCardForm()
     if not form.validate_on_submit():
-        return _cards_page(422, error="Your form expired. Reload the page and try again.")
+        return _cards_page(422, error=_("Your form expired. Reload the page and try again."))
     patient = current_user.patient
     try:
         card = cards.remove_card(db.session, gateway(), patient=patient, payment_method=payment_method,
@@ -60,8 +61,8 @@ def remove_card(payment_method: str):
         abort(404)
     except PaymentServiceError:
         db.session.rollback()
-        return _cards_page(503, error="We could not reach the payment service. Your card was not removed; "
-                                      "please try again in a moment.")
+        return _cards_page(503, error=_("We could not reach the payment service. Your card was not removed; "
+                                        "please try again in a moment."))
     db.session.commit()
-    flash(f"{card.label} was removed. It can no longer be used for payments.", "success")
+    flash(_("%(card)s was removed. It can no longer be used for payments.", card=card.label), "success")
     return redirect_htmx(url_for("account.cards_page"))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, flash, make_response, request, url_for
+from flask_babel import gettext as _, lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, StringField
@@ -41,13 +42,13 @@ def _reset_email_key() -> str:
 
 
 class PhoneForm(FlaskForm):
-    phone = StringField("Mobile phone", validators=[DataRequired("Enter your mobile number."), phone_check])
+    phone = StringField(_l("Mobile phone"), validators=[DataRequired(_l("Enter your mobile number.")), phone_check])
 
 
 class CodeForm(FlaskForm):
-    code = StringField("Code from the text message", validators=[
-        DataRequired("Enter the 6-digit code we texted you."),
-        Regexp(r"^\s*\d{6}\s*$", message="The code is 6 digits, like 123456.")])
+    code = StringField(_l("Code from the text message"), validators=[
+        DataRequired(_l("Enter the 6-digit code we texted you.")),
+        Regexp(r"^\s*\d{6}\s*$", message=_l("The code is 6 digits, like 123456."))])
 
 
 class SendCodeForm(FlaskForm):
@@ -55,14 +56,14 @@ class SendCodeForm(FlaskForm):
 
 
 class ForgotForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired("Enter your email."),
-                                            Email("Enter an email like name@example.com."), Length(max=254)])
+    email = EmailField(_l("Email"), validators=[DataRequired(_l("Enter your email.")),
+                                                Email(_l("Enter an email like name@example.com.")), Length(max=254)])
 
 
 class ResetForm(FlaskForm):
-    password = PasswordField("New password", validators=[DataRequired("Choose a password."), password_check])
-    confirm = PasswordField("Repeat new password", validators=[DataRequired("Repeat the password."),
-                                                              EqualTo("password", "The passwords do not match.")])
+    password = PasswordField(_l("New password"), validators=[DataRequired(_l("Choose a password.")), password_check])
+    confirm = PasswordField(_l("Repeat new password"), validators=[DataRequired(_l("Repeat the password.")),
+                                                                  EqualTo("password", _l("The passwords do not match."))])
 
 
 # -- phone -------------------------------------------------------------------------------------------
@@ -91,7 +92,7 @@ def change_phone():
         return _phone_page(422, phone_form=form)
     changed = phone.change_phone(db.session, user=current_user, phone=form.phone.data, actor=actor())
     db.session.commit()
-    flash("Your number is saved. Verify it to get text messages." if changed else "That is already your number.",
+    flash(_("Your number is saved. Verify it to get text messages.") if changed else _("That is already your number."),
           "success" if changed else "info")
     return redirect_htmx(url_for("account.phone_page"))
 
@@ -102,7 +103,7 @@ def change_phone():
 def send_code():
     form = SendCodeForm()
     if not form.validate_on_submit():
-        return _phone_page(422, error="Your form expired. Reload the page and try again.")
+        return _phone_page(422, error=_("Your form expired. Reload the page and try again."))
     try:
         phone.send_code(db.session, user=current_user, actor=actor(), now=now(),
                         ttl=_settings().PHONE_CODE_TTL, secret_key=current_app.config["SECRET_KEY"])
@@ -111,7 +112,7 @@ def send_code():
         return _phone_page(409, error=str(problem))
     db.session.commit()
     minutes = int(_settings().PHONE_CODE_TTL.total_seconds() // 60)
-    flash(f"We texted a 6-digit code to your number. It works for {minutes} minutes.", "success")
+    flash(_("We texted a 6-digit code to your number. It works for %(minutes)s minutes.", minutes=minutes), "success")
     return redirect_htmx(url_for("account.phone_page"))
 
 
@@ -126,9 +127,9 @@ def verify_phone():
                               secret_key=current_app.config["SECRET_KEY"])
     db.session.commit()              # a wrong try counts, so it is stored too
     if result.ok:
-        flash(result.message, "success")
+        flash(str(result.message), "success")
         return redirect_htmx(url_for("account.phone_page"))
-    return _phone_page(422, code_form=form, error=result.message)
+    return _phone_page(422, code_form=form, error=str(result.message))
 
 
 # -- password reset ------------------------------------------------------------------------------------
@@ -176,7 +177,7 @@ def reset_password(token: str):
     # Every sign-in of the account ends with the old password (a stolen cookie too).
     server_sessions.revoke_all(db.session, user_id=user.id, actor=Actor.of(current_user), reason="password_reset")
     db.session.commit()
-    flash("Your password is changed. Sign in with the new one.", "success")
+    flash(_("Your password is changed. Sign in with the new one."), "success")
     return redirect_htmx(url_for("auth.login"))
 
 

@@ -6,11 +6,13 @@ from urllib.parse import urlsplit
 import time
 
 from flask import Blueprint, current_app, flash, request, session, url_for
+from flask_babel import gettext as _, lazy_gettext as _l
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, EqualTo, Length
 
+from app import i18n
 from app.access import AUTHENTICATED, PUBLIC, access
 from app.blueprints.forms import password_check, phone_check, timezone_check
 from app.extensions import db, limiter
@@ -24,28 +26,28 @@ bp = Blueprint("auth", __name__)
 
 
 class SignupForm(FlaskForm):
-    full_name = StringField("Full name", validators=[DataRequired("Enter your name."), Length(max=120)])
-    email = EmailField("Email", validators=[DataRequired("Enter your email."),
-                                            Email("Enter an email like name@example.com."),
-                                            Length(max=254)])
-    phone = StringField("Mobile phone", validators=[DataRequired("Enter your mobile number."), phone_check])
-    timezone = StringField("Timezone", default="UTC",
-                           validators=[DataRequired("Choose your timezone."), timezone_check])
-    password = PasswordField("Password", validators=[DataRequired("Choose a password."), password_check])
-    confirm = PasswordField("Repeat password",
-                            validators=[DataRequired("Repeat the password."),
-                                        EqualTo("password", "The passwords do not match.")])
+    full_name = StringField(_l("Full name"), validators=[DataRequired(_l("Enter your name.")), Length(max=120)])
+    email = EmailField(_l("Email"), validators=[DataRequired(_l("Enter your email.")),
+                                                Email(_l("Enter an email like name@example.com.")),
+                                                Length(max=254)])
+    phone = StringField(_l("Mobile phone"), validators=[DataRequired(_l("Enter your mobile number.")), phone_check])
+    timezone = StringField(_l("Timezone"), default="UTC",
+                           validators=[DataRequired(_l("Choose your timezone.")), timezone_check])
+    password = PasswordField(_l("Password"), validators=[DataRequired(_l("Choose a password.")), password_check])
+    confirm = PasswordField(_l("Repeat password"),
+                            validators=[DataRequired(_l("Repeat the password.")),
+                                        EqualTo("password", _l("The passwords do not match."))])
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired("Enter your email.")])
-    password = PasswordField("Password", validators=[DataRequired("Enter your password.")])
-    remember = BooleanField("Keep me signed in on this device for 30 days (patients)", default=False)
+    email = EmailField(_l("Email"), validators=[DataRequired(_l("Enter your email."))])
+    password = PasswordField(_l("Password"), validators=[DataRequired(_l("Enter your password."))])
+    remember = BooleanField(_l("Keep me signed in on this device for 30 days (patients)"), default=False)
 
 
 class CodeForm(FlaskForm):
-    code = StringField("Code", validators=[DataRequired("Enter the 6-digit code from your authenticator app."),
-                                           Length(max=32, message="Enter the 6-digit code or a recovery code.")])
+    code = StringField(_l("Code"), validators=[DataRequired(_l("Enter the 6-digit code from your authenticator app.")),
+                                               Length(max=32, message=_l("Enter the 6-digit code or a recovery code."))])
 
 
 def _settings():
@@ -84,8 +86,8 @@ def home_for(user) -> str:
                     "billing": "home.billing", "admin": "admin.home"}[user.role])
 
 
-SIGNUP_DONE = ("Thanks for signing up. We sent an email to the address you gave. "
-               "Sign in below with that email and your password to continue.")
+SIGNUP_DONE = _l("Thanks for signing up. We sent an email to the address you gave. "
+                 "Sign in below with that email and your password to continue.")
 
 
 @bp.route("/signup", methods=["GET", "POST"])
@@ -107,7 +109,8 @@ def signup():
             accounts.sign_up_patient(
                 db.session, full_name=form.full_name.data, email=form.email.data,
                 phone=form.phone.data, timezone_name=form.timezone.data,
-                password=form.password.data, actor=Actor("anonymous"), now=now())
+                password=form.password.data, actor=Actor("anonymous"), now=now(),
+                locale=i18n.page_locale())     # the language they signed up in: their messages' too
         try:
             try:
                 sign_up()
@@ -119,7 +122,7 @@ def signup():
             form.password.errors = [*form.password.errors, str(refused)]
         else:
             db.session.commit()                # after it, the email is handed to the queue
-            flash(SIGNUP_DONE, "success")
+            flash(str(SIGNUP_DONE), "success")
             return redirect_htmx(url_for("auth.login"))
     status = 422 if form.is_submitted() else 200
     return render("auth/signup.html", block="form", form=form, status=status)
@@ -150,7 +153,7 @@ def login():
             if user.is_staff:      # not enrolled: the enrolment page first (the gate holds them there)
                 return redirect_htmx(url_for("auth.mfa_setup"))
             return redirect_htmx(target or home_for(user))
-        error = "That email and password do not match an account."
+        error = _("That email and password do not match an account.")
     status = 422 if form.is_submitted() else 200
     return render("auth/login.html", block="form", form=form, error=error, status=status)
 
@@ -169,7 +172,7 @@ def sign_out(*, action: str, reason: str, message: str) -> None:
 @bp.post("/logout")
 @access(AUTHENTICATED, phi=False)
 def logout():
-    sign_out(action="auth.logout", reason="signed_out", message="You are signed out.")
+    sign_out(action="auth.logout", reason="signed_out", message=_("You are signed out."))
     return redirect_htmx(url_for("auth.login"))
 
 
@@ -202,7 +205,7 @@ def login_mfa():
     user = db.session.get(User, int(pending["uid"])) if pending else None
     if user is None or not user.is_active_account or not user.mfa_enrolled:
         session.pop("mfa_pending", None)
-        flash("Your sign-in timed out. Sign in again.", "info")
+        flash(_("Your sign-in timed out. Sign in again."), "info")
         return redirect_htmx(url_for("auth.login"))
     form = CodeForm()
     error = None
@@ -212,10 +215,10 @@ def login_mfa():
         if check.ok:
             _sign_in(user, remember=bool(pending.get("remember")) and not user.is_staff, mfa_verified=True)
             if check.method == "recovery":
-                flash(f"You used a recovery code; {check.recovery_left} left. If you lost your "
-                      "authenticator, ask an admin to reset it.", "info")
+                flash(_("You used a recovery code; %(left)s left. If you lost your "
+                        "authenticator, ask an admin to reset it.", left=check.recovery_left), "info")
             return redirect_htmx(_safe_next(pending.get("next")) or home_for(user))
-        error = "That code is not right. Enter the 6 digits your authenticator app shows now, or a recovery code."
+        error = _("That code is not right. Enter the 6 digits your authenticator app shows now, or a recovery code.")
     status = 422 if form.is_submitted() else 200
     return render("auth/login_mfa.html", block="form", form=form, error=error, status=status)
 
@@ -253,7 +256,7 @@ def mfa_setup():
     secret = session.get("mfa_setup_secret")
     if not secret:                        # the page's secret is gone (a new browser session): start over
         return _setup_page(CodeForm(formdata=None), status=422,
-                           error="This set-up page expired. Scan the new code below and try again.")
+                           error=_("This set-up page expired. Scan the new code below and try again."))
     user = db.session.get(User, current_user.id)
     try:
         codes = mfa.enrol(db.session, user=user, secret=secret, code=form.code.data, at=now(),
@@ -289,9 +292,9 @@ def step_up():
             sessions.mark_mfa(row, at=now())
         db.session.commit()
         if check.ok:
-            flash("Code accepted. You can continue.", "success")
+            flash(_("Code accepted. You can continue."), "success")
             return redirect_htmx(target)
-        error = "That code is not right. Enter the 6 digits your authenticator app shows now."
+        error = _("That code is not right. Enter the 6 digits your authenticator app shows now.")
     status = 422 if form.is_submitted() else 200
     return render("auth/step_up.html", block="form", form=form, next=target, enrolled=enrolled,
                   error=error, status=status)

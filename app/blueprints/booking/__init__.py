@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 
 from flask import Blueprint, abort, current_app, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -81,11 +82,11 @@ def _type_or_default(type_id: int | None, types: list[AppointmentType] | None = 
     for t in types:
         if t.id == type_id:
             return t
-    raise BadInput("Choose a visit type from the list.")
+    raise BadInput(_("Choose a visit type from the list."))
 
 
 def _bad_request(message: str):
-    return input_guard.bad_request(message, title="Please check your choice")    # shows no record
+    return input_guard.bad_request(message, title=_("Please check your choice"))    # shows no record
 
 
 @bp.get("/book")
@@ -97,7 +98,7 @@ def search():
         on_date = _date_arg("date")
         modality = request.args.get("modality") or None
         if modality not in (None, "telehealth", "in_person"):
-            raise BadInput("Choose telehealth or in person.")
+            raise BadInput(_("Choose telehealth or in person."))
         types = schedule.bookable_types(db.session)
         appointment_type = _type_or_default(type_id, types)
     except BadInput as error:
@@ -206,7 +207,7 @@ def take_hold(provider_id: int):
         abort(404)
     online = target.appointment_type or db.session.get(AppointmentType, type_id)
     if online is None or online.payment_timing not in schedule.ONLINE_TIMINGS:
-        return _bad_request("That kind of visit cannot be booked online yet. Please call the clinic.")
+        return _bad_request(_("That kind of visit cannot be booked online yet. Please call the clinic."))
     gate = None
     if online.payment_timing == "hybrid":     # intake and its estimate first (issue 15)
         try:
@@ -216,7 +217,7 @@ def take_hold(provider_id: int):
         gate = _hybrid_gate(target.provider, online, intake_id)
         if not gate["ready"]:
             return _provider_page(target.provider, online, status=409,
-                                  notice="First, tell us about you and your insurance: then choose a time.")
+                                  notice=_("First, tell us about you and your insurance: then choose a time."))
 
     def hold_and_commit():     # one transaction: run again whole after a deadlock / serialization failure
         taken = booking.take_hold(db.session, now=now(), patient=patient, target=target, type_id=type_id,
@@ -235,17 +236,17 @@ def take_hold(provider_id: int):
         db.session.rollback()
         appointment_type = db.session.get(AppointmentType, type_id)
         return _provider_page(target.provider, appointment_type, status=409, nearest=taken.nearest,
-                              notice="Sorry, that time was just taken. These are the nearest free times.")
+                              notice=_("Sorry, that time was just taken. These are the nearest free times."))
     except booking.TooManyHolds as error:
         db.session.rollback()
-        return render("errors/error.html", status=429, code=429, title="Too many attempts", message=str(error))
+        return render("errors/error.html", status=429, code=429, title=_("Too many attempts"), message=str(error))
     except booking.InvalidSlot as error:
         db.session.rollback()
         return _bad_request(str(error))
     except (IntakeConflict, IntakeInvalid):    # the intake went to another booking meanwhile (another tab)
         db.session.rollback()
         return _provider_page(target.provider, online, status=409,
-                              notice="Your intake was just used for another booking. Please check it again.")
+                              notice=_("Your intake was just used for another booking. Please check it again."))
     return redirect_htmx(url_for("booking.review", appointment_id=hold.id))
 
 
@@ -304,7 +305,7 @@ def cancel(appointment_id: int):
         return redirect_htmx(url_for("booking.appointments"))
     except (booking.BookingRuleError, booking.InvalidTransition) as error:
         db.session.rollback()
-        message = str(error) if isinstance(error, booking.BookingRuleError) else "This visit can no longer be canceled."
+        message = str(error) if isinstance(error, booking.BookingRuleError) else _("This visit can no longer be canceled.")
         return render("booking/appointment.html", block="cancel_form", status=422, appointment=found,
                       error=message, late=booking.within_cancellation_window(found, now()))
     db.session.commit()
@@ -351,7 +352,7 @@ def reschedule(appointment_id: int):
     except booking.SlotTaken as taken:
         db.session.rollback()
         return _reschedule_page(found, status=409, nearest=taken.nearest,
-                                notice="Sorry, that time was just taken. These are the nearest free times.")
+                                notice=_("Sorry, that time was just taken. These are the nearest free times."))
     except (booking.BookingRuleError, booking.InvalidSlot) as error:
         db.session.rollback()
         return _reschedule_page(found, status=422, notice=str(error))

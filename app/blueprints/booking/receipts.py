@@ -65,3 +65,14 @@ def payment_states(appointments) -> dict:
 @bp.app_template_global("payment_state")
 def payment_state(appointment):
     return refunds.payment_states(db.session, [appointment])[appointment.id]
+
+
+@bp.app_template_global("status_label")
+def status_label(status: str) -> str:
+    """An appointment's status in words, in the viewer's language ("checked in", "canceled")."""
+    from flask_babel import gettext as _
+
+    words = {"held": _("held"), "confirmed": _("confirmed"), "checked_in": _("checked in"),
+             "completed": _("completed"), "canceled": _("canceled"), "no_show": _("no show"),
+             "released": _("released")}
+    return words.get(status) or (status or "").replace("_", " ")

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, g, jsonify, redirect, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 import logging
@@ -71,14 +73,14 @@ def show(appointment_id: int):
     except PaymentServiceError:
         db.session.rollback()
         return render("checkout/ended.html", status=503, appointment=appointment,
-                      message="We could not reach the payment service. Please try again in a moment.")
+                      message=_("We could not reach the payment service. Please try again in a moment."))
     settings = current_app.config["SETTINGS"]
     seconds_left = max(0, int((appointment.hold_expires_at - now()).total_seconds()))
     saved = _saved_cards(appointment)
     return render("checkout/show.html", appointment=appointment, attempt=attempt,
                   stripe_js_url=settings.STRIPE_JS_URL, publishable_key=settings.STRIPE_PUBLISHABLE_KEY,
                   seconds_left=seconds_left, saved_cards=saved, preselected=cards.preselected(saved),
-                  estimate=estimate, consent_wording=hybrid_deposit.CONSENT_WORDING,
+                  estimate=estimate, consent_wording=_(hybrid_deposit.CONSENT_WORDING),
                   consent_version=hybrid_deposit.CONSENT_VERSION)
 
 
@@ -95,8 +97,8 @@ def _ended(appointment: Appointment, message: str):
 
     last = payments.current_attempt(db.session, appointment)
     if last is not None and last.outcome == "slot_lost":
-        message = ("Someone else booked this time while you were paying. You have not been charged; "
-                   "your card's hold is released.")
+        message = _("Someone else booked this time while you were paying. You have not been charged; "
+                    "your card's hold is released.")
     nearest = booking.nearest_free(db.session, provider=appointment.provider, appointment_type=appointment.type,
                                    around=appointment.starts_at, now=now(), count=4)
     return render("checkout/ended.html", status=409, appointment=appointment, message=message, nearest=nearest)
@@ -141,7 +143,7 @@ def save_card(appointment_id: int):
     appointment = _own(appointment_id)
     attempt = payments.current_attempt(db.session, appointment, lock=True)
     if attempt is None or attempt.is_final:
-        return jsonify(error="No payment is open for this visit."), 409
+        return jsonify(error=_("No payment is open for this visit.")), 409
     try:
         payments.set_save_card(db.session, gateway(), attempt, request.form.get("save") == "1")
     except payments.PaymentRuleError as error:
@@ -149,7 +151,7 @@ def save_card(appointment_id: int):
         return jsonify(error=str(error), save_card=attempt.save_card), 409
     except PaymentServiceError:
         db.session.rollback()
-        return jsonify(error="We could not update the payment. Please try again."), 503
+        return jsonify(error=_("We could not update the payment. Please try again.")), 503
     db.session.commit()
     return jsonify(save_card=attempt.save_card)
 
@@ -175,11 +177,11 @@ def hybrid_consent(appointment_id: int):
     """The patient ticked the balance consent and pressed pay: recorded before Stripe.js confirms."""
     appointment = _own(appointment_id)
     if appointment.payment_timing != "hybrid":
-        return jsonify(state="pending", message="This visit needs no such agreement."), 409
+        return jsonify(state="pending", message=_("This visit needs no such agreement.")), 409
     attempt = payments.current_attempt(db.session, appointment)
     if attempt is None or not attempt.stripe_payment_intent_id:
         db.session.rollback()
-        return jsonify(state="pending", message="Please reload the page."), 409
+        return jsonify(state="pending", message=_("Please reload the page.")), 409
     refused = _hybrid_consent(appointment, attempt)
     if refused is not None:
         return refused
@@ -187,8 +189,8 @@ def hybrid_consent(appointment_id: int):
     return jsonify(state="consented")
 
 
-CONFIRMING = "We are confirming your payment…"
-TAP_UNREACHABLE = "We could not reach the payment service. You have not been charged. Please try again."
+CONFIRMING = _l("We are confirming your payment…")
+TAP_UNREACHABLE = _l("We could not reach the payment service. You have not been charged. Please try again.")
 
 
 def _result_json(appointment: Appointment, result: settlement.SyncResult):
@@ -227,7 +229,7 @@ def pay_saved(appointment_id: int):
     payment_method = (request.form.get("payment_method") or "").strip()[:255]
     attempt = payments.current_attempt(db.session, appointment)
     if attempt is None or not attempt.stripe_payment_intent_id:
-        return jsonify(state="pending", message="No payment is open for this visit. Please reload the page."), 409
+        return jsonify(state="pending", message=_("No payment is open for this visit. Please reload the page.")), 409
     if appointment.payment_timing == "hybrid" and not attempt.is_final:
         refused = _hybrid_consent(appointment, attempt)     # the consent first, as the typed card's page does
         if refused is not None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 
 from flask import current_app, jsonify, redirect, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 from app.access import PUBLIC, access
@@ -25,8 +27,8 @@ from app.services.gateway import PaymentServiceError, gateway
 from app.web import not_found_audited, now, render
 
 log = logging.getLogger(__name__)
-UNREACHABLE = "We could not reach the payment service. Nothing was charged. Please try again in a moment."
-CONFIRMING = "We are confirming your card…"
+UNREACHABLE = _l("We could not reach the payment service. Nothing was charged. Please try again in a moment.")
+CONFIRMING = _l("We are confirming your card…")
 
 
 def _mode() -> str:
@@ -79,7 +81,7 @@ def _setup_page(appointment: Appointment, mode: str):
     return render("checkout/setup.html", appointment=appointment, setup=setup, mode=mode,
                   stripe_js_url=settings.STRIPE_JS_URL, publishable_key=settings.STRIPE_PUBLISHABLE_KEY,
                   seconds_left=seconds_left, saved_cards=saved, preselected=cards.preselected(saved),
-                  consent_wording=wording, consent_version=version,
+                  consent_wording=_(wording), consent_version=version,
                   current_card=card_setup.card_on_file(db.session, appointment))
 
 
@@ -124,7 +126,7 @@ def setup_consent(appointment_id: int):
     setup = _open_setup_of(appointment, lock=True)
     if setup is None or setup.is_final or not setup.stripe_setup_intent_id:
         db.session.rollback()
-        return jsonify(state="pending", message="Please reload the page."), 409
+        return jsonify(state="pending", message=_("Please reload the page.")), 409
     refused = _consent(setup)
     if refused is not None:
         return refused
@@ -160,7 +162,7 @@ def setup_saved(appointment_id: int):
     setup = _open_setup_of(appointment, lock=True)
     if setup is None or not setup.stripe_setup_intent_id:
         db.session.rollback()
-        return jsonify(state="pending", message="Please reload the page."), 409
+        return jsonify(state="pending", message=_("Please reload the page.")), 409
     if not setup.is_final:
         refused = _consent(setup)
         if refused is not None:
@@ -208,12 +210,12 @@ def add_card(appointment_id: int):
     phi.shown(appointment=appointment)
     if appointment.payment_timing not in cards.CARD_TIMINGS:
         return render("checkout/setup.html", appointment=appointment, mode="card",
-                      notice="This visit was paid at booking: it needs no card on file.")
+                      notice=_("This visit was paid at booking: it needs no card on file."))
     if appointment.status not in card_setup.REBOOK_STATUSES:
         if appointment.status == "held":
             return redirect(url_for("checkout.show", appointment_id=appointment.id))
         return render("checkout/setup.html", appointment=appointment, mode="card",
-                      notice="This visit is not booked, so it needs no card.")
+                      notice=_("This visit is not booked, so it needs no card."))
     return _setup_page(appointment, "card")
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -34,12 +36,12 @@ log = logging.getLogger(__name__)
 bp = Blueprint("intake", __name__)
 
 EDIT_STEPS = ("about", "reason", "insurance", "consents")
-UNREACHABLE = ("We could not prepare your estimate just now. Nothing you entered was lost: please try "
-               "again in a moment.")
+UNREACHABLE = _l("We could not prepare your estimate just now. Nothing you entered was lost: please try "
+                 "again in a moment.")
 
 
 def _bad_request(message: str, status: int = 400):
-    return input_guard.bad_request(message, status=status, title="Please check your choice")
+    return input_guard.bad_request(message, status=status, title=_("Please check your choice"))
 
 
 def _int_arg(name: str) -> int | None:
@@ -83,10 +85,10 @@ def start():
     type_id = _int_arg("type_id")
     provider_id = _int_arg("provider_id")
     if type_id is None:
-        return _bad_request("Choose a visit type first.")
+        return _bad_request(_("Choose a visit type first."))
     appointment_type = db.session.get(AppointmentType, type_id)
     if appointment_type is None or not appointment_type.is_active:
-        return _bad_request("Choose a visit type from the list.")
+        return _bad_request(_("Choose a visit type from the list."))
     if provider_id is not None:
         provider = db.session.get(Provider, provider_id)
         if provider is None or not provider.is_active or not provider.offers(appointment_type):
@@ -111,7 +113,7 @@ def for_appointment(appointment_id: int):
     if existing is not None and existing.status == "submitted":
         return redirect(url_for("intake.step", intake_id=existing.id, step="review"), code=303)
     if appointment.status not in ("held", "confirmed", "checked_in"):
-        return _bad_request("This visit is not coming up, so it needs no intake.", status=409)
+        return _bad_request(_("This visit is not coming up, so it needs no intake."), status=409)
     found = intakes.start(db.session, patient=_patient(), appointment_type=appointment.type,
                           appointment=appointment, now=now(), actor=actor())
     db.session.commit()
@@ -156,8 +158,10 @@ def _page(found: Intake, step: str, *, values: dict | None = None, errors: dict 
     appointment_type = db.session.get(AppointmentType, found.appointment_type_id)
     context = dict(intake=found, step=step, steps=intakes.STEPS, titles=intakes.STEP_TITLES,
                    appointment_type=appointment_type, required=intakes.required_sections(appointment_type),
-                   values=values if values is not None else _form_values(found, step), errors=errors or {},
-                   notice=notice, version=version if version is not None else found.version,
+                   values=values if values is not None else _form_values(found, step),
+                   # plain str (lazy messages would skip autoescaping): in the page's language
+                   errors={key: str(message) for key, message in (errors or {}).items()},
+                   notice=str(notice) if notice is not None else None, version=version if version is not None else found.version,
                    saved=intakes.data(found)["saved"], labels=intakes.LABELS)
     if step == "reason":
         context["questions"] = intakes.questions(appointment_type)
@@ -178,7 +182,8 @@ def _page(found: Intake, step: str, *, values: dict | None = None, errors: dict 
         context["sexes"] = intakes.SEX_LABELS
     if step == "review":
         context["summary"] = intakes.snapshot(db.session, found)
-        context["missing"] = intakes.missing(db.session, found, appointment_type) if found.status == "draft" else {}
+        context["missing"] = ({key: str(message) for key, message in intakes.missing(db.session, found, appointment_type).items()}
+                              if found.status == "draft" else {})
         context["self_pay"] = intakes.self_pay(found)
         context["estimate_url"] = (url_for("intake.estimate", intake_id=found.id,
                                            provider_id=intakes.provider_id(found))
@@ -245,7 +250,7 @@ def save(intake_id: int, step: str):
     expected = _version()
     if expected is None:
         return _page(found, step, values=_typed(), status=400,
-                     notice="This page is out of date. Please check your entries and save again.")
+                     notice=_("This page is out of date. Please check your entries and save again."))
     try:
         photos = _photos() if step == "insurance" else {}
         intakes.save_section(db.session, found, step, request.form, expected_version=expected, now=now(),
@@ -257,16 +262,16 @@ def save(intake_id: int, step: str):
         db.session.rollback()
         errors = dict(invalid.errors)
         if step == "insurance" and request.files:
-            errors.setdefault("photos", "Please choose the card photos again.")
+            errors.setdefault("photos", _("Please choose the card photos again."))
         return _page(found, step, values=_typed(), errors=errors, status=422,
-                     notice="Please check the highlighted fields.")
+                     notice=_("Please check the highlighted fields."))
     except intakes.IntakeConflict as conflict:
         db.session.rollback()
         if found.status == "submitted":
             return redirect_htmx(url_for("intake.step", intake_id=found.id, step="review"))
         return _page(found, step, values=_typed(), status=409, version=conflict.current_version,
-                     notice=("This intake was changed in another tab or window since you opened this page. "
-                             "What you typed is still below: check it and save again to keep it."))
+                     notice=_("This intake was changed in another tab or window since you opened this page. "
+                              "What you typed is still below: check it and save again to keep it."))
     db.session.commit()
     if step == "insurance" and not intakes.self_pay(found):
         _check_eligibility(found)
@@ -304,11 +309,11 @@ def submit(intake_id: int):
     except intakes.IntakeInvalid as invalid:
         db.session.rollback()
         return _page(found, "review", status=422, errors=invalid.errors,
-                     notice="A few things are still missing before you can submit.")
+                     notice=_("A few things are still missing before you can submit."))
     except intakes.IntakeConflict as conflict:
         db.session.rollback()
         return _page(found, "review", status=409, version=conflict.current_version,
-                     notice="This intake was changed in another tab or window. Please check it and submit again.")
+                     notice=_("This intake was changed in another tab or window. Please check it and submit again."))
     except Exception:             # noqa: BLE001 (the estimate could not be made: the intake stays a draft)
         db.session.rollback()
         log.exception("submitting intake %s failed", found.id)
@@ -319,7 +324,7 @@ def submit(intake_id: int):
     if appointment_type.payment_timing == "hybrid":
         return redirect(url_for("intake.estimate", intake_id=found.id, provider_id=intakes.provider_id(found)),
                         code=303)
-    flash("Thank you: your intake is submitted.", "success")
+    flash(_("Thank you: your intake is submitted."), "success")
     if found.appointment_id:
         return redirect(url_for("booking.appointment", appointment_id=found.appointment_id), code=303)
     return redirect(url_for("intake.step", intake_id=found.id, step="review"), code=303)

@@ -9,6 +9,7 @@ tapping one says "You're booked" and points to the visit: no hold, no checkout."
 from __future__ import annotations
 
 from flask import Blueprint, current_app, request, url_for
+from flask_babel import gettext as _
 
 from app import phi
 from app import input_guard
@@ -109,7 +110,7 @@ def retry_take(token: str):
         db.session.rollback()
         return render("links/retry.html", status=409, link=link, appointment=original, tz=link.user.timezone,
                       token=token, nearest=taken.nearest,
-                      notice="That time was just taken. These are the nearest free times.")
+                      notice=_("That time was just taken. These are the nearest free times."))
     except (booking.InvalidSlot, booking.TooManyHolds) as error:
         db.session.rollback()
         return render("links/invalid.html", status=409, message=str(error), link=link, nearest=_nearest(link),

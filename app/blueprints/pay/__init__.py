@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, current_app, g, jsonify, redirect, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from app import phi
 from app.access import PUBLIC, access
@@ -31,7 +33,7 @@ from app.web import not_found_audited, now, redirect_htmx, render
 bp = Blueprint("pay", __name__)
 log = logging.getLogger(__name__)
 GRANTS = "pay_grants"
-CONFIRMING = "We are confirming your payment…"
+CONFIRMING = _l("We are confirming your payment…")
 
 
 def actor() -> Actor:
@@ -133,8 +135,8 @@ def show(appointment_id: int):
         return render("pay/show.html", **{**context, "notice": str(error)})
     except PaymentServiceError:
         db.session.rollback()
-        return render("pay/show.html", status=503, **{**context, "notice": "We could not reach the payment "
-                                                                        "service. Please try again in a moment."})
+        return render("pay/show.html", status=503, **{**context, "notice": _("We could not reach the payment "
+                                                                          "service. Please try again in a moment.")})
     saved = _saved_cards(appointment)
     return render("pay/show.html", **{**context, "attempt": attempt, "balance": attempt.amount_cents,
                                       "saved_cards": saved, "preselected": cards.preselected(saved),
@@ -183,7 +185,7 @@ def pay_saved(appointment_id: int):
     payment_method = (request.form.get("payment_method") or "").strip()[:255]
     attempt = _current(case)
     if attempt is None or attempt.is_final or not attempt.stripe_payment_intent_id:
-        return jsonify(state="pending", message="No payment is open for this visit. Please reload the page."), 409
+        return jsonify(state="pending", message=_("No payment is open for this visit. Please reload the page.")), 409
     db.session.rollback()
     try:
         result = settlement.settle(db.session, attempt.id, source="browser", actor=actor())
@@ -195,8 +197,8 @@ def pay_saved(appointment_id: int):
         db.session.commit()
     except (cards.NotYourCard, visit_charges.CollectionsError, PaymentServiceError) as error:
         return payment_views.tap_refused(error, appointment, payment_method, actor=actor, what="pay",
-                                         unreachable="We could not reach the payment service. "
-                                                     "You have not been charged. Please try again.")
+                                         unreachable=_("We could not reach the payment service. "
+                                                       "You have not been charged. Please try again."))
 
     def answer(result: settlement.SyncResult) -> dict:
         body = _verdict(appointment, result)

@@ -20,7 +20,8 @@
   // The consent box must be ticked before anything is sent.
   function consented() {
     if (!consent || consent.checked) return true;
-    page.show("Please tick the box to agree to the charge or refund after your insurer answers.", consentMessage);
+    page.show(page.text.consent_needed || "Please tick the box to agree to the charge or refund after your insurer answers.",
+              consentMessage);
     consent.focus();
     return false;
   }
@@ -29,7 +30,8 @@
     if (!consent) return true;
     var agreed = await page.answer(await page.post(d.consentUrl, consentBody()));
     if (!agreed || agreed.state !== "consented") {
-      page.show((agreed && agreed.message) || "We could not reach the clinic just now. Please try again.");
+      page.show((agreed && agreed.message) || page.text.consent_unreachable
+                || "We could not reach the clinic just now. Please try again.");
       page.setBusy(false); return false;
     }
     return true;
@@ -39,8 +41,11 @@
   var wallets = [];
   function walletHint() {
     if (!wallets.length) return "";
-    var names = wallets.join(" or ");
-    return " You can also pay with " + names + " on this phone: tap the " + names + " button, then Pay.";
+    var names = wallets.length > 1
+      ? (page.text.wallet_or || "{first} or {second}").replace("{first}", wallets[0]).replace("{second}", wallets[1])
+      : wallets[0];
+    return " " + (page.text.wallet_hint || "You can also pay with {wallets} on this phone: tap the {wallets} button, then Pay.")
+      .split("{wallets}").join(names);
   }
 
   page = PaymentPage.start(form, {

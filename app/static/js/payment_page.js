@@ -13,6 +13,13 @@
   function byId(id) { return id ? document.getElementById(id) : null; }
   function wait(ms) { return new Promise(function (resolve) { setTimeout(resolve, ms); }); }
   function waiting(data) { return !data || data.state === "pending" || data.state === "requires_action"; }
+  // The page's words in its language: a JSON data block (<script type="application/json" id="page-text">)
+  // the template renders with gettext; English (the scripts' own words) when it is missing.
+  function pageText() {
+    var el = document.getElementById("page-text");
+    if (!el) return {};
+    try { return JSON.parse(el.textContent) || {}; } catch (err) { return {}; }
+  }
 
   // options:
   //   button, message, ended   ids of the submit button, the form's message, the "Pick another time" box
@@ -26,7 +33,7 @@
   //   beforeConfirm()          awaited after it; false: stop (it has said why and ended the busy state)
   //   redirectOn, endOn        states whose redirect is followed / that end the page
   //   hint(text)               words added to a decline (the page is still open)
-  //   text: {canceled, pending, declined, unreachable}
+  //   text: {canceled, pending, declined, unreachable}  English; the page's #page-text overrides them
   function start(form, o) {
     var d = form.dataset;
     var stripe = Stripe(d.publishableKey);
@@ -43,7 +50,9 @@
     var controls = (o.controls || []).filter(function (c) { return !!c; });
     var redirectOn = o.redirectOn || ["confirmed"];
     var endOn = o.endOn || ["slot_lost", "canceled"];
-    var text = o.text;
+    var text = {}, words = pageText(), key;
+    for (key in o.text) text[key] = o.text[key];
+    for (key in words) if (words[key]) text[key] = words[key];
     var shownIn = message;   // where the last message went: under the card form, or under the saved cards
     var state = { busy: false, over: false };   // over: nothing more can happen on this page
 
@@ -62,6 +71,7 @@
         b.disabled = on || state.over;
         b.setAttribute("aria-busy", mine ? "true" : "false");
         l.textContent = mine ? b.dataset.busyLabel : b.dataset.idleLabel;
+        if (mine && window.announce) window.announce(b.dataset.busyLabel);     // app.js: said out loud
       });
       controls.forEach(function (c) { c.disabled = on || state.over; });
     }
@@ -150,7 +160,7 @@
           element.focus();
         });
       } catch (err) {
-        show("Something went wrong. Please check your card details and try again.");
+        show(text.error_card || "Something went wrong. Please check your card details and try again.");
         setBusy(false);
       }
     });
@@ -180,7 +190,7 @@
         }
         await verdict(data, accepted, stripeMessage, savedMessage, function () { chosen.focus(); });
       } catch (err) {
-        show("Something went wrong. Please try again or use another card.", savedMessage);
+        show(text.error_saved || "Something went wrong. Please try again or use another card.", savedMessage);
         setBusy(false);
       }
     }
@@ -188,7 +198,8 @@
       b.addEventListener("click", function (event) { event.preventDefault(); useSaved(b); });
     });
 
-    return { data: d, stripe: stripe, state: state, show: show, setBusy: setBusy, post: post, answer: answer };
+    return { data: d, stripe: stripe, state: state, show: show, setBusy: setBusy, post: post, answer: answer,
+             text: text };
   }
 
   window.PaymentPage = { start: start };

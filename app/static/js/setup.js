@@ -16,7 +16,7 @@
   // The consent box must be ticked before anything is sent.
   function consented() {
     if (consent.checked) return true;
-    page.show("Please tick the box to agree to the charge after your visit.", consentMessage);
+    page.show(page.text.consent_needed || "Please tick the box to agree to the charge after your visit.", consentMessage);
     consent.focus();
     return false;
   }
@@ -24,7 +24,8 @@
   async function recordConsent() {
     var agreed = await page.answer(await page.post(d.consentUrl, consentBody()));
     if (!agreed || agreed.state !== "consented") {
-      page.show((agreed && agreed.message) || "We could not reach the clinic just now. Please try again.");
+      page.show((agreed && agreed.message) || page.text.consent_unreachable
+                || "We could not reach the clinic just now. Please try again.");
       page.setBusy(false); return false;
     }
     return true;
