@@ -5,7 +5,9 @@ small runner as an init script (``context.add_init_script`` is not subject to th
 runner checks the document in the page itself, after its ``load`` event, after every htmx swap
 (``htmx:afterSettle``) and whenever a dialog is added to <body> (the sandbox's 3-D Secure challenge),
 and hands the serious and critical violations to Python through a binding as soon as a check ends,
-so a later navigation loses nothing. ``context.close`` first checks every open page's final state.
+so a later navigation loses nothing; ``page.goto`` first waits for the checks the page being
+left has started (a test that goes straight on would otherwise leave before axe ends), and
+``context.close`` first checks every open page's final state.
 The autouse ``no_a11y_violations`` (tests/conftest.py) fails the test listing what was found.
 
 Tags: WCAG 2.0 / 2.1, levels A and AA. Each document is checked on its own (``iframes: false``);
@@ -57,6 +59,8 @@ _RUNNER = """
     check(why).then(function (s) { try { window.__axeReport(JSON.stringify(s)); } catch (e) {} });
   }
   window.__axeCheck = check;
+  // Resolves once the checks already started (the load check among them) have ended and reported.
+  window.__axeSettle = function () { return tail.then(function () { return null; }); };
   if (document.readyState === "complete") auto("load");
   else window.addEventListener("load", function () { auto("load"); });
   document.addEventListener("htmx:afterSettle", function () { auto("htmx swap"); });
@@ -130,7 +134,30 @@ def watch(context):
             return close(*args, **kwargs)
 
     context.close = checked_close
+    new_page = context.new_page
+
+    def settled_new_page(*args, **kwargs):
+        page = new_page(*args, **kwargs)
+        goto = page.goto
+
+        def settled_goto(*goto_args, **goto_kwargs):
+            settle(page)            # the page being left is checked before the test moves on
+            return goto(*goto_args, **goto_kwargs)
+
+        page.goto = settled_goto
+        return page
+
+    context.new_page = settled_new_page
     return context
+
+
+def settle(page) -> None:
+    """Wait for the checks the current document has started (its load check, a swap's) to report:
+    a test that goes straight on to another address would otherwise leave before axe ends."""
+    try:
+        page.evaluate("() => window.__axeSettle ? window.__axeSettle() : null")
+    except Exception:               # no document yet, or one navigating away: nothing to wait for
+        return
 
 
 def take() -> list[dict]:

@@ -68,8 +68,12 @@ def pseudo_translation(app):
     def get_translations(self):
         return PseudoTranslations(original(self))
 
-    filters = app.jinja_env.filters
-    saved = {name: filters[name] for name in ("local", "money")}
+    # The filters' formatting functions, not the Jinja filters themselves: a template imported by
+    # another (a macro's module) is cached by Jinja with the filters it pulled when first rendered,
+    # so swapping ``app.jinja_env.filters`` would miss (or, worse, outlive) those renders.
+    from app.blueprints import filters
+
+    saved = {name: getattr(filters, name) for name in ("format_local", "format_money")}
 
     def data(fn):
         def wrapped(*args, **kwargs):
@@ -79,12 +83,13 @@ def pseudo_translation(app):
 
     flask_babel.Domain.get_translations = get_translations
     for name, fn in saved.items():
-        filters[name] = data(fn)
+        setattr(filters, name, data(fn))
     try:
         yield
     finally:
         flask_babel.Domain.get_translations = original
-        filters.update(saved)
+        for name, fn in saved.items():
+            setattr(filters, name, fn)
 
 
 class _Texts(HTMLParser):
