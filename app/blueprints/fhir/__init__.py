@@ -182,6 +182,16 @@ def metadata():
 
 # -- read and search -------------------------------------------------------------------------------
 
+def _served_type(resource_type: str):
+    """The registry's type the token may read, or the refusal: 404 for a type not served, 403 for
+    one outside the token's scopes."""
+    rt = BY_NAME.get(resource_type)
+    if rt is None:
+        return outcome(404, "not-supported", f"Resource type {resource_type[:40]!r} is not served.")
+    refused = _require_scope(rt.name)
+    return refused if refused is not None else rt
+
+
 def _search_args() -> tuple[dict[str, list[str]], int, int] | Response:
     args: dict[str, list[str]] = {}
     count, offset = _settings().FHIR_PAGE_SIZE, 0
@@ -217,12 +227,9 @@ def bundle(resources: list[dict], *, total: int, links: list[tuple[str, str]]) -
 @bp.get("/<resource_type>")
 @access(PUBLIC, phi="fhir")
 def search(resource_type: str):
-    rt = BY_NAME.get(resource_type)
-    if rt is None:
-        return outcome(404, "not-supported", f"Resource type {resource_type[:40]!r} is not served.")
-    refused = _require_scope(rt.name)
-    if refused:
-        return refused
+    rt = _served_type(resource_type)
+    if isinstance(rt, Response):
+        return rt
     parsed = _search_args()
     if isinstance(parsed, Response):
         return parsed
@@ -245,12 +252,9 @@ def search(resource_type: str):
 @bp.get("/<resource_type>/<resource_id>")
 @access(PUBLIC, phi="fhir")
 def read(resource_type: str, resource_id: str):
-    rt = BY_NAME.get(resource_type)
-    if rt is None:
-        return outcome(404, "not-supported", f"Resource type {resource_type[:40]!r} is not served.")
-    refused = _require_scope(rt.name)
-    if refused:
-        return refused
+    rt = _served_type(resource_type)
+    if isinstance(rt, Response):
+        return rt
     row = fhir_resources.get(db.session, rt, resource_id, now=now())
     if row is None:
         return outcome(404, "not-found", f"{rt.name}/{resource_id[:64]} is not known.")
