@@ -18,7 +18,8 @@ from babel.messages.pofile import read_po
 from flask import Flask, request
 from flask_babel import Babel
 
-LOCALES = ("en", "es")
+from app.models.user import LOCALES      # the languages spoken (users.locale's values)
+
 DEFAULT_LOCALE = "en"
 LANG_COOKIE = "lang"
 SOURCE_DIR = Path(__file__).parent / "translations"
@@ -60,10 +61,10 @@ def choose_locale() -> str:
 
 def page_locale() -> str:
     """The language of the page being rendered ("en" or "es")."""
-    from flask_babel import get_locale
+    from app.services.locale_format import current_language
 
-    locale = get_locale()
-    return locale.language if locale is not None and locale.language in LOCALES else DEFAULT_LOCALE
+    language = current_language()
+    return language if language in LOCALES else DEFAULT_LOCALE
 
 
 def N_(message: str) -> str:

@@ -6,10 +6,9 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from flask import Flask
-from flask_babel import get_locale
 from flask_login import current_user
 
-from app.services.locale_format import format_local, format_money
+from app.services.locale_format import current_language, format_local, format_money
 
 
 def viewer_tz() -> str:
@@ -31,13 +30,8 @@ def money(cents: int | None) -> str:
     return format_money(cents, language())
 
 
-def language() -> str | None:
-    """The language being rendered: the request's, or the one a message/PDF forces (None: English)."""
-    try:
-        locale = get_locale()
-    except RuntimeError:                 # no app context
-        return None
-    return locale.language if locale is not None else None
+# The language being rendered: the request's, or the one a message/PDF forces (None: English).
+language = current_language
 
 
 def register(app: Flask) -> None:

@@ -13,6 +13,8 @@ from app.models.types import EncryptedText, created_at_column
 PATIENT = "patient"
 STAFF_ROLES = ("provider", "billing", "admin")
 ROLES = (PATIENT,) + STAFF_ROLES
+# The languages the portal speaks (users.locale; app/i18n.py chooses among them).
+LOCALES = ("en", "es")
 
 
 class User(UserMixin, db.Model):

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import Patient, User
-from app.models.user import STAFF_ROLES
+from app.models.user import LOCALES, STAFF_ROLES
 from app.services import DomainError, audit, field_crypto, notifications
 from app.services.audit import Actor
 
@@ -112,9 +112,6 @@ def sign_up_patient(session: Session, *, full_name: str, email: str, phone: str,
     audit.record(session, actor=actor, action="account.signup_email_taken", outcome="failure",
                  subject_user_id=existing.id)
     return None
-
-
-LOCALES = ("en", "es")     # the languages the portal speaks (app/i18n.py), users.locale's values
 
 
 def set_locale(session: Session, user: User, locale: str, *, actor: Actor) -> bool:

@@ -308,27 +308,27 @@ def after_transition(session: Session, appointment: Appointment, action: str, *,
         _booked(session, appointment, now=now)
 
 
-def _offer_of_hold(session: Session, appointment_id: int) -> WaitlistOffer | None:
-    return session.scalar(select(WaitlistOffer).where(WaitlistOffer.hold_id == appointment_id).with_for_update())
+def _move_offer_of_hold(session: Session, appointment: Appointment, action: str, *, audit_action: str,
+                        now: datetime, details: dict | None = None) -> WaitlistOffer | None:
+    """Move the offer whose tap took this hold (if any, and if the move applies); audited."""
+    offer = session.scalar(select(WaitlistOffer).where(WaitlistOffer.hold_id == appointment.id).with_for_update())
+    if offer is None or not offer.can(action):
+        return None
+    offer.transition(action, now=now)
+    session.flush()
+    _audit_offer(session, offer, actor=Actor.system("waitlist"), action=audit_action, now=now, details=details)
+    return offer
 
 
 def _hold_ended(session: Session, appointment: Appointment, *, now: datetime) -> None:
-    offer = _offer_of_hold(session, appointment.id)
-    if offer is None or not offer.can("lapse"):
-        return
-    offer.transition("lapse", now=now)
-    session.flush()
-    _audit_offer(session, offer, actor=Actor.system("waitlist"), action="waitlist.offer_lapsed", now=now,
-                 details={"appointment_status": appointment.status})
+    _move_offer_of_hold(session, appointment, "lapse", audit_action="waitlist.offer_lapsed", now=now,
+                        details={"appointment_status": appointment.status})
 
 
 def _booked(session: Session, appointment: Appointment, *, now: datetime) -> None:
-    offer = _offer_of_hold(session, appointment.id)
-    if offer is None or not offer.can("book"):
+    offer = _move_offer_of_hold(session, appointment, "book", audit_action="waitlist.refilled", now=now)
+    if offer is None:
         return
-    offer.transition("book", now=now)
-    session.flush()
-    _audit_offer(session, offer, actor=Actor.system("waitlist"), action="waitlist.refilled", now=now)
     entry = session.get(WaitlistEntry, offer.entry_id, with_for_update=True)
     if entry is not None and entry.status == "active":
         _end_entry(session, entry, "fulfill", actor=Actor.system("waitlist"), now=now)
